@@ -1,0 +1,58 @@
+"""Atomic file writes: write to a temporary name in the same folder, then rename.
+
+A killed job or an exception never leaves a half-written file under the final name, so Snakemake never
+mistakes a partial output for a finished one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+import nibabel as nib
+import pandas as pd
+
+
+def _temporary_sibling(path: Path) -> Path:
+    # Keep the suffixes (".nii.gz") so libraries that choose a format from the name still do.
+    suffix = "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only if the block succeeds."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temporary_sibling(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        nib.save(img, tmp)
+
+
+def write_text(text: str, path: str | os.PathLike) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_json(obj, path: str | os.PathLike) -> None:
+    write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n", path)
+
+
+def write_tsv(frame: pd.DataFrame, path: str | os.PathLike, **kwargs) -> None:
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, sep="\t", index=kwargs.pop("index", False), **kwargs)

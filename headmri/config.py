@@ -1,0 +1,215 @@
+"""The workflow configuration as typed, frozen objects.
+
+``snakemake.utils.validate`` checks config.yaml against ``workflow/schemas/config.schema.yaml`` and fills
+defaults; ``from_mapping`` then turns the plain dict into these objects once, at the start. Library
+functions take the section they need (or plain values), never the whole configuration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Mapping
+
+from headmri.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    classes: tuple[str, ...]
+
+    @property
+    def reference_class(self) -> str:
+        return self.classes[0]
+
+    @property
+    def disease_classes(self) -> tuple[str, ...]:
+        return self.classes[1:]
+
+    @property
+    def is_binary(self) -> bool:
+        return len(self.classes) == 2
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    seed: int = 20251121
+    group_sizes: Mapping[str, int] = field(default_factory=lambda: {"HC": 8, "migraine": 8, "APTH": 8, "PPTH": 8})
+    effects_tsv: str = "resources/demo_effects.tsv"
+
+
+@dataclass(frozen=True)
+class FreeSurferConfig:
+    container: str = "docker://freesurfer/freesurfer:7.4.1"
+    license: str | None = None
+
+
+@dataclass(frozen=True)
+class PreprocessingConfig:
+    brain_extraction: str = "embedded"
+    registration: str = "embedded"
+    parcellation: str = "embedded"
+    ants_transform: str = "AffineFast"
+    bet_frac: float = 0.5
+    freesurfer: FreeSurferConfig = field(default_factory=FreeSurferConfig)
+    qc_outlier_z: float = 3.0
+
+
+@dataclass(frozen=True)
+class SliceConfig:
+    axis: int = 0
+    size: int = 224
+    min_brain_fraction: float = 0.02
+    percentiles: tuple[float, float] = (0.5, 99.5)
+    dtype: str = "uint8"
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    folds: int = 5
+    scheme: str = "balanced"
+    val_per_class: int = 6
+    test_per_class: int = 6
+    proportional_val: float = 0.15
+    proportional_test: float = 0.2
+    seed: int = 13
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    encoder: str = "biomedclip"
+    checkpoint: str | None = None
+    pretrained: bool = False
+    baseline_resnet3d: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-5
+    weight_decay: float = 0.05
+    warmup_epochs: int = 1
+    patience: int = 5
+    grad_clip: float | None = 1.0
+    seed: int = 0
+    num_workers: int = 4
+    max_slices_per_subject: int | None = None
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    aggregation: str = "mean"
+
+
+@dataclass(frozen=True)
+class ExplainConfig:
+    method: str = "gradcam"
+    target_layer: str = "trunk.blocks[-1].norm1"
+    region_statistic: str = "max"
+    patients: str = "test"
+    top_k: int = 10
+    save_nifti: bool = False
+
+
+@dataclass(frozen=True)
+class Config:
+    tasks: tuple[Task, ...]
+    groups: tuple[str, ...] = ("HC", "migraine", "APTH", "PPTH")
+    bids_dir: str | None = None
+    participants_tsv: str | None = None
+    dicom_dir: str | None = None
+    subjects: tuple[str, ...] = ()
+    results_dir: str = "results"
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)
+    slices: SliceConfig = field(default_factory=SliceConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    explain: ExplainConfig = field(default_factory=ExplainConfig)
+
+    @property
+    def is_demo(self) -> bool:
+        return self.bids_dir is None
+
+    def task(self, name: str) -> Task:
+        for task in self.tasks:
+            if task.name == name:
+                return task
+        raise ConfigError(f"no task named {name!r}; tasks are {[t.name for t in self.tasks]}")
+
+
+def _section(cls, values: Mapping[str, Any] | None):
+    values = dict(values or {})
+    known = {f.name for f in fields(cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)} for {cls.__name__}")
+    for key, value in list(values.items()):
+        if isinstance(value, list):
+            values[key] = tuple(value)
+    return cls(**values)
+
+
+def parse_subjects(value: Any) -> tuple[str, ...]:
+    """Accept a list or a comma-separated string (as `--config subjects=01,02` gives); strip `sub-`."""
+    if value is None:
+        return ()
+    items = value.split(",") if isinstance(value, str) else [str(v) for v in value]
+    labels = [item.strip() for item in items if item.strip()]
+    return tuple(label[4:] if label.startswith("sub-") else label for label in labels)
+
+
+def from_mapping(raw: Mapping[str, Any]) -> Config:
+    """Build the typed configuration from a schema-validated mapping, and check what the schema cannot."""
+    raw = dict(raw)
+    tasks = tuple(Task(name=t["name"], classes=tuple(t["classes"])) for t in raw.pop("tasks"))
+    prep = dict(raw.pop("preprocessing", {}) or {})
+    prep["freesurfer"] = _section(FreeSurferConfig, prep.get("freesurfer"))
+    demo = dict(raw.pop("demo", {}) or {})
+    cfg = Config(
+        tasks=tasks,
+        groups=tuple(raw.pop("groups", Config.groups)),
+        subjects=parse_subjects(raw.pop("subjects", ())),
+        demo=DemoConfig(**demo),
+        preprocessing=PreprocessingConfig(**prep),
+        slices=_section(SliceConfig, raw.pop("slices", None)),
+        splits=_section(SplitConfig, raw.pop("splits", None)),
+        model=_section(ModelConfig, raw.pop("model", None)),
+        training=_section(TrainingConfig, raw.pop("training", None)),
+        evaluation=_section(EvaluationConfig, raw.pop("evaluation", None)),
+        explain=_section(ExplainConfig, raw.pop("explain", None)),
+        **raw,
+    )
+    names = [t.name for t in cfg.tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"task names must be unique, got {names}")
+    for task in cfg.tasks:
+        unknown = [c for c in task.classes if c not in cfg.groups]
+        if unknown:
+            raise ConfigError(f"task {task.name!r} names classes {unknown} that are not in groups {list(cfg.groups)}")
+    if cfg.is_demo:
+        unknown = [g for g in cfg.demo.group_sizes if g not in cfg.groups]
+        if unknown:
+            raise ConfigError(f"demo.group_sizes names groups {unknown} that are not in groups {list(cfg.groups)}")
+    if cfg.preprocessing.parcellation == "freesurfer" and not cfg.preprocessing.freesurfer.license:
+        raise ConfigError("the freesurfer parcellation backend needs preprocessing.freesurfer.license (license.txt path)")
+    return cfg
+
+
+def load(config_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:
+    """Read a config file, validate it against the schema (filling defaults) and type it; for tests and tools."""
+    import yaml
+    from snakemake.utils import validate
+
+    with open(config_path) as handle:
+        raw = yaml.safe_load(handle) or {}
+    raw.update(overrides or {})
+    validate(raw, str(SCHEMA_DIR / "config.schema.yaml"), set_default=True)
+    return from_mapping(raw)
+
+
+SCHEMA_DIR = Path(__file__).resolve().parent.parent / "workflow" / "schemas"

@@ -1,0 +1,1 @@
+# explain stage: rules being written

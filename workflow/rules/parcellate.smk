@@ -1,0 +1,1 @@
+# parcellate stage: rules being written

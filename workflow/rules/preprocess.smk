@@ -1,0 +1,1 @@
+# preprocess stage: rules being written

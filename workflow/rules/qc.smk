@@ -1,0 +1,4 @@
+# qc stage: rules being written
+
+def all_preprocessing_outputs():
+    return []

@@ -1,0 +1,1 @@
+# slices stage: rules being written
