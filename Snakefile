@@ -13,12 +13,14 @@ validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 
 include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
 include: "workflow/rules/convert.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/parcellate.smk"
 include: "workflow/rules/qc.smk"
 include: "workflow/rules/slices.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/explain.smk"
 include: "workflow/rules/rank.smk"
 include: "workflow/rules/provenance.smk"
@@ -29,6 +31,7 @@ rule all:
     input:
         all_preprocessing_outputs(),
         all_training_outputs(),
+        all_evaluation_outputs(),
         all_explain_outputs(),
         provenance_outputs(),
 

@@ -1,0 +1,1 @@
+# demo cohort stage: rules being written
