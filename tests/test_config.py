@@ -1,0 +1,83 @@
+"""The configuration: schema validation with defaults, typed objects, and the checks beyond the schema."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.exceptions import WorkflowError
+
+from headmri import config
+from headmri.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _write(tmp_path, data) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_default_config_is_the_demo_and_validates():
+    cfg = config.load(ROOT / "config.yaml")
+    assert cfg.is_demo
+    assert [t.name for t in cfg.tasks] == ["migraine", "apth", "ppth"]
+    assert cfg.task("apth").classes == ("HC", "APTH")
+    assert cfg.task("apth").disease_classes == ("APTH",)
+
+
+def test_schema_fills_defaults_for_missing_sections(tmp_path):
+    cfg = config.load(_write(tmp_path, {"tasks": [{"name": "mig", "classes": ["HC", "migraine"]}]}))
+    assert cfg.preprocessing.brain_extraction == "embedded"
+    assert cfg.splits.folds == 5 and cfg.splits.val_per_class == 6 and cfg.splits.test_per_class == 6
+    assert cfg.explain.target_layer == "trunk.blocks[-1].norm1"
+    assert cfg.slices.size == 224
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"preprocessing": {"brain_extraction": "robex"}},
+        {"splits": {"folds": 1}},
+        {"unknown_key": 1},
+        {"tasks": [{"name": "Bad Name", "classes": ["HC", "migraine"]}]},
+    ],
+)
+def test_schema_rejects_bad_values(tmp_path, bad):
+    data = {"tasks": [{"name": "mig", "classes": ["HC", "migraine"]}]}
+    data.update(bad)
+    with pytest.raises(WorkflowError):
+        config.load(_write(tmp_path, data))
+
+
+def test_task_with_unknown_class_is_an_error(tmp_path):
+    path = _write(tmp_path, {"tasks": [{"name": "mig", "classes": ["HC", "cluster"]}]})
+    with pytest.raises(ConfigError, match="cluster"):
+        config.load(path)
+
+
+def test_duplicate_task_names_are_an_error(tmp_path):
+    task = {"name": "mig", "classes": ["HC", "migraine"]}
+    with pytest.raises(ConfigError, match="unique"):
+        config.load(_write(tmp_path, {"tasks": [task, task]}))
+
+
+def test_freesurfer_backend_needs_a_license(tmp_path):
+    path = _write(tmp_path, {"tasks": [{"name": "mig", "classes": ["HC", "migraine"]}],
+                             "preprocessing": {"parcellation": "freesurfer"}})
+    with pytest.raises(ConfigError, match="license"):
+        config.load(path)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [("01,sub-02, 03", ("01", "02", "03")), (["sub-a1", "b2"], ("a1", "b2")), ("", ()), (None, ())],
+)
+def test_subjects_subset_from_command_line_forms(value, expected):
+    assert config.parse_subjects(value) == expected
+
+
+def test_multiclass_task_is_typed():
+    task = config.Task("multiclass", ("HC", "migraine", "APTH", "PPTH"))
+    assert not task.is_binary
+    assert task.disease_classes == ("migraine", "APTH", "PPTH")
