@@ -1,0 +1,6 @@
+"""2D slice tensors of 3D brains, their geometry, and a fast batch loader."""
+
+from headmri.slices.extract import decode, extract_slices
+from headmri.slices.geometry import SliceGeometry
+
+__all__ = ["SliceGeometry", "decode", "extract_slices"]

@@ -1,0 +1,140 @@
+"""Slice tensors: one memory-mappable array of normalised 2D slices per subject, plus its geometry.
+
+The brain (already on the MNI grid, skull-stripped) is put in canonical RAS orientation, cut along
+``axis``, slices with too little brain are dropped, intensities are normalised per subject with robust
+percentiles inside the brain mask, and every slice is padded to a square and resized to ``size`` without
+cropping (open_clip's shortest-side resize + centre crop would cut the frontal and occipital poles).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from headmri.atomic import atomic_path, write_json
+from headmri.errors import InputError
+from headmri.slices.geometry import SliceGeometry
+
+log = logging.getLogger(__name__)
+
+DTYPES = ("uint8", "float16")
+
+
+def _load_canonical(path: str | Path, subject: str | None, what: str) -> nib.Nifti1Image:
+    try:
+        img = nib.load(str(path))
+    except FileNotFoundError as exc:
+        raise InputError(f"the {what} image does not exist", subject=subject, path=path) from exc
+    except Exception as exc:  # nibabel raises several types for a damaged file
+        raise InputError(f"the {what} image cannot be read as NIfTI ({exc})", subject=subject, path=path) from exc
+    if len(img.shape) == 4 and img.shape[3] == 1:
+        img = img.slicer[..., 0]
+    if len(img.shape) != 3:
+        raise InputError(f"the {what} image must be 3D, its shape is {img.shape}", subject=subject, path=path)
+    return nib.as_closest_canonical(img)
+
+
+def brain_fraction_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
+    """Fraction of each slice's area (before padding) that lies inside the mask."""
+    other = tuple(ax for ax in range(3) if ax != axis)
+    return mask.mean(axis=other)
+
+
+def robust_window(brain: np.ndarray, mask: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
+    low, high = np.percentile(brain[mask], percentiles)
+    return float(low), float(high)
+
+
+def normalise(brain: np.ndarray, mask: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Map [low, high] to [0, 1], clip, and zero everything outside the brain mask (float32)."""
+    out = (brain.astype(np.float32) - np.float32(low)) / np.float32(high - low)
+    np.clip(out, 0.0, 1.0, out=out)
+    out[~mask] = 0.0
+    return out
+
+
+def encode(slices: np.ndarray, dtype: str) -> np.ndarray:
+    """Store [0, 1] floats as uint8 (value * 255, rounded) or float16."""
+    if dtype == "uint8":
+        return np.rint(np.clip(slices, 0.0, 1.0) * 255.0).astype(np.uint8)
+    if dtype == "float16":
+        return np.clip(slices, 0.0, 1.0).astype(np.float16)
+    raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+
+
+def decode(stored: np.ndarray) -> np.ndarray:
+    """The inverse of ``encode``: float32 values in [0, 1]."""
+    if stored.dtype == np.uint8:
+        return stored.astype(np.float32) / np.float32(255.0)
+    return stored.astype(np.float32)
+
+
+def extract_slices(
+    brain_mni: str | Path,
+    mask_mni: str | Path,
+    out_npy: str | Path,
+    out_json: str | Path,
+    *,
+    axis: int = 0,
+    size: int = 224,
+    min_brain_fraction: float = 0.02,
+    percentiles: tuple[float, float] = (0.5, 99.5),
+    dtype: str = "uint8",
+    subject: str | None = None,
+) -> SliceGeometry:
+    """Write the slice tensor ``out_npy`` (n_kept, size, size) and its parameters/geometry ``out_json``."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    low_pct, high_pct = (float(p) for p in percentiles)
+    if not 0.0 <= low_pct < high_pct <= 100.0:
+        raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
+    brain_img = _load_canonical(brain_mni, subject, "brain")
+    mask_img = _load_canonical(mask_mni, subject, "brain mask")
+    if brain_img.shape != mask_img.shape:
+        raise InputError(f"the brain mask's shape {mask_img.shape} differs from the brain's {brain_img.shape} "
+                         f"({brain_mni}); both must be on the same grid", subject=subject, path=mask_mni)
+    if not np.allclose(brain_img.affine, mask_img.affine, atol=1e-3):
+        raise InputError(f"the brain mask's affine differs from the brain's ({brain_mni}); both must be on the "
+                         f"same grid", subject=subject, path=mask_mni)
+    brain = np.asarray(brain_img.dataobj, dtype=np.float32)
+    mask = np.asarray(mask_img.dataobj) > 0.5
+    if not np.isfinite(brain).all():
+        raise InputError("the brain image holds NaN or infinite values", subject=subject, path=brain_mni)
+    if not mask.any():
+        raise InputError("the brain mask is empty", subject=subject, path=mask_mni)
+
+    low, high = robust_window(brain, mask, (low_pct, high_pct))
+    if not high > low:
+        raise InputError(f"the brain has no intensity contrast inside the mask (percentiles {low_pct} and "
+                         f"{high_pct} are both {low:g})", subject=subject, path=brain_mni)
+    fraction = brain_fraction_per_slice(mask, axis)
+    kept = np.flatnonzero(fraction >= min_brain_fraction)
+    dropped = np.flatnonzero(fraction < min_brain_fraction)
+    if kept.size == 0:
+        raise InputError(f"no slice along axis {axis} has a brain fraction of at least {min_brain_fraction} "
+                         f"(largest is {fraction.max():.4f})", subject=subject, path=mask_mni)
+
+    geometry = SliceGeometry.create(axis=axis, size=size, source_shape=brain.shape, source_affine=brain_img.affine,
+                                    kept_indices=kept.tolist(), dropped_indices=dropped.tolist())
+    slices = encode(geometry.slices_from_volume(normalise(brain, mask, low, high)), dtype)
+
+    with atomic_path(out_npy) as tmp:
+        np.save(tmp, slices, allow_pickle=False)
+    write_json({
+        "subject": subject,
+        "inputs": {"brain": str(brain_mni), "mask": str(mask_mni)},
+        "parameters": {"axis": axis, "size": size, "min_brain_fraction": min_brain_fraction,
+                       "percentiles": [low_pct, high_pct], "dtype": dtype},
+        "intensity": {"window": [low, high], "scale": "value = clip((x - window[0]) / (window[1] - window[0]), 0, 1); "
+                      "zero outside the brain mask",
+                      "stored_as": "uint8: value * 255 rounded" if dtype == "uint8" else "float16: value"},
+        "brain_fraction_kept": [round(float(f), 5) for f in fraction[kept]],
+        "shape": list(slices.shape),
+        "geometry": geometry.to_dict(),
+    }, out_json)
+    log.info("%s: kept %d of %d slices along axis %d, window [%.4g, %.4g], wrote %s",
+             subject or brain_mni, kept.size, fraction.size, axis, low, high, out_npy)
+    return geometry

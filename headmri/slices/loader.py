@@ -1,0 +1,149 @@
+"""Fast batches of normalised slices from the per-subject slice arrays, without a DataLoader.
+
+Why not ``torch.utils.data.DataLoader`` over per-slice items: collating thousands of small tensors per
+second costs more Python work than the data itself (ClinicaDL reads one ``.pt`` file per slice). Here the
+arrays stay memory-mapped uint8, a batch is gathered with one fancy-index read per subject present in it,
+and the uint8 -> float -> 3-channel normalisation runs once on the whole batch in torch (on the target
+device when one is given, so only uint8 crosses the bus).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from headmri.errors import InputError
+
+
+class SliceBatchLoader:
+    """Iterate over (x float32 (B, 3, S, S), y int64 (B,), subject_index int64 (B,)) batches.
+
+    ``npy_paths[i]`` holds subject i's slices (n_i, S, S) as uint8 (0..255 = 0..1) or float16 (0..1);
+    ``labels[i]`` is its class index. ``mean``/``std`` are the encoder's per-channel constants, applied
+    to the grey value copied into three channels. With ``shuffle`` the order is a fresh permutation per
+    epoch drawn from ``seed`` and the epoch number (``set_epoch``; each full iteration advances it), so
+    runs are reproducible and resumable. ``max_slices_per_subject`` draws at most that many slices of each
+    subject per epoch (a random subset when shuffling, evenly spaced otherwise).
+    ``with_slice_index=True`` adds a fourth tensor: the slice's position in its subject's array.
+    """
+
+    def __init__(
+        self,
+        npy_paths: Sequence[str | Path],
+        labels: Sequence[int],
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
+        mean: Sequence[float],
+        std: Sequence[float],
+        max_slices_per_subject: int | None = None,
+        *,
+        drop_last: bool = False,
+        device: str | torch.device | None = None,
+        with_slice_index: bool = False,
+    ):
+        if len(npy_paths) != len(labels):
+            raise ValueError(f"{len(npy_paths)} slice arrays but {len(labels)} labels")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.paths = [Path(p) for p in npy_paths]
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.arrays = [self._open(p) for p in self.paths]
+        shapes = {a.shape[1:] for a in self.arrays}
+        if len(shapes) > 1:
+            raise InputError(f"slice arrays have different slice sizes {sorted(shapes)}; rebuild them with one size")
+        self.slice_shape = shapes.pop() if shapes else (0, 0)
+        self.counts = np.array([a.shape[0] for a in self.arrays], dtype=np.int64)
+        self.batch_size = int(batch_size)
+        self.shuffle = bool(shuffle)
+        self.seed = int(seed)
+        self.max_slices_per_subject = max_slices_per_subject
+        self.drop_last = drop_last
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.with_slice_index = with_slice_index
+        self.epoch = 0
+        # x * scale + shift == ((x / 255) - mean) / std, per channel; one fused multiply-add per batch.
+        mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std_t = torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+        uint8 = all(a.dtype == np.uint8 for a in self.arrays)
+        self._scale = ((1.0 / 255.0 if uint8 else 1.0) / std_t).to(self.device)
+        self._shift = (-mean_t / std_t).to(self.device)
+        self._uint8 = uint8
+
+    @staticmethod
+    def _open(path: Path) -> np.ndarray:
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError as exc:
+            raise InputError("the slice array does not exist", path=path) from exc
+        except ValueError as exc:
+            raise InputError(f"not a readable .npy slice array ({exc})", path=path) from exc
+        if array.ndim != 3 or array.shape[1] != array.shape[2] or array.dtype not in (np.uint8, np.float16):
+            raise InputError(f"expected an (n, S, S) uint8 or float16 array, found {array.shape} {array.dtype}",
+                             path=path)
+        return array
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def _epoch_items(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(subject index, slice index) of every item of one epoch, in iteration order."""
+        rng = np.random.default_rng([self.seed, epoch])
+        subjects, slices = [], []
+        for i, n in enumerate(self.counts):
+            idx = np.arange(n)
+            cap = self.max_slices_per_subject
+            if cap is not None and n > cap:
+                idx = np.sort(rng.choice(n, cap, replace=False)) if self.shuffle else np.linspace(0, n - 1, cap).round().astype(np.int64)
+            subjects.append(np.full(idx.size, i, dtype=np.int64))
+            slices.append(idx.astype(np.int64))
+        subject = np.concatenate(subjects) if subjects else np.zeros(0, np.int64)
+        slice_ = np.concatenate(slices) if slices else np.zeros(0, np.int64)
+        if self.shuffle:
+            order = rng.permutation(subject.size)
+            subject, slice_ = subject[order], slice_[order]
+        return subject, slice_
+
+    def __len__(self) -> int:
+        total = int(sum(min(n, self.max_slices_per_subject) if self.max_slices_per_subject else n for n in self.counts))
+        return total // self.batch_size if self.drop_last else -(-total // self.batch_size)
+
+    @property
+    def n_items(self) -> int:
+        return int(sum(min(n, self.max_slices_per_subject) if self.max_slices_per_subject else n for n in self.counts))
+
+    def _gather(self, subject: np.ndarray, slice_: np.ndarray) -> np.ndarray:
+        """Read the batch's slices: one fancy-index read per subject present (sorted for locality)."""
+        out = np.empty((subject.size, *self.slice_shape), dtype=np.uint8 if self._uint8 else np.float16)
+        order = np.lexsort((slice_, subject))
+        sorted_subjects = subject[order]
+        bounds = np.flatnonzero(np.diff(sorted_subjects)) + 1
+        for group in np.split(order, bounds):
+            out[group] = self.arrays[subject[group[0]]][slice_[group]]
+        return out
+
+    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
+        """(B, S, S) uint8/float16 -> (B, 3, S, S) float32 normalised, on ``self.device``."""
+        raw = raw.to(self.device, non_blocking=True)
+        return torch.addcmul(self._shift, raw[:, None].to(torch.float32), self._scale)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        epoch = self.epoch
+        self.epoch += 1
+        subject, slice_ = self._epoch_items(epoch)
+        pin = self.device.type == "cuda"
+        for start in range(0, subject.size, self.batch_size):
+            stop = min(start + self.batch_size, subject.size)
+            if self.drop_last and stop - start < self.batch_size:
+                break
+            s, k = subject[start:stop], slice_[start:stop]
+            raw = torch.from_numpy(self._gather(s, k))
+            if pin:
+                raw = raw.pin_memory()
+            x = self.normalise(raw)
+            y = torch.from_numpy(self.labels[s]).to(self.device)
+            batch = (x, y, torch.from_numpy(s.copy()))
+            yield batch + (torch.from_numpy(k.copy()),) if self.with_slice_index else batch
