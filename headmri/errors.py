@@ -27,3 +27,7 @@ class InputError(HeadmriError):
 
 class ConfigError(HeadmriError):
     """A configuration that validates against the schema but cannot be run (for example, too few subjects)."""
+
+
+class LeakageError(HeadmriError):
+    """A subject-level split that would leak: one subject in two sets of a fold, or in two test folds."""
