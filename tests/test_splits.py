@@ -20,7 +20,7 @@ def cohort(sizes: dict, site_of=None, start=0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def tested_in_fold(split):
+def fold_of_test_subjects(split):
     return {(r.participant_id): r.fold for r in split[split.split == "test"].itertuples()}
 
 
@@ -49,7 +49,7 @@ def test_same_seed_same_split_other_seed_other_split():
                     test_per_class=2, seed=1)
     c = make_splits(people, ["HC", "APTH"], folds=3, val_per_class=2, test_per_class=2, seed=2)
     pd.testing.assert_frame_equal(a, b)  # row order of participants.tsv does not matter
-    assert tested_in_fold(a) != tested_in_fold(c)
+    assert fold_of_test_subjects(a) != fold_of_test_subjects(c)
 
 
 def test_leakage_check_catches_an_injected_overlap_within_a_fold():
@@ -98,7 +98,7 @@ def test_adding_a_subject_moves_nobody_unless_it_takes_a_slot(seed):
         grown = pd.concat([base, pd.DataFrame([{"participant_id": newcomer, "group": ["HC", "APTH"][n % 2]}])])
         after = make_splits(grown, ["HC", "APTH"], **params)
         check_leakage(after)
-        old_tests, new_tests = tested_in_fold(before), tested_in_fold(after)
+        old_tests, new_tests = fold_of_test_subjects(before), fold_of_test_subjects(after)
         # nobody moves from one test fold to another
         assert all(new_tests[s] == f for s, f in old_tests.items() if s in new_tests)
         changes = _changes(before, after, newcomer)
@@ -126,7 +126,7 @@ def test_with_sites_a_newcomer_only_touches_its_own_bucket_and_test_sets_mirror_
     for n in range(10):
         grown = pd.concat([base, cohort({"HC": 1}, site_of=lambda i: "B", start=9000 + n)])
         after = make_splits(grown, ["HC", "migraine"], **params)
-        old_tests, new_tests = tested_in_fold(before), tested_in_fold(after)
+        old_tests, new_tests = fold_of_test_subjects(before), fold_of_test_subjects(after)
         assert all(new_tests[s] == f for s, f in old_tests.items() if s in new_tests)
         changed_test_folds = {old_tests[s] for s in set(old_tests) - set(new_tests)}
         assert len(changed_test_folds) <= 1
