@@ -1,0 +1,166 @@
+"""Slice tensors: orientation, dropped slices, normalisation, no cropping, loader batches, errors."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+
+from headmri.errors import InputError
+from headmri.slices import SliceGeometry, decode, extract_slices
+from headmri.slices.loader import SliceBatchLoader
+
+SHAPE = (40, 48, 40)
+
+
+def synthetic_brain(tmp_path, affine=None, name="s"):
+    """An ellipsoid 'brain' with a smooth intensity gradient and one bright outlier voxel."""
+    i, j, k = np.meshgrid(*[np.arange(n) for n in SHAPE], indexing="ij")
+    mask = ((i - 19.5) / 16) ** 2 + ((j - 23.5) / 21) ** 2 + ((k - 19.5) / 15) ** 2 <= 1
+    brain = np.where(mask, 100 + 2.0 * j + k, 0).astype(np.float32)
+    brain[20, 24, 20] = 5000  # outlier: the robust window ignores it
+    affine = np.diag([2.0, 2.0, 2.0, 1.0]) if affine is None else affine
+    brain_path, mask_path = tmp_path / f"{name}_brain.nii.gz", tmp_path / f"{name}_mask.nii.gz"
+    nib.save(nib.Nifti1Image(brain, affine), brain_path)
+    nib.save(nib.Nifti1Image(mask.astype(np.uint8), affine), mask_path)
+    return brain_path, mask_path, brain, mask
+
+
+def run(tmp_path, brain_path, mask_path, **kw):
+    npy, js = tmp_path / "out" / "sub-x_slices.npy", tmp_path / "out" / "sub-x_slices.json"
+    geometry = extract_slices(brain_path, mask_path, npy, js, subject="sub-x", **{"size": 64, **kw})
+    return geometry, np.load(npy, mmap_mode="r"), json.loads(js.read_text())
+
+
+def test_slices_drop_small_brain_slices_and_record_everything(tmp_path):
+    brain_path, mask_path, brain, mask = synthetic_brain(tmp_path)
+    geometry, slices, meta = run(tmp_path, brain_path, mask_path, min_brain_fraction=0.05)
+    fraction = mask.mean(axis=(1, 2))
+    assert list(geometry.kept_indices) == list(np.flatnonzero(fraction >= 0.05))
+    assert list(geometry.dropped_indices) == list(np.flatnonzero(fraction < 0.05))
+    assert 0 < len(geometry.dropped_indices) < SHAPE[0]
+    assert slices.shape == (geometry.n_kept, 64, 64) and slices.dtype == np.uint8
+    assert meta["parameters"] == {"axis": 0, "size": 64, "min_brain_fraction": 0.05, "percentiles": [0.5, 99.5],
+                                  "dtype": "uint8"}
+    assert SliceGeometry.from_json(tmp_path / "out" / "sub-x_slices.json") == geometry
+    assert meta["shape"] == list(slices.shape)
+    assert not list((tmp_path / "out").glob(".*tmp*"))  # no temporary leftovers
+
+
+def test_intensities_are_windowed_by_robust_percentiles_inside_the_mask(tmp_path):
+    brain_path, mask_path, brain, mask = synthetic_brain(tmp_path)
+    geometry, slices, meta = run(tmp_path, brain_path, mask_path, size=48)
+    low, high = np.percentile(brain[mask], [0.5, 99.5])
+    assert meta["intensity"]["window"] == pytest.approx([low, high])
+    assert high < 1000  # the outlier did not set the window
+    volume = geometry.to_volume(decode(np.asarray(slices)))
+    inner = mask & (np.abs(np.gradient(mask.astype(float))).sum(0) == 0)  # away from the edge
+    expected = np.clip((brain - low) / (high - low), 0, 1)
+    kept = np.zeros(SHAPE, bool)
+    kept[list(geometry.kept_indices)] = True
+    assert np.abs(volume - expected)[inner & kept].mean() < 0.02
+    assert volume[~mask].max() < 0.6  # zero outside the mask, bar interpolation at the edge
+    assert decode(np.asarray(slices)).max() == 1.0
+
+
+def test_no_brain_is_cropped_even_when_it_fills_the_long_axis(tmp_path):
+    box = np.zeros(SHAPE, np.uint8)
+    box[5:35, :, 2:38] = 1  # touches both ends of axis 1 (the long in-plane axis of sagittal slices)
+    brain = box * (100.0 + np.arange(SHAPE[2])[None, None, :])
+    affine = np.eye(4)
+    nib.save(nib.Nifti1Image(brain.astype(np.float32), affine), tmp_path / "b.nii.gz")
+    nib.save(nib.Nifti1Image(box, affine), tmp_path / "m.nii.gz")
+    geometry, slices, _ = run(tmp_path, tmp_path / "b.nii.gz", tmp_path / "m.nii.gz", size=96)
+    volume = geometry.to_volume(decode(np.asarray(slices)))
+    # the first and last voxels along the long axis survive (open_clip's centre crop would cut them)
+    assert volume[20, 0, 20] > 0.3 and volume[20, SHAPE[1] - 1, 20] > 0.3
+    assert volume[20, 1:-1, 20] == pytest.approx(volume[20, 1, 20], abs=0.02)
+    assert slices.shape[1] == slices.shape[2] == 96
+
+
+def test_non_canonical_input_gives_the_same_slices_as_canonical(tmp_path):
+    brain_path, mask_path, brain, mask = synthetic_brain(tmp_path, name="ras")
+    flipped = np.diag([-2.0, 2.0, 2.0, 1.0])
+    flipped[0, 3] = 2.0 * (SHAPE[0] - 1)  # LAS storage of the same world image
+    nib.save(nib.Nifti1Image(brain[::-1].copy(), flipped), tmp_path / "las_brain.nii.gz")
+    nib.save(nib.Nifti1Image(mask[::-1].astype(np.uint8), flipped), tmp_path / "las_mask.nii.gz")
+    g1, s1, _ = run(tmp_path, brain_path, mask_path)
+    s1 = np.array(s1)
+    g2, s2, _ = run(tmp_path, tmp_path / "las_brain.nii.gz", tmp_path / "las_mask.nii.gz")
+    assert np.array_equal(s1, s2) and g1.kept_indices == g2.kept_indices
+    assert np.allclose(g1.affine, g2.affine)
+
+
+def test_axial_float16_slices(tmp_path):
+    brain_path, mask_path, *_ = synthetic_brain(tmp_path)
+    geometry, slices, meta = run(tmp_path, brain_path, mask_path, axis=2, dtype="float16")
+    assert slices.dtype == np.float16 and geometry.axis == 2 and geometry.plane_shape == (48, 40)
+    assert 0.0 <= float(slices.min()) and float(slices.max()) <= 1.0
+
+
+def test_bad_inputs_name_the_subject_and_the_file(tmp_path):
+    brain_path, mask_path, brain, mask = synthetic_brain(tmp_path)
+    nib.save(nib.Nifti1Image(mask[:, :, :30].astype(np.uint8), np.eye(4)), tmp_path / "small.nii.gz")
+    with pytest.raises(InputError, match=r"subject sub-x, file .*small.nii.gz: the brain mask's shape"):
+        run(tmp_path, brain_path, tmp_path / "small.nii.gz")
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.uint8), np.diag([2.0, 2, 2, 1])), tmp_path / "empty.nii.gz")
+    with pytest.raises(InputError, match="the brain mask is empty"):
+        run(tmp_path, brain_path, tmp_path / "empty.nii.gz")
+    nib.save(nib.Nifti1Image(mask.astype(np.float32) * 7, np.diag([2.0, 2, 2, 1])), tmp_path / "flat.nii.gz")
+    with pytest.raises(InputError, match="no intensity contrast"):
+        run(tmp_path, tmp_path / "flat.nii.gz", mask_path)
+    with pytest.raises(InputError, match="does not exist"):
+        run(tmp_path, tmp_path / "missing.nii.gz", mask_path)
+    with pytest.raises(InputError, match="no slice along axis 0"):
+        run(tmp_path, brain_path, mask_path, min_brain_fraction=0.99)
+
+
+def make_arrays(tmp_path, counts, size=8):
+    paths = []
+    for i, n in enumerate(counts):
+        array = (np.arange(n * size * size) % 251).astype(np.uint8).reshape(n, size, size)
+        array[:, 0, 0] = i  # subject id in the first pixel
+        array[:, 0, 1] = np.arange(n)  # slice index in the second
+        paths.append(tmp_path / f"s{i}.npy")
+        np.save(paths[-1], array)
+    return paths
+
+
+def test_loader_yields_every_slice_once_normalised_with_its_label(tmp_path):
+    paths = make_arrays(tmp_path, [5, 7, 3])
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
+    loader = SliceBatchLoader(paths, [0, 1, 1], batch_size=4, shuffle=True, seed=1, mean=mean, std=std,
+                              with_slice_index=True)
+    seen = []
+    for x, y, subject, slice_index in loader:
+        assert x.dtype == torch.float32 and x.shape[1:] == (3, 8, 8) and y.dtype == torch.int64
+        for b in range(x.shape[0]):
+            raw = np.load(paths[subject[b]])[slice_index[b]] / 255.0
+            for c in range(3):
+                assert np.allclose(x[b, c].numpy(), (raw - mean[c]) / std[c], atol=1e-5)
+            assert y[b] == [0, 1, 1][subject[b]]
+            seen.append((int(subject[b]), int(slice_index[b])))
+    assert sorted(seen) == [(s, k) for s, n in enumerate([5, 7, 3]) for k in range(n)]
+    assert len(loader) == 4
+
+
+def test_loader_epochs_are_reproducible_and_differ(tmp_path):
+    paths = make_arrays(tmp_path, [6, 6])
+    def order(epoch, **kw):
+        loader = SliceBatchLoader(paths, [0, 1], 5, True, 7, (0, 0, 0), (1, 1, 1), with_slice_index=True, **kw)
+        loader.set_epoch(epoch)
+        return [(int(s), int(k)) for _, _, ss, kk in loader for s, k in zip(ss, kk)]
+    assert order(0) == order(0) and order(0) != order(1)
+    capped = order(0, max_slices_per_subject=2)
+    assert len(capped) == 4 and sorted({s for s, _ in capped}) == [0, 1]
+    plain = SliceBatchLoader(paths, [0, 1], 5, False, 7, (0, 0, 0), (1, 1, 1), with_slice_index=True)
+    assert [(int(s), int(k)) for _, _, ss, kk in plain for s, k in zip(ss, kk)] == [(s, k) for s in (0, 1) for k in range(6)]
+
+
+def test_loader_rejects_mismatched_arrays(tmp_path):
+    paths = make_arrays(tmp_path, [3]) + make_arrays(tmp_path / "..", [2], size=6)[:1]
+    with pytest.raises(InputError, match="different slice sizes"):
+        SliceBatchLoader(paths, [0, 1], 2, False, 0, (0, 0, 0), (1, 1, 1))
+    with pytest.raises(InputError, match="does not exist"):
+        SliceBatchLoader([tmp_path / "nope.npy"], [0], 2, False, 0, (0, 0, 0), (1, 1, 1))
