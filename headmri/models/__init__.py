@@ -1,0 +1,21 @@
+"""Encoders and classifiers: the registry, BiomedCLIP's loader, the slice classifier and the 3D baseline."""
+
+from headmri.models.classifier import Classifier
+from headmri.models.registry import (
+    KNOWN_ENCODERS,
+    build_architecture,
+    build_classifier,
+    encoder_input_size,
+    is_volume_encoder,
+)
+from headmri.models.resnet3d import VolumeClassifier
+
+__all__ = [
+    "KNOWN_ENCODERS",
+    "Classifier",
+    "VolumeClassifier",
+    "build_architecture",
+    "build_classifier",
+    "encoder_input_size",
+    "is_volume_encoder",
+]

@@ -1,0 +1,164 @@
+"""One registry of encoders: a name in the config -> a classifier with its input size and normalisation.
+
+Names:
+- ``biomedclip``: BiomedCLIP's ViT-B/16 trunk with BiomedCLIP's weights (``model.checkpoint``: a local
+  open_clip file or folder, or an ``hf-hub:`` id; unset: the hub) and normalisation, input 224.
+- ``timm:<name>``: any timm Vision Transformer with a class token, random or with timm's pretrained
+  weights (``model.pretrained``; needs the network or the HF cache), or weights from a local timm
+  checkpoint file (``model.checkpoint``).
+- ``vit_tiny_demo``: a small ViT (patch 16, 112 px, 4 blocks of width 192) for CPU demo runs and tests;
+  the same module layout as the others.
+- ``resnet3d``: the 3D ResNet-18 baseline on whole volumes (not a slice classifier).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import timm
+import torch
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from headmri.errors import ConfigError
+from headmri.models import biomedclip
+from headmri.models.classifier import Classifier
+from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM, VolumeClassifier
+
+log = logging.getLogger(__name__)
+
+TINY_DEMO = "vit_tiny_demo"
+TINY_DEMO_SIZE = 112
+TIMM_PREFIX = "timm:"
+KNOWN_ENCODERS = ("biomedclip", TINY_DEMO, "resnet3d", "timm:<name>")
+
+
+def build_classifier(
+    encoder: str,
+    num_classes: int,
+    *,
+    pretrained: bool = False,
+    checkpoint: str | Path | None = None,
+    classes: Sequence[str] | None = None,
+) -> Classifier | VolumeClassifier:
+    """A classifier for ``encoder`` with its weights (see the module docstring for what each name loads)."""
+    classes = _class_names(num_classes, classes)
+    if encoder == "biomedclip":
+        if checkpoint is None:
+            log.info("biomedclip: no model.checkpoint given, loading %s", biomedclip.HUB_ID)
+        return _biomedclip_classifier(biomedclip.load_biomedclip_trunk(checkpoint), classes)
+    if encoder.startswith(TIMM_PREFIX):
+        return _timm_classifier(encoder, classes, pretrained=pretrained, checkpoint=checkpoint)
+    if encoder in (TINY_DEMO, "resnet3d"):
+        if pretrained or checkpoint is not None:
+            raise ConfigError(f"encoder {encoder!r} has no pretrained weights; set model.pretrained: false and model.checkpoint: null")
+        return build_architecture(encoder, classes)
+    raise unknown_encoder(encoder)
+
+
+def build_architecture(encoder: str, classes: Sequence[str], *, device: str | torch.device | None = None) -> Classifier | VolumeClassifier:
+    """The network for ``encoder`` with random weights and no downloads (to load a trained state dict into).
+
+    ``device="meta"`` skips allocation and initialisation for the transformer trunks.
+    """
+    classes = tuple(classes)
+    if encoder == "biomedclip":
+        return _biomedclip_classifier(biomedclip.build_trunk(device=device), classes)
+    if encoder.startswith(TIMM_PREFIX):
+        with torch.device(device or "cpu"):
+            trunk = _create_timm(encoder, pretrained=False)
+        return _wrap_timm(encoder, trunk, classes)
+    if encoder == TINY_DEMO:
+        with torch.device(device or "cpu"):
+            trunk = VisionTransformer(
+                img_size=TINY_DEMO_SIZE, patch_size=16, embed_dim=192, depth=4, num_heads=3,
+                num_classes=0, global_pool="token",
+            )
+        return Classifier(trunk, encoder=encoder, classes=classes, input_size=TINY_DEMO_SIZE, mean=biomedclip.MEAN, std=biomedclip.STD)
+    if encoder == "resnet3d":
+        return VolumeClassifier(classes, voxel_size_mm=DEFAULT_VOXEL_SIZE_MM)
+    raise unknown_encoder(encoder)
+
+
+def encoder_input_size(encoder: str) -> int | None:
+    """The square slice size an encoder takes (``None`` for the volume baseline), without building weights."""
+    if encoder == "resnet3d":
+        return None
+    return build_architecture(encoder, ("a", "b"), device="meta").input_size
+
+
+def is_volume_encoder(encoder: str) -> bool:
+    return encoder == "resnet3d"
+
+
+def unknown_encoder(encoder: str) -> ConfigError:
+    return ConfigError(
+        f"unknown encoder {encoder!r} (config model.encoder); known encoders: {', '.join(KNOWN_ENCODERS)} "
+        "(timm:<name> is any timm Vision Transformer, e.g. timm:vit_small_patch16_224)"
+    )
+
+
+def _biomedclip_classifier(trunk: VisionTransformer, classes: tuple[str, ...]) -> Classifier:
+    return Classifier(
+        trunk, encoder="biomedclip", classes=classes, input_size=biomedclip.INPUT_SIZE,
+        mean=biomedclip.MEAN, std=biomedclip.STD,
+    )
+
+
+def _timm_classifier(encoder: str, classes: tuple[str, ...], *, pretrained: bool, checkpoint: str | Path | None) -> Classifier:
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"model.checkpoint {str(path)!r} is not a file (a timm checkpoint for {encoder})")
+        # timm reads a local file through its own pretrained loader (key filtering, pos-embed resizing).
+        trunk = _create_timm(encoder, pretrained=True, pretrained_cfg_overlay={"file": str(path)})
+    else:
+        trunk = _create_timm(encoder, pretrained=pretrained)
+    return _wrap_timm(encoder, trunk, classes)
+
+
+def _create_timm(encoder: str, *, pretrained: bool, **kwargs) -> nn.Module:
+    name = encoder[len(TIMM_PREFIX):]
+    if not timm.is_model(name):
+        raise ConfigError(
+            f"unknown encoder {encoder!r}: timm has no model {name!r} "
+            f"(list them with timm.list_models('vit_*')); known encoders: {', '.join(KNOWN_ENCODERS)}"
+        )
+    try:
+        return timm.create_model(name, pretrained=pretrained, num_classes=0, **kwargs)
+    except (OSError, RuntimeError) as exc:
+        if not pretrained:
+            raise
+        raise ConfigError(
+            f"cannot load timm's pretrained weights for {name!r}: they come from the Hugging Face hub, which "
+            f"needs the network or a filled HF cache ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
+            "Offline, set model.pretrained: false, or give a local timm checkpoint file as model.checkpoint."
+        ) from exc
+
+
+def _wrap_timm(encoder: str, trunk: nn.Module, classes: tuple[str, ...]) -> Classifier:
+    if not isinstance(trunk, VisionTransformer) or getattr(trunk, "global_pool", None) != "token":
+        raise ConfigError(
+            f"encoder {encoder!r} is a timm {type(trunk).__name__}; "
+            "timm:<name> must be a Vision Transformer with a class token (global_pool 'token'), "
+            "so that the head and Grad-CAM see the same layout for every encoder"
+        )
+    cfg = trunk.pretrained_cfg or {}
+    size = trunk.patch_embed.img_size
+    if size[0] != size[1]:
+        raise ConfigError(f"encoder {encoder!r} takes {size} inputs; slices are square")
+    return Classifier(
+        trunk, encoder=encoder, classes=classes, input_size=size[0],
+        mean=cfg.get("mean", biomedclip.MEAN), std=cfg.get("std", biomedclip.STD),
+    )
+
+
+def _class_names(num_classes: int, classes: Sequence[str] | None) -> tuple[str, ...]:
+    if classes is None:
+        classes = tuple(f"class{i}" for i in range(num_classes))
+    classes = tuple(classes)
+    if len(classes) != num_classes or num_classes < 2:
+        raise ConfigError(f"need at least 2 classes and one name per class, got {num_classes} and {list(classes)}")
+    return classes
