@@ -1,0 +1,134 @@
+"""Classification metrics at the subject level, binary and multi-class.
+
+The confusion-matrix arithmetic is written out (a few lines, and it defines specificity, which
+scikit-learn lacks); AUC comes from scikit-learn. Undefined ratios (no predicted positives, ...) are 0,
+as scikit-learn's ``zero_division=0``; an AUC with one class present is NaN.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import roc_auc_score
+
+from headmri.evaluation.aggregate import aggregate_subjects
+
+METRIC_COLUMNS = ["accuracy", "precision", "specificity", "sensitivity", "auc", "f1", "balanced_accuracy"]
+COUNT_COLUMNS = ["tp", "fp", "tn", "fn"]
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num) / float(den) if den else 0.0
+
+
+def _auc(y_binary: np.ndarray, score: np.ndarray) -> float:
+    if np.unique(y_binary).size < 2:
+        return float("nan")
+    return float(roc_auc_score(y_binary, score))
+
+
+def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Rows: true class, columns: predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
+    return matrix
+
+
+def binary_metrics(y_true: Sequence[int], p_positive: Sequence[float], threshold: float = 0.5) -> dict:
+    """Metrics for labels 0 (reference) / 1 (positive), predicting positive when p >= threshold."""
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(p_positive, dtype=float)
+    if y.shape != p.shape or y.ndim != 1:
+        raise ValueError(f"y_true and p_positive must be 1-D of one length, got {y.shape} and {p.shape}")
+    if not np.isin(y, (0, 1)).all():
+        raise ValueError("binary y_true must hold only 0 and 1")
+    pred = (p >= threshold).astype(int)
+    tp = int(((pred == 1) & (y == 1)).sum())
+    fp = int(((pred == 1) & (y == 0)).sum())
+    tn = int(((pred == 0) & (y == 0)).sum())
+    fn = int(((pred == 0) & (y == 1)).sum())
+    sensitivity, specificity = _ratio(tp, tp + fn), _ratio(tn, tn + fp)
+    precision = _ratio(tp, tp + fp)
+    return {
+        "accuracy": _ratio(tp + tn, y.size),
+        "precision": precision,
+        "specificity": specificity,
+        "sensitivity": sensitivity,
+        "auc": _auc(y, p),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "balanced_accuracy": (sensitivity + specificity) / 2 if (tp + fn) and (tn + fp) else
+        (sensitivity if tp + fn else specificity),
+        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "confusion": [[tn, fp], [fn, tp]],
+    }
+
+
+def multiclass_metrics(y_true: Sequence[int], proba: np.ndarray) -> dict:
+    """Macro (unweighted mean over classes) one-vs-rest metrics; balanced accuracy = macro sensitivity
+    over the classes present. ``proba`` is (n, K); the prediction is its argmax."""
+    y = np.asarray(y_true, dtype=int)
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim != 2 or proba.shape[0] != y.size:
+        raise ValueError(f"proba must be (n, K) with n = len(y_true), got {proba.shape} for {y.size} labels")
+    k = proba.shape[1]
+    if y.size and (y.min() < 0 or y.max() >= k):
+        raise ValueError(f"y_true must hold class indices 0..{k - 1}")
+    matrix = confusion(y, proba.argmax(axis=1), k)
+    tp = np.diag(matrix)
+    fp = matrix.sum(axis=0) - tp
+    fn = matrix.sum(axis=1) - tp
+    tn = matrix.sum() - tp - fp - fn
+    precision = [_ratio(a, a + b) for a, b in zip(tp, fp)]
+    recall = [_ratio(a, a + b) for a, b in zip(tp, fn)]
+    specificity = [_ratio(a, a + b) for a, b in zip(tn, fp)]
+    f1 = [_ratio(2 * a, 2 * a + b + c) for a, b, c in zip(tp, fp, fn)]
+    aucs = [_auc((y == c).astype(int), proba[:, c]) for c in range(k)]
+    present = matrix.sum(axis=1) > 0
+    return {
+        "accuracy": _ratio(tp.sum(), y.size),
+        "precision": float(np.mean(precision)),
+        "specificity": float(np.mean(specificity)),
+        "sensitivity": float(np.mean(recall)),
+        "auc": float(np.nanmean(aucs)) if not np.isnan(aucs).all() else float("nan"),
+        "f1": float(np.mean(f1)),
+        "balanced_accuracy": float(np.mean(np.asarray(recall)[present])) if present.any() else 0.0,
+        "tp": int(tp.sum()), "fp": int(fp.sum()), "tn": int(tn.sum()), "fn": int(fn.sum()),
+        "confusion": matrix.tolist(),
+    }
+
+
+def fold_metrics(subjects: pd.DataFrame, classes: Sequence[str], *, task: str, model: str, fold: int,
+                 threshold: float = 0.5) -> pd.DataFrame:
+    """One metrics row per split present in ``subjects`` (columns split, class_index, prob_<class>).
+
+    Binary tasks treat ``classes[1]`` as positive; multi-class tasks report macro metrics (tp/fp/tn/fn
+    summed one-vs-rest over classes). ``confusion`` is JSON, rows true and columns predicted class.
+    """
+    probs = [f"prob_{c}" for c in classes]
+    missing = [c for c in probs + ["class_index", "split"] if c not in subjects.columns]
+    if missing:
+        raise ValueError(f"subject predictions lack the column(s) {missing}")
+    rows = []
+    for split, part in subjects.groupby("split", sort=False):
+        y = part["class_index"].to_numpy(int)
+        if len(classes) == 2:
+            values = binary_metrics(y, part[probs[1]].to_numpy(float), threshold)
+        else:
+            values = multiclass_metrics(y, part[probs].to_numpy(float))
+        values["confusion"] = json.dumps(values["confusion"])
+        rows.append({"task": task, "model": model, "fold": int(fold), "split": split,
+                     "n_subjects": int(len(part)), **values})
+    order = {"test": 0, "val": 1, "train": 2}
+    columns = ["task", "model", "fold", "split", "n_subjects", *METRIC_COLUMNS, *COUNT_COLUMNS, "confusion"]
+    table = pd.DataFrame(rows, columns=columns)
+    return table.sort_values("split", key=lambda s: s.map(order).fillna(9), ignore_index=True)
+
+
+def evaluate_fold(slice_predictions: pd.DataFrame, classes: Sequence[str], *, task: str, model: str, fold: int,
+                  method: str = "mean", threshold: float = 0.5) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Slice predictions of one fold -> (subject predictions, metrics rows per split)."""
+    subjects = aggregate_subjects(slice_predictions, method)
+    return subjects, fold_metrics(subjects, classes, task=task, model=model, fold=fold, threshold=threshold)

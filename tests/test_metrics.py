@@ -1,0 +1,126 @@
+"""Multiple-instance aggregation and metrics agree with scikit-learn; the tables merge folds."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn import metrics as skm
+
+from headmri.evaluation import (aggregate_subjects, binary_metrics, evaluate_fold, metrics_table,
+                                multiclass_metrics)
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("threshold", [0.5, 0.3])
+def test_binary_metrics_equal_scikit_learn(seed, threshold):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, 40)
+    p = np.clip(0.3 * y + rng.uniform(0, 0.7, 40), 0, 1)
+    pred = (p >= threshold).astype(int)
+    got = binary_metrics(y, p, threshold)
+    tn, fp, fn, tp = skm.confusion_matrix(y, pred, labels=[0, 1]).ravel()
+    assert (got["tp"], got["fp"], got["tn"], got["fn"]) == (tp, fp, tn, fn)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert got["precision"] == pytest.approx(skm.precision_score(y, pred, zero_division=0))
+    assert got["sensitivity"] == pytest.approx(skm.recall_score(y, pred))
+    assert got["specificity"] == pytest.approx(skm.recall_score(y, pred, pos_label=0))
+    assert got["f1"] == pytest.approx(skm.f1_score(y, pred))
+    assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert got["auc"] == pytest.approx(skm.roc_auc_score(y, p))
+
+
+def test_binary_metrics_on_a_hand_worked_example():
+    got = binary_metrics([0, 0, 0, 1, 1, 1], [0.1, 0.6, 0.2, 0.9, 0.4, 0.8])
+    assert (got["tp"], got["fp"], got["tn"], got["fn"]) == (2, 1, 2, 1)
+    assert got["sensitivity"] == pytest.approx(2 / 3) and got["specificity"] == pytest.approx(2 / 3)
+    assert got["precision"] == pytest.approx(2 / 3) and got["auc"] == pytest.approx(8 / 9)
+    assert got["confusion"] == [[2, 1], [1, 2]]
+    one_class = binary_metrics([1, 1], [0.7, 0.2])
+    assert np.isnan(one_class["auc"]) and one_class["balanced_accuracy"] == 0.5
+    assert binary_metrics([0, 0], [0.1, 0.2])["precision"] == 0.0  # nothing predicted positive
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_multiclass_metrics_equal_scikit_learn(seed):
+    rng = np.random.default_rng(seed)
+    y = np.tile(np.arange(4), 15)
+    logits = rng.normal(size=(60, 4)) + 1.2 * np.eye(4)[y]
+    proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    pred = proba.argmax(1)
+    got = multiclass_metrics(y, proba)
+    assert got["accuracy"] == pytest.approx(skm.accuracy_score(y, pred))
+    assert got["precision"] == pytest.approx(skm.precision_score(y, pred, average="macro", zero_division=0))
+    assert got["sensitivity"] == pytest.approx(skm.recall_score(y, pred, average="macro"))
+    assert got["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro"))
+    assert got["balanced_accuracy"] == pytest.approx(skm.balanced_accuracy_score(y, pred))
+    assert got["auc"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+    cm = skm.confusion_matrix(y, pred, labels=range(4))
+    assert got["confusion"] == cm.tolist()
+    specificity = [skm.recall_score(y == c, pred == c, pos_label=False) for c in range(4)]
+    assert got["specificity"] == pytest.approx(np.mean(specificity))
+
+
+def slice_table(rng, n_subjects=6, classes=("HC", "migraine")):
+    rows = []
+    for s in range(n_subjects):
+        n = int(rng.integers(3, 9))
+        logits = rng.normal(size=(n, len(classes)))
+        proba = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+        for k in range(n):
+            rows.append({"participant_id": f"sub-{s:02d}", "split": "test" if (s // 2) % 2 == 0 else "val", "slice_index": k,
+                         "class_index": s % len(classes), "fold": 2,
+                         **{f"prob_{c}": proba[k, i] for i, c in enumerate(classes)}})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("method", ["mean", "max", "median"])
+def test_aggregation_matches_numpy_per_subject(method):
+    rng = np.random.default_rng(0)
+    slices = slice_table(rng, classes=("HC", "migraine", "APTH"))
+    subjects = aggregate_subjects(slices, method)
+    assert len(subjects) == 6 and list(subjects.columns[:2]) == ["participant_id", "split"]
+    for _, row in subjects.iterrows():
+        part = slices[slices.participant_id == row.participant_id][["prob_HC", "prob_migraine", "prob_APTH"]].to_numpy()
+        expected = getattr(np, method)(part, axis=0)
+        expected = expected / expected.sum()
+        assert row[["prob_HC", "prob_migraine", "prob_APTH"]].to_numpy(float) == pytest.approx(expected)
+        assert row.n_slices == len(part) and row.predicted == ["HC", "migraine", "APTH"][expected.argmax()]
+    assert "class_index" in subjects and "fold" in subjects and "slice_index" not in subjects
+
+
+def test_evaluate_fold_gives_one_row_per_split_from_subject_means():
+    rng = np.random.default_rng(1)
+    slices = slice_table(rng, n_subjects=10)
+    subjects, table = evaluate_fold(slices, ["HC", "migraine"], task="migraine", model="vit", fold=2)
+    assert list(table.split) == ["test", "val"]
+    test = subjects[subjects.split == "test"]
+    assert table.loc[0, "auc"] == pytest.approx(skm.roc_auc_score(test.class_index, test.prob_migraine))
+    assert table.loc[0, "n_subjects"] == 6 and json.loads(table.loc[0, "confusion"])
+    with pytest.raises(ValueError, match="aggregation must be one of"):
+        aggregate_subjects(slices, "vote")
+
+
+def test_metrics_table_merges_folds_into_mean_and_sd(tmp_path):
+    rng = np.random.default_rng(3)
+    files = []
+    for task in ("migraine", "apth"):
+        for fold in (1, 2, 3):
+            subjects = slice_table(rng, n_subjects=8)
+            _, table = evaluate_fold(subjects, ["HC", "migraine"], task=task, model="vittiny", fold=fold)
+            path = tmp_path / f"train/task-{task}/fold-{fold}/metrics.tsv"
+            path.parent.mkdir(parents=True)
+            table.to_csv(path, sep="\t", index=False)
+            files.append(path)
+    out_tsv, out_md, out_png = tmp_path / "t/metrics.tsv", tmp_path / "t/summary.md", tmp_path / "f/metrics.png"
+    summary = metrics_table(files, out_tsv, out_md, out_png)
+    merged = pd.read_csv(out_tsv, sep="\t")
+    assert len(merged) == 12 and set(merged.split) == {"test", "val"}
+    part = merged[(merged.task == "apth") & (merged.split == "test")]
+    row = summary[(summary.task == "apth") & (summary.split == "test")].iloc[0]
+    assert row.accuracy_mean == pytest.approx(part.accuracy.mean())
+    assert row.accuracy_sd == pytest.approx(part.accuracy.std(ddof=1)) and row.folds == 3
+    text = out_md.read_text()
+    assert "| apth | vittiny | 3 | " + f"{100 * part.accuracy.mean():.2f} ± {100 * part.accuracy.std():.2f}%" in text
+    assert text.index("## test") < text.index("## val")
+    assert out_png.read_bytes()[:4] == b"\x89PNG"
