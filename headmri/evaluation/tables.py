@@ -34,11 +34,15 @@ def read_fold_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
     if not frames:
         raise InputError("no per-fold metrics files were given")
     table = pd.concat(frames, ignore_index=True)
-    return table.sort_values(["task", "model", "split", "fold"], key=_split_key, ignore_index=True)
+    # tasks and models keep the order the files came in (the config's), splits go test, val, train
+    first_seen = {c: {v: i for i, v in enumerate(pd.unique(table[c]))} for c in ("task", "model")}
 
+    def key(column: pd.Series) -> pd.Series:
+        if column.name == "split":
+            return column.map(SPLIT_ORDER).fillna(9)
+        return column.map(first_seen[column.name]) if column.name in first_seen else column
 
-def _split_key(column: pd.Series) -> pd.Series:
-    return column.map(SPLIT_ORDER).fillna(9) if column.name == "split" else column
+    return table.sort_values(["task", "model", "split", "fold"], key=key, ignore_index=True)
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
@@ -84,7 +88,7 @@ def metrics_figure(summary: pd.DataFrame, out_png: str | Path) -> None:
 
     metrics = [(m, name) for m, name in SUMMARY_METRICS if f"{m}_mean" in summary.columns]
     splits = sorted(summary["split"].unique(), key=lambda s: SPLIT_ORDER.get(s, 9))
-    fig, axes = plt.subplots(1, len(splits), figsize=(6.5 * len(splits), 4), squeeze=False, sharey=True)
+    fig, axes = plt.subplots(1, len(splits), figsize=(6.5 * len(splits), 4.8), squeeze=False, sharey=True)
     for ax, split in zip(axes[0], splits):
         part = summary[summary["split"] == split].reset_index(drop=True)
         width = 0.8 / max(len(part), 1)
@@ -98,7 +102,7 @@ def metrics_figure(summary: pd.DataFrame, out_png: str | Path) -> None:
         ax.set_ylim(0, 1.05)
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
         ax.set_title(f"{split} subjects: mean ± sd over folds")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=min(len(part), 3), frameon=False)
     axes[0][0].set_ylabel("score")
     fig.tight_layout()
     with atomic_path(out_png) as tmp:

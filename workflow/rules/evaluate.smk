@@ -1,3 +1,29 @@
-# evaluation stage: rules being written
+# Evaluation stage: every task x model x fold's subject-level metrics (written by training) merged into
+# one table, the mean +- sd summary in the layout of the structural paper's Table 3, and a figure.
+
+METRICS_TABLE = f"{P['tables']}/metrics.tsv"
+METRICS_SUMMARY = f"{P['tables']}/metrics_summary.md"
+METRICS_FIGURE = f"{P['figures']}/metrics.png"
+
+
+rule metrics_table:
+    input:
+        metrics=expand(P["train_dir"] + "/metrics.tsv", task=TASKS, model=MODELS, fold=FOLDS),
+    output:
+        tsv=METRICS_TABLE,
+        md=METRICS_SUMMARY,
+        png=report(METRICS_FIGURE, caption="../report/metrics.rst", category="Classification"),
+    log:
+        f"{LOGS}/evaluate/metrics_table.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/metrics_table.py"
+
+
 def all_evaluation_outputs():
-    return []
+    return [METRICS_TABLE, METRICS_SUMMARY, METRICS_FIGURE]

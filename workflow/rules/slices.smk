@@ -1,1 +1,64 @@
-# slices stage: rules being written
+# Slices stage: per subject, the MNI brain as a stack of square 2D slices (+ geometry JSON); per task, the
+# subject-level cross-validation split. Contracts: docs/architecture.md; split rules: docs/splits.md.
+
+
+rule make_slices:
+    input:
+        brain=P["brain_mni"],
+        mask=P["mask_mni"],
+    output:
+        slices=P["slices"],
+        json=P["slices_json"],
+    params:
+        axis=CFG.slices.axis,
+        size=CFG.slices.size,
+        min_brain_fraction=CFG.slices.min_brain_fraction,
+        percentiles=list(CFG.slices.percentiles),
+        dtype=CFG.slices.dtype,
+    log:
+        subject_log("slices"),
+    group:
+        "preprocess"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/make_slices.py"
+
+
+rule make_split:
+    input:
+        participants=PARTICIPANTS_TSV,
+    output:
+        split=P["split"],
+    params:
+        classes=lambda wildcards: list(CFG.task(wildcards.task).classes),
+        subjects=SUBJECTS,
+        folds=CFG.splits.folds,
+        scheme=CFG.splits.scheme,
+        val_per_class=CFG.splits.val_per_class,
+        test_per_class=CFG.splits.test_per_class,
+        proportional_val=CFG.splits.proportional_val,
+        proportional_test=CFG.splits.proportional_test,
+        seed=CFG.splits.seed,
+    log:
+        f"{LOGS}/split/task-{{task}}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/make_split.py"
+
+
+def all_slice_outputs():
+    return expand_subjects(P["slices"]) + expand_subjects(P["slices_json"])
+
+
+def all_split_outputs():
+    return expand(P["split"], task=TASKS)
