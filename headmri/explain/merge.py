@@ -1,0 +1,147 @@
+"""Merging regional activations: mean over patients within each fold, then mean (and sd) over folds, ranked.
+
+This is the paper's order (structural paper, Methods): every fold's model is explained on its own
+patients, the regional scores are averaged over those patients, and the fold averages are averaged
+again, so every fold weighs the same whatever its number of patients. ``folds_in_top_k`` counts the
+folds in which a region is among that fold's k highest, a simple stability measure.
+
+Multi-class tasks are ranked separately for each target (disease) class.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from headmri import labels as lut_labels
+from headmri.errors import InputError
+
+REGION_COLUMNS = ("participant_id", "group", "split", "target", "label", "region", "value")
+RANKING_COLUMNS = (
+    "target", "rank", "region", "label", "hemisphere", "tissue", "structure",
+    "mean", "sd", "folds_in_top_k", "n_folds", "n_patients",
+)
+
+
+def read_fold_table(path: str | Path) -> pd.DataFrame:
+    """One fold's ``regions.tsv``, checked for its columns."""
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"participant_id": str})
+    except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise InputError(f"cannot read the regional activation table: {error}", path=path) from error
+    missing = [c for c in REGION_COLUMNS if c not in table.columns]
+    if missing:
+        raise InputError(f"the regional activation table lacks columns {missing}", path=path)
+    return table
+
+
+def fold_means(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean over patients of one fold: ``target, label, value, n_patients`` (NaN values are skipped)."""
+    grouped = table.groupby(["target", "label"], sort=True)
+    return pd.DataFrame(
+        {"value": grouped["value"].mean(), "n_patients": grouped["participant_id"].nunique()}
+    ).reset_index()
+
+
+def _check_same_regions(per_fold: Mapping[int, pd.DataFrame], sources: Mapping[int, str]) -> None:
+    reference_fold = min(per_fold)
+    reference = per_fold[reference_fold]
+    for fold, means in per_fold.items():
+        for target in sorted(set(reference["target"]) | set(means["target"])):
+            want = set(reference.loc[reference["target"] == target, "label"])
+            have = set(means.loc[means["target"] == target, "label"])
+            if want != have:
+                table = lut_labels.lut()
+                name = lambda c: str(table.loc[c, "name"]) if c in table.index else str(c)  # noqa: E731
+                lacks = sorted(want - have)
+                extra = sorted(have - want)
+                raise InputError(
+                    f"fold {fold} (target {target}) does not score the same regions as fold {reference_fold}: "
+                    + (f"it lacks {[name(c) for c in lacks][:10]}" if lacks else "")
+                    + ("; " if lacks and extra else "")
+                    + (f"it has extra {[name(c) for c in extra][:10]}" if extra else ""),
+                    path=sources.get(fold),
+                )
+
+
+def merge_folds(fold_tables: Mapping[int, pd.DataFrame], top_k: int, sources: Mapping[int, str] | None = None) -> pd.DataFrame:
+    """The ranked table (columns ``RANKING_COLUMNS``) from per-fold regional tables keyed by fold number."""
+    if not fold_tables:
+        raise InputError("no fold tables to merge")
+    if top_k < 1:
+        raise ValueError("top_k must be at least 1")
+    per_fold = {int(fold): fold_means(table) for fold, table in fold_tables.items()}
+    empty = [fold for fold, means in per_fold.items() if means.empty]
+    if empty:
+        raise InputError(f"fold(s) {empty} have no patients with regional values", path=(sources or {}).get(empty[0]))
+    _check_same_regions(per_fold, sources or {})
+
+    long = pd.concat([means.assign(fold=fold) for fold, means in per_fold.items()], ignore_index=True)
+    # rank within each fold and target: 1 = highest; ties share the better rank (method "min")
+    long["fold_rank"] = long.groupby(["fold", "target"])["value"].rank(ascending=False, method="min")
+    long["in_top_k"] = long["fold_rank"] <= top_k
+    grouped = long.groupby(["target", "label"], sort=True)
+    merged = pd.DataFrame(
+        {
+            "mean": grouped["value"].mean(),
+            "sd": grouped["value"].std(ddof=1),  # sample sd over folds; NaN with one fold
+            "folds_in_top_k": grouped["in_top_k"].sum().astype(int),
+            "n_folds": grouped["value"].count(),
+            "n_patients": grouped["n_patients"].sum(),
+        }
+    ).reset_index()
+
+    table = lut_labels.lut()
+    codes = merged["label"].astype(int)
+    merged["region"] = [str(table.loc[c, "name"]) for c in codes]
+    merged["hemisphere"] = [str(table.loc[c, "hemisphere"]) for c in codes]
+    merged["tissue"] = [str(table.loc[c, "tissue"]) for c in codes]
+    merged["structure"] = [str(table.loc[c, "region"]) for c in codes]
+    # highest mean first; equal means keep LUT order so the ranking is reproducible
+    merged = merged.sort_values(["target", "mean", "label"], ascending=[True, False, True], na_position="last")
+    merged["rank"] = merged.groupby("target").cumcount() + 1
+    return merged.loc[:, list(RANKING_COLUMNS)].reset_index(drop=True)
+
+
+def rank_regions(fold_paths: Mapping[int, str | Path], top_k: int) -> pd.DataFrame:
+    """Read every fold's ``regions.tsv`` and merge them (the ``rank_regions`` rule's library call)."""
+    tables = {int(fold): read_fold_table(path) for fold, path in fold_paths.items()}
+    return merge_folds(tables, top_k, sources={int(f): str(p) for f, p in fold_paths.items()})
+
+
+def planted_recall(ranking_tsv: str | Path, ground_truth_tsv: str | Path, top_k: int, group: str | None = None) -> float:
+    """The fraction of planted structures found among the top ``top_k`` rows of a ranking.
+
+    Counting (docs/explanations.md): a planted structure is the LUT's hemisphere- and tissue-free
+    ``region`` (``postcentral``, ``Hippocampus``); it counts as found if ANY of its labels (ctx-lh-,
+    ctx-rh-, wm-lh-, wm-rh-, Left-, Right-) is in the top k. The ground truth names structures or full
+    LUT names in a ``region`` column (optionally a ``group`` column, filtered by ``group``). A multi-class
+    ranking is read for the target ``group``.
+    """
+    ranking = pd.read_csv(ranking_tsv, sep="\t")
+    truth = pd.read_csv(ground_truth_tsv, sep="\t")
+    if "region" not in truth.columns:
+        raise InputError(f"the ground truth has no 'region' column (columns: {list(truth.columns)})", path=ground_truth_tsv)
+    if group is not None and "group" in truth.columns:
+        truth = truth[truth["group"] == group]
+    if group is not None and "target" in ranking.columns and (ranking["target"] == group).any():
+        ranking = ranking[ranking["target"] == group]
+    table = lut_labels.lut()
+    structure_of_name = dict(zip(table["name"], table["region"]))
+    structures = set(table["region"])
+    planted = set()
+    for name in truth["region"].astype(str):
+        if name in structure_of_name:
+            planted.add(structure_of_name[name])
+        elif name in structures:
+            planted.add(name)
+        else:
+            raise InputError(f"the ground truth names {name!r}, which is neither a LUT region name nor a structure", path=ground_truth_tsv)
+    if not planted:
+        raise InputError("the ground truth lists no planted regions" + (f" for group {group!r}" if group else ""), path=ground_truth_tsv)
+    top = ranking.sort_values("rank").head(top_k)
+    found = {structure_of_name.get(str(name), str(name)) for name in top["region"]}
+    return len(planted & found) / len(planted)

@@ -1,0 +1,129 @@
+"""Regional activation: one number per region of a subject's parcellation (the paper takes the maximum).
+
+The parcellation holds FreeSurfer LUT codes on the same MNI grid as the 3D activation map. Every region
+that the parcellation is expected to contain must be there; a region that is missing would silently
+drop out of the average over patients, so it is an error instead.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from headmri import labels as lut_labels
+from headmri.errors import InputError
+
+STATISTICS = ("max", "mean")
+# FreeSurfer labels that a valid wmparc may or may not contain for a given subject (white-matter
+# hypointensities, the 5th ventricle, the "unknown" and "corpus callosum" cortical and white-matter
+# parcels): never required when the expected regions are inferred from the subjects themselves.
+OPTIONAL_CODES = frozenset({72, 77, 1000, 1004, 2000, 2004, 3000, 3004, 4000, 4004})
+
+
+def check_same_grid(
+    image: nib.spatialimages.SpatialImage,
+    shape: Sequence[int],
+    affine: np.ndarray,
+    *,
+    subject: str | None,
+    path: str | Path,
+    what: str,
+    atol: float = 1e-3,
+) -> None:
+    """An error unless ``image`` lies on the grid (shape and voxel-to-world affine) that ``what`` used."""
+    if tuple(image.shape[:3]) != tuple(int(s) for s in shape) or len(image.shape) != 3:
+        raise InputError(
+            f"the parcellation's grid {tuple(image.shape)} does not match the {what} grid {tuple(shape)}; "
+            "both must be on the same MNI grid",
+            subject=subject,
+            path=path,
+        )
+    if not np.allclose(image.affine, np.asarray(affine, dtype=float), atol=atol):
+        raise InputError(
+            f"the parcellation's affine does not match the {what} affine (max difference "
+            f"{np.abs(image.affine - np.asarray(affine)).max():.4g} mm); both must be on the same MNI grid",
+            subject=subject,
+            path=path,
+        )
+
+
+def present_codes(labels: np.ndarray) -> np.ndarray:
+    """The non-zero codes present in a label image, sorted (bincount: faster than unique on 7 M voxels)."""
+    flat = np.asarray(labels).ravel()
+    if flat.size and flat.min() < 0:
+        raise ValueError("label images hold non-negative FreeSurfer codes")
+    counts = np.bincount(flat.astype(np.int64, copy=False))
+    codes = np.flatnonzero(counts)
+    return codes[codes > 0]
+
+
+def check_codes(codes: Iterable[int], expected: Iterable[int], *, subject: str | None, path: str | Path) -> None:
+    """An error naming the regions that ``expected`` lists and the parcellation lacks, or unknown codes."""
+    table = lut_labels.lut()
+    codes = set(int(c) for c in codes)
+    unknown = sorted(c for c in codes if c not in table.index)
+    if unknown:
+        raise InputError(f"the parcellation holds codes that are not in the FreeSurfer LUT table: {unknown[:10]}", subject=subject, path=path)
+    missing = sorted(set(int(c) for c in expected) - codes)
+    if missing:
+        names = [str(table.loc[c, "name"]) if c in table.index else str(c) for c in missing]
+        raise InputError(
+            f"the parcellation lacks {len(missing)} region(s) that the region table expects: {', '.join(names[:12])}"
+            + (" ..." if len(names) > 12 else ""),
+            subject=subject,
+            path=path,
+        )
+
+
+def regional_values(volume: np.ndarray, labels: np.ndarray, codes: Sequence[int], statistic: str = "max") -> np.ndarray:
+    """The maximum (or mean) of ``volume`` inside each region ``codes`` of ``labels``; NaN where absent."""
+    if statistic not in STATISTICS:
+        raise ValueError(f"region statistic must be one of {STATISTICS}, got {statistic!r}")
+    if volume.shape != labels.shape:
+        raise ValueError(f"map {volume.shape} and parcellation {labels.shape} differ in shape")
+    codes = np.asarray(codes, dtype=np.int64)
+    inside = labels > 0  # only labelled voxels matter: a 1-D problem several times smaller
+    values = np.asarray(volume, dtype=np.float64)[inside]
+    region = np.asarray(labels)[inside].astype(np.int64)
+    reduce = ndimage.maximum if statistic == "max" else ndimage.mean
+    out = np.asarray(reduce(values, labels=region, index=codes), dtype=np.float64)
+    counts = np.bincount(region, minlength=int(codes.max(initial=0)) + 1)[codes] if len(codes) else np.zeros(0)
+    out[counts == 0] = np.nan
+    return out
+
+
+def region_rows(values: np.ndarray, codes: Sequence[int]) -> pd.DataFrame:
+    """``label, region, value`` rows with names from the FreeSurfer LUT table."""
+    table = lut_labels.lut()
+    codes = [int(c) for c in codes]
+    return pd.DataFrame({"label": codes, "region": [str(table.loc[c, "name"]) for c in codes], "value": values})
+
+
+def scored_codes(codes: Iterable[int]) -> list[int]:
+    """The codes that are scored: known to the LUT and not among the paper's 14 excluded structures."""
+    table = lut_labels.lut()
+    return sorted(int(c) for c in codes if int(c) in table.index and not bool(table.loc[int(c), "excluded"]))
+
+
+def expected_codes_from_table(path: str | Path) -> list[int]:
+    """The scored codes that a region table (a TSV with a ``label`` column, e.g. the atlas's) lists."""
+    try:
+        table = pd.read_csv(path, sep="\t")
+    except (OSError, pd.errors.ParserError) as error:
+        raise InputError(f"cannot read the region table: {error}", path=path) from error
+    if "label" not in table.columns:
+        raise InputError(f"the region table has no 'label' column (columns: {list(table.columns)})", path=path)
+    return scored_codes(table["label"].astype(int))
+
+
+def expected_codes_from_subjects(code_sets: Iterable[Iterable[int]]) -> list[int]:
+    """Without a region table: every scored region that any subject has, except the optional ones."""
+    union: set[int] = set()
+    for codes in code_sets:
+        union.update(int(c) for c in codes)
+    return [c for c in scored_codes(union) if c not in OPTIONAL_CODES]
