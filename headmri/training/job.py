@@ -1,0 +1,388 @@
+"""The training job of one task x model x fold: train, select on validation subjects, then evaluate.
+
+Order of events, which is what keeps the test set blind:
+1. the split is checked for leakage; the fold's train / val / test subjects are read (test files are
+   only checked to exist, so a missing one fails now rather than after hours of training);
+2. each epoch trains on the oversampled training subjects and scores the validation subjects
+   (slice probabilities -> subject probabilities by the configured aggregation -> AUC and loss);
+   the best epoch so far (highest validation AUC, ties broken by lower validation loss) is kept, and
+   training stops after ``patience`` epochs without improvement;
+3. only then is the best checkpoint reloaded and the test subjects read and scored.
+
+A resume file written atomically after every epoch (model, optimiser, scheduler, random generators,
+history, early-stopping state) lets a killed job continue from its last complete epoch; it is only
+used when it was written for the same inputs and settings, otherwise the job starts afresh. The
+final outputs are written at the very end, each atomically, and the resume files removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from headmri.atomic import write_tsv
+from headmri.config import TrainingConfig
+from headmri.errors import ConfigError, InputError
+from headmri.evaluation import aggregate_subjects, evaluate_fold, fold_metrics
+from headmri.models import build_classifier, encoder_input_size, is_volume_encoder
+from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
+from headmri.splits import check_leakage, fold_table, read_split
+from headmri.training.checkpoint import load_resume, rng_state, save_torch, save_trained, set_rng_state
+from headmri.training.loop import make_optimizer, predict, train_epoch
+from headmri.training.oversample import oversample_subjects
+from headmri.training.predict import slice_predictions, subject_loss
+from headmri.training.schedule import warmup_cosine
+
+log = logging.getLogger(__name__)
+
+OUTPUTS = ("model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv")
+RESUME_FILE = "checkpoint_last.pt"
+BEST_FILE = "checkpoint_best.pt"
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds"]
+# The 3D baseline: 1 mm volumes are too big for a CPU or a modest GPU; 2 mm keeps the anatomy.
+VOLUME_BATCH_SIZE = 4
+
+
+@dataclass(frozen=True)
+class FoldSubjects:
+    """The split rows of one fold: participant_id, label, group, class_index, fold, split."""
+
+    train: pd.DataFrame
+    val: pd.DataFrame
+    test: pd.DataFrame
+
+
+def read_fold(split_tsv: str | Path, fold: int, classes: Sequence[str]) -> FoldSubjects:
+    """Check the whole split for leakage, then return this fold's sets, checked against ``classes``."""
+    split = read_split(split_tsv)
+    check_leakage(split)
+    rows = fold_table(split, fold)
+    classes = list(classes)
+    foreign = sorted(set(rows["group"]) - set(classes))
+    if foreign:
+        raise InputError(f"fold {fold} holds groups {foreign} that are not the task's classes {classes}", path=split_tsv)
+    wrong = rows[rows["class_index"].astype(int) != rows["group"].map(classes.index)]
+    if not wrong.empty:
+        raise InputError(
+            f"class_index disagrees with the task's class order {classes} for {list(wrong['participant_id'][:5])}",
+            path=split_tsv,
+        )
+    parts = {s: rows[rows["split"] == s].sort_values("participant_id", ignore_index=True) for s in ("train", "val", "test")}
+    lacking = [c for c in classes if c not in set(parts["train"]["group"])]
+    if lacking:
+        raise InputError(f"fold {fold} has no training subjects of {lacking}", path=split_tsv)
+    if parts["val"].empty:
+        raise InputError(f"fold {fold} has no validation subjects, so no checkpoint can be chosen", path=split_tsv)
+    return FoldSubjects(**parts)
+
+
+def resolve_inputs(
+    source: Mapping[str, str | Path] | str | Path, participant_ids: Sequence[str], *, pattern: str
+) -> dict[str, Path]:
+    """participant_id -> input file, from a mapping (keys with or without ``sub-``) or a folder
+    (``pattern`` formatted with the participant_id, e.g. ``{}_slices.npy``). Every file must exist."""
+    if isinstance(source, Mapping):
+        by_id = {(k if str(k).startswith("sub-") else f"sub-{k}"): Path(v) for k, v in source.items()}
+    else:
+        by_id = {pid: Path(source) / pattern.format(pid) for pid in participant_ids}
+    out = {}
+    for pid in participant_ids:
+        if pid not in by_id:
+            raise InputError("no input file was given for this subject", subject=pid)
+        if not by_id[pid].is_file():
+            raise InputError("the input file does not exist", subject=pid, path=by_id[pid])
+        out[pid] = by_id[pid]
+    return out
+
+
+def geometry_json(npy: Path) -> Path:
+    """The slice array's JSON (``sub-X_slices.npy`` -> ``sub-X_slices.json``)."""
+    return npy.with_suffix(".json")
+
+
+@dataclass
+class EarlyStopping:
+    """Best epoch so far by (validation AUC, -validation loss); a NaN AUC ranks below any number."""
+
+    patience: int
+    best_key: tuple[float, float] | None = None
+    best_epoch: int = 0
+    since_best: int = 0
+
+    @staticmethod
+    def key(val_auc: float, val_loss: float) -> tuple[float, float]:
+        return (-math.inf if math.isnan(val_auc) else val_auc, -val_loss)
+
+    def update(self, epoch: int, val_auc: float, val_loss: float) -> bool:
+        """Record an epoch; True when it is the new best."""
+        key = self.key(val_auc, val_loss)
+        if self.best_key is None or key > self.best_key:
+            self.best_key, self.best_epoch, self.since_best = key, epoch, 0
+            return True
+        self.since_best += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.since_best >= self.patience
+
+
+@dataclass
+class Progress:
+    """Everything about the run so far that the resume file carries besides tensors."""
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    stopping: EarlyStopping | None = None
+    finished: bool = False
+
+
+@contextlib.contextmanager
+def reproducible(seed: int, threads: int | None, device: torch.device) -> Iterator[None]:
+    """Seed python, numpy and torch; on CPU also fix the thread count and ask torch for deterministic
+    kernels (cheap there). Restores the process-wide settings afterwards."""
+    previous = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+                torch.is_deterministic_algorithms_warn_only_enabled())
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if threads:
+        torch.set_num_threads(int(threads))
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous[0])
+        torch.use_deterministic_algorithms(previous[1], warn_only=previous[2])
+
+
+class _Data:
+    """Builds the loaders of one fold for either kind of model (slice arrays or whole volumes)."""
+
+    def __init__(self, *, volume: bool, files: dict[str, Path], model, training: TrainingConfig,
+                 device: torch.device, voxel_size_mm: float):
+        self.volume, self.files, self.model, self.training, self.device = volume, files, model, training, device
+        self.voxel_size_mm = voxel_size_mm
+        self.cache: dict[str, np.ndarray] = {}
+
+    def loader(self, rows: pd.DataFrame, *, train: bool, seed: int):
+        paths = [self.files[pid] for pid in rows["participant_id"]]
+        labels = rows["class_index"].astype(int).tolist()
+        if self.volume:
+            from headmri.training.volumes import VolumeBatchLoader
+
+            return VolumeBatchLoader(
+                paths, labels, min(VOLUME_BATCH_SIZE, self.training.batch_size), shuffle=train, seed=seed,
+                voxel_size_mm=self.voxel_size_mm, subjects=list(rows["participant_id"]), device=self.device,
+                with_slice_index=not train, cache=self.cache,
+            )
+        from headmri.slices.loader import SliceBatchLoader
+
+        loader = SliceBatchLoader(
+            paths, labels, self.training.batch_size, shuffle=train, seed=seed, mean=self.model.mean,
+            std=self.model.std, max_slices_per_subject=self.training.max_slices_per_subject if train else None,
+            device=self.device, with_slice_index=not train,
+        )
+        size = self.model.input_size
+        if tuple(loader.slice_shape) != (size, size):
+            bad = next(p for p, a in zip(loader.paths, loader.arrays) if a.shape[1:] != (size, size))
+            raise InputError(
+                f"slices are {loader.slice_shape[0]}x{loader.slice_shape[1]} but encoder {self.model.encoder!r} "
+                f"takes {size}x{size}; set slices.size: {size} in the config and rebuild the slices "
+                "(resizing here would break the slice geometry Grad-CAM maps back with)",
+                path=bad,
+            )
+        return loader
+
+    def train_loader(self, rows: pd.DataFrame, epoch: int):
+        """The oversampled training loader of one epoch (0-based), shuffled from (seed, epoch)."""
+        picked = oversample_subjects(rows["class_index"].astype(int).to_numpy(), seed=self.training.seed, epoch=epoch)
+        loader = self.loader(rows.iloc[picked], train=True, seed=self.training.seed)
+        loader.set_epoch(epoch)
+        return loader
+
+
+def _fingerprint(**parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _restore(out_dir: Path, fingerprint: str, model, optimizer, scheduler, patience: int) -> Progress:
+    state = load_resume(out_dir / RESUME_FILE)
+    if state is None or not (out_dir / BEST_FILE).is_file():
+        return Progress(stopping=EarlyStopping(patience))
+    if state.get("fingerprint") != fingerprint:
+        log.warning("%s was written for other inputs or settings; starting afresh", out_dir / RESUME_FILE)
+        return Progress(stopping=EarlyStopping(patience))
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    set_rng_state(state["rng"])
+    stopping = EarlyStopping(patience, tuple(state["stopping"]["best_key"]), state["stopping"]["best_epoch"],
+                             state["stopping"]["since_best"])
+    log.info("resuming from %s after epoch %d (best so far: epoch %d)", out_dir / RESUME_FILE, state["epoch"], stopping.best_epoch)
+    return Progress(epoch=state["epoch"], history=list(state["history"]), stopping=stopping, finished=state["finished"])
+
+
+def _save_progress(out_dir: Path, fingerprint: str, progress: Progress, model, optimizer, scheduler) -> None:
+    stopping = progress.stopping
+    save_torch({
+        "fingerprint": fingerprint,
+        "epoch": progress.epoch,
+        "history": progress.history,
+        "finished": progress.finished,
+        "stopping": {"best_key": list(stopping.best_key), "best_epoch": stopping.best_epoch, "since_best": stopping.since_best},
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+    }, out_dir / RESUME_FILE)
+
+
+def train_fold(
+    split_tsv: str | Path,
+    out_dir: str | Path,
+    *,
+    task: str,
+    classes: Sequence[str],
+    fold: int,
+    model_name: str,
+    encoder: str,
+    training: TrainingConfig,
+    slices: Mapping[str, str | Path] | str | Path | None = None,
+    volumes: Mapping[str, str | Path] | str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    pretrained: bool = False,
+    aggregation: str = "mean",
+    slice_size: int | None = None,
+    voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM,
+    threads: int | None = None,
+    device: str | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Train ``encoder`` on one fold of ``split_tsv`` and write ``OUTPUTS`` into ``out_dir``; returns the metrics rows.
+
+    Slice models read ``slices`` (participant_id -> ``sub-X_slices.npy``, with its ``.json`` beside it,
+    or the folder holding them); the 3D baseline (``encoder="resnet3d"``) reads ``volumes``
+    (participant_id -> MNI-space brain NIfTI, or a folder of ``sub-X_T1w.nii.gz``). ``model_name`` is
+    the ``model`` column of the metrics (the ``model-<key>`` path entity). ``slice_size`` is the size the
+    slices were built with (config ``slices.size``), checked against the encoder before any work.
+    """
+    out_dir = Path(out_dir)
+    classes = tuple(classes)
+    volume = is_volume_encoder(encoder)
+    input_size = encoder_input_size(encoder)  # also rejects an unknown encoder name, before any reading
+    if not volume and slice_size is not None and int(slice_size) != input_size:
+        raise ConfigError(
+            f"slices.size is {slice_size} but encoder {encoder!r} takes {input_size}x{input_size} slices; "
+            f"set slices.size: {input_size} in the config"
+        )
+    subjects = read_fold(split_tsv, fold, classes)
+    everyone = pd.concat([subjects.train, subjects.val, subjects.test])["participant_id"].tolist()
+    source = volumes if volume else slices
+    if source is None:
+        raise ConfigError(f"encoder {encoder!r} needs {'volumes' if volume else 'slices'} as input")
+    files = resolve_inputs(source, everyone, pattern="{}_T1w.nii.gz" if volume else "{}_slices.npy")
+    if not volume:
+        for pid in subjects.val["participant_id"].tolist() + subjects.test["participant_id"].tolist():
+            if not geometry_json(files[pid]).is_file():
+                raise InputError("the slice array has no geometry JSON beside it", subject=pid, path=geometry_json(files[pid]))
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log.info("task %s, model %s (%s), fold %d on %s: %d train, %d val, %d test subjects", task, model_name, encoder,
+             fold, torch_device, len(subjects.train), len(subjects.val), len(subjects.test))
+
+    with reproducible(training.seed, threads, torch_device):
+        model = build_classifier(encoder, len(classes), pretrained=pretrained, checkpoint=checkpoint, classes=classes)
+        model.to(torch_device)
+        data = _Data(volume=volume, files=files, model=model, training=training, device=torch_device, voxel_size_mm=voxel_size_mm)
+        val_loader = data.loader(subjects.val, train=False, seed=training.seed)
+        steps_per_epoch = len(data.train_loader(subjects.train, 0))
+        optimizer = make_optimizer(model, lr=training.lr, weight_decay=training.weight_decay, device=torch_device)
+        scheduler = warmup_cosine(optimizer, warmup_steps=training.warmup_epochs * steps_per_epoch,
+                                  total_steps=training.epochs * steps_per_epoch)
+        fingerprint = _fingerprint(
+            task=task, classes=classes, fold=fold, encoder=encoder, checkpoint=str(checkpoint), pretrained=pretrained,
+            training=asdict(training), aggregation=aggregation, voxel_size_mm=voxel_size_mm,
+            train=subjects.train[["participant_id", "class_index"]].values.tolist(),
+            val=subjects.val["participant_id"].tolist(), steps_per_epoch=steps_per_epoch,
+        )
+        state = _restore(out_dir, fingerprint, model, optimizer, scheduler, training.patience)
+
+        while not state.finished:
+            epoch = state.epoch + 1
+            started = time.perf_counter()
+            train_loss = train_epoch(
+                model, data.train_loader(subjects.train, epoch - 1), optimizer, scheduler, device=torch_device,
+                grad_clip=training.grad_clip, desc=f"epoch {epoch}/{training.epochs}", progress=progress,
+            )
+            val_subjects = aggregate_subjects(
+                slice_predictions(predict(model, val_loader, device=torch_device, progress=False), subjects.val, classes),
+                aggregation,
+            )
+            val_loss = subject_loss(val_subjects, classes)
+            val_auc = float(fold_metrics(val_subjects, classes, task=task, model=model_name, fold=fold)["auc"].iloc[0])
+            best = state.stopping.update(epoch, val_auc, val_loss)
+            if best:
+                save_torch({"epoch": epoch, "model": model.state_dict()}, out_dir / BEST_FILE)
+            seconds = time.perf_counter() - started
+            state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": val_auc,
+                                  "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 3)})
+            state.epoch = epoch
+            state.finished = epoch >= training.epochs or state.stopping.should_stop
+            _save_progress(out_dir, fingerprint, state, model, optimizer, scheduler)
+            log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.3f, lr %.2e, %.1f s%s", epoch,
+                     training.epochs, train_loss, val_loss, val_auc, scheduler.get_last_lr()[0], seconds,
+                     " (best)" if best else "")
+        if state.stopping.should_stop and state.epoch < training.epochs:
+            log.info("early stop after epoch %d: no validation improvement for %d epochs", state.epoch, training.patience)
+
+        # Training is over: only now are the test subjects read.
+        best_state = torch.load(out_dir / BEST_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(best_state["model"])
+        log.info("selected epoch %d on validation subjects; scoring validation and test subjects", best_state["epoch"])
+        frames = []
+        for rows in (subjects.val, subjects.test):
+            if rows.empty:
+                continue
+            kept = None if volume else {pid: _kept_indices(files[pid], pid) for pid in rows["participant_id"]}
+            found = predict(model, data.loader(rows, train=False, seed=training.seed), device=torch_device, progress=False)
+            frames.append(slice_predictions(found, rows, classes, kept_indices=kept))
+        per_slice = pd.concat(frames, ignore_index=True)
+        per_subject, metrics = evaluate_fold(per_slice, classes, task=task, model=model_name, fold=fold, method=aggregation)
+
+    history = pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
+    history["selected"] = history["epoch"] == best_state["epoch"]
+    write_tsv(per_slice, out_dir / "predictions_slices.tsv", float_format="%.6g")
+    write_tsv(per_subject, out_dir / "predictions_subjects.tsv", float_format="%.6g")
+    write_tsv(metrics, out_dir / "metrics.tsv", float_format="%.6g")
+    write_tsv(history, out_dir / "history.tsv", float_format="%.6g")
+    save_trained(model, out_dir / "model.pt", task=task, fold=int(fold), model_name=model_name,
+                 selected_epoch=int(best_state["epoch"]), aggregation=aggregation)
+    for name in (RESUME_FILE, BEST_FILE):
+        (out_dir / name).unlink(missing_ok=True)
+    for _, row in metrics.iterrows():
+        log.info("%s subjects: accuracy %.3f, AUC %.3f, sensitivity %.3f, specificity %.3f", row["split"],
+                 row["accuracy"], row["auc"], row["sensitivity"], row["specificity"])
+    return metrics
+
+
+def _kept_indices(npy: Path, pid: str) -> list[int]:
+    from headmri.slices.geometry import SliceGeometry
+
+    try:
+        return list(SliceGeometry.from_json(geometry_json(npy)).kept_indices)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"cannot read the slice geometry ({exc})", subject=pid, path=geometry_json(npy)) from exc

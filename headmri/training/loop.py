@@ -1,0 +1,112 @@
+"""One training epoch and one prediction pass, for any classifier and any batch loader of the project.
+
+Loaders yield (x, y, subject_index[, slice_index]) tuples (``SliceBatchLoader``, ``VolumeBatchLoader``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+log = logging.getLogger(__name__)
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CUDA (tensor cores, no loss scaling needed); full precision on CPU, where bf16
+    matmuls are slow on most processors and would make CPU runs depend on the instruction set."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay on weight matrices and kernels; none on biases, norms, tokens and position
+    embeddings (the usual ViT fine-tuning practice: decaying those only hurts)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        skip = param.ndim < 2 or name.endswith(("cls_token", "pos_embed", "reg_token", "dist_token"))
+        (no_decay if skip else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    # fused AdamW: one kernel for all parameters on CUDA; the default (foreach) path elsewhere.
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, fused=device.type == "cuda" or None)
+
+
+def _progress(iterable, *, total: int, desc: str, enabled: bool):
+    interactive = sys.stderr.isatty()
+    # In a log file a redrawn bar is noise: there, print a line at most every 30 s.
+    return tqdm(iterable, total=total, desc=desc, leave=False, disable=not enabled,
+                mininterval=0.1 if interactive else 30.0, dynamic_ncols=interactive, ascii=not interactive)
+
+
+def train_epoch(
+    model: nn.Module,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    device: torch.device,
+    grad_clip: float | None,
+    desc: str = "train",
+    progress: bool = True,
+) -> float:
+    """One pass over ``loader`` with cross-entropy; the scheduler steps per batch. Returns the mean loss per item."""
+    model.train()
+    total, count = 0.0, 0
+    bar = _progress(loader, total=len(loader), desc=desc, enabled=progress)
+    for batch in bar:
+        x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        with autocast(device):
+            logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        scheduler.step()
+        total += float(loss.detach()) * y.numel()
+        count += y.numel()
+        bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+    bar.close()
+    if count == 0:
+        raise ValueError("the training loader yielded no items")
+    return total / count
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per item: class probabilities (N, C), the loader's subject index and the slice's position in its array."""
+
+    probabilities: np.ndarray
+    subject_index: np.ndarray
+    slice_position: np.ndarray
+
+
+@torch.no_grad()
+def predict(model: nn.Module, loader, *, device: torch.device, desc: str = "predict", progress: bool = True) -> Predictions:
+    """Softmax probabilities for every item of ``loader`` (built with ``with_slice_index=True``)."""
+    model.eval()
+    probs, subjects, positions = [], [], []
+    for batch in _progress(loader, total=len(loader), desc=desc, enabled=progress):
+        x = batch[0].to(device, non_blocking=True)
+        with autocast(device):
+            logits = model(x)
+        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+        subjects.append(batch[2].cpu().numpy())
+        positions.append(batch[3].cpu().numpy())
+    if not probs:
+        return Predictions(np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64))
+    return Predictions(np.concatenate(probs).astype(np.float64), np.concatenate(subjects), np.concatenate(positions))
