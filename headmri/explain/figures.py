@@ -1,0 +1,169 @@
+"""Figures of the explanation stage: ranked regions, mean maps on the template, top regions on the atlas,
+ROC curves, confusion matrices and slice montages. matplotlib (Agg) and nilearn; files written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import nibabel as nib  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from headmri.atomic import atomic_path  # noqa: E402
+
+TISSUE_COLOURS = {"ctx": "#d95f02", "wm": "#7570b3", "subcortical": "#1b9e77"}
+OTHER_COLOUR = "#999999"
+DPI = 110
+
+
+def _save(fig: plt.Figure, path: str | Path) -> None:
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=DPI, bbox_inches="tight", format=Path(path).suffix.lstrip(".") or "png")
+    plt.close(fig)
+
+
+def ranking_bars(ranking: pd.DataFrame, path: str | Path, *, title: str, top_n: int = 20, top_k: int | None = None) -> None:
+    """Horizontal bars of the top regions' mean activation (error bars: sd over folds), one panel per target."""
+    targets = list(dict.fromkeys(ranking["target"])) if "target" in ranking.columns else [None]
+    fig, axes = plt.subplots(1, len(targets), figsize=(6.5 * len(targets), 0.32 * top_n + 1.6), squeeze=False)
+    for ax, target in zip(axes[0], targets):
+        rows = ranking if target is None else ranking[ranking["target"] == target]
+        rows = rows.sort_values("rank").head(top_n)
+        y = np.arange(len(rows))[::-1]
+        colours = [TISSUE_COLOURS.get(t, OTHER_COLOUR) for t in rows["tissue"]]
+        ax.barh(y, rows["mean"], xerr=rows["sd"].fillna(0), color=colours, ecolor="#333333", capsize=2)
+        ax.set_yticks(y, [f"{r}. {n}" for r, n in zip(rows["rank"], rows["region"])], fontsize=8)
+        n_folds = int(rows["n_folds"].max()) if "n_folds" in rows and len(rows) else None
+        if "folds_in_top_k" in rows and top_k is not None:
+            for yi, (value, count) in zip(y, zip(rows["mean"], rows["folds_in_top_k"])):
+                ax.text(value, yi, f" {count}/{n_folds}", va="center", fontsize=7, color="#333333")
+        ax.set_xlabel("mean regional activation over patients, then folds (raw units)")
+        ax.set_title(f"{title}" + (f" - target {target}" if target is not None and len(targets) > 1 else ""), fontsize=10)
+        ax.set_xlim(0, float((rows["mean"] + rows["sd"].fillna(0)).max()) * 1.18 if len(rows) else 1)
+    handles = [Patch(color=c, label=t) for t, c in TISSUE_COLOURS.items()]
+    axes[0][-1].legend(handles=handles, loc="lower right", fontsize=8, title="tissue" + (f"; n/N: folds in top {top_k}" if top_k else ""),
+                       title_fontsize=8)
+    _save(fig, path)
+
+
+def mean_map_figure(mean_img: nib.Nifti1Image, template: str | Path, path: str | Path, *, title: str) -> None:
+    """The mean map over the MNI template: sagittal, coronal and axial cuts through its maximum."""
+    from nilearn import plotting
+
+    data = np.asarray(mean_img.dataobj, dtype=np.float32)
+    vmax = float(np.nanpercentile(data[data > 0], 99.5)) if np.any(data > 0) else 1.0
+    fig = plt.figure(figsize=(11, 7))
+    peak = np.unravel_index(int(np.nanargmax(data)), data.shape)
+    peak_mm = (mean_img.affine @ np.array([*peak, 1.0]))[:3]
+    top = fig.add_axes([0.0, 0.5, 1.0, 0.47])
+    plotting.plot_stat_map(mean_img, bg_img=str(template), display_mode="ortho", cut_coords=peak_mm, cmap="hot",
+                           vmin=0, vmax=vmax, threshold=0.05 * vmax, symmetric_cbar=False, colorbar=True, axes=top,
+                           figure=fig, title=title, draw_cross=False)
+    bottom = fig.add_axes([0.0, 0.0, 1.0, 0.47])
+    plotting.plot_stat_map(mean_img, bg_img=str(template), display_mode="x", cut_coords=(-56, -40, -24, -8, 8, 24, 40, 56),
+                           cmap="hot", vmin=0, vmax=vmax, threshold=0.05 * vmax, symmetric_cbar=False, colorbar=False,
+                           axes=bottom, figure=fig, annotate=True)
+    _save(fig, path)
+
+
+def top_regions_figure(ranking: pd.DataFrame, parcellation: nib.Nifti1Image, template: str | Path, path: str | Path,
+                       *, top_k: int, title: str) -> None:
+    """The top ``top_k`` regions drawn on a parcellation over the template (colour = rank)."""
+    from nilearn import plotting
+
+    target = ranking["target"].iloc[0] if "target" in ranking.columns else None
+    rows = ranking if target is None else ranking[ranking["target"] == target]
+    rows = rows.sort_values("rank").head(top_k)
+    labels = np.asarray(parcellation.dataobj).astype(np.int32)
+    roi = np.zeros(labels.shape, dtype=np.int16)
+    for rank, code in zip(rows["rank"], rows["label"]):
+        roi[labels == int(code)] = int(rank)
+    roi_img = nib.Nifti1Image(roi, parcellation.affine)
+    cmap = plt.get_cmap("tab10" if top_k <= 10 else "tab20", max(top_k, 2))
+    from matplotlib.colors import ListedColormap
+
+    colours = [cmap(i) for i in range(len(rows))]
+    fig = plt.figure(figsize=(12, 6.5))
+    if roi.any():
+        centre = np.argwhere(roi > 0).mean(axis=0)
+        centre_mm = (parcellation.affine @ np.array([*centre, 1.0]))[:3]
+    else:
+        centre_mm = (0, 0, 0)
+    main = fig.add_axes([0.0, 0.42, 0.72, 0.56])
+    plotting.plot_roi(roi_img, bg_img=str(template), cmap=ListedColormap(colours), vmin=0.5, vmax=len(rows) + 0.5,
+                      display_mode="ortho", cut_coords=centre_mm, axes=main, figure=fig, title=title,
+                      draw_cross=False, alpha=0.85, resampling_interpolation="nearest")
+    lower = fig.add_axes([0.0, 0.0, 0.72, 0.4])
+    plotting.plot_roi(roi_img, bg_img=str(template), cmap=ListedColormap(colours), vmin=0.5, vmax=len(rows) + 0.5,
+                      display_mode="x", cut_coords=(-50, -30, -10, 10, 30, 50), axes=lower, figure=fig, alpha=0.85,
+                      resampling_interpolation="nearest")
+    legend = fig.add_axes([0.73, 0.05, 0.27, 0.9])
+    legend.axis("off")
+    legend.legend(handles=[Patch(color=c, label=f"{r}. {n}") for c, r, n in zip(colours, rows["rank"], rows["region"])],
+                  loc="center left", fontsize=9, frameon=False, title=f"top {len(rows)}" + (f" ({target})" if target else ""))
+    _save(fig, path)
+
+
+def roc_figure(curves: Sequence[tuple[str, np.ndarray, np.ndarray, float]], path: str | Path, *, title: str) -> None:
+    """ROC curves: (label, false positive rates, true positive rates, AUC) each."""
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    ax.plot([0, 1], [0, 1], color="#bbbbbb", lw=1, ls="--")
+    for label, fpr, tpr, auc in curves:
+        ax.plot(fpr, tpr, lw=1.6, label=f"{label} (AUC {auc:.2f})" if np.isfinite(auc) else f"{label} (AUC n/a)")
+    ax.set_xlim(-0.01, 1.01)
+    ax.set_ylim(-0.01, 1.01)
+    ax.set_xlabel("1 - specificity (false positive rate)")
+    ax.set_ylabel("sensitivity (true positive rate)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_aspect("equal")
+    _save(fig, path)
+
+
+def confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str | Path, *, title: str) -> None:
+    """A confusion matrix of counts (rows: true class, columns: predicted class)."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(classes) + 2.6, 1.2 * len(classes) + 2.0))
+    ConfusionMatrixDisplay(matrix, display_labels=list(classes)).plot(ax=ax, cmap="Blues", colorbar=False, values_format="d")
+    ax.set_title(title, fontsize=10)
+    _save(fig, path)
+
+
+def montage_figure(subjects: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, *, title: str, columns: int = 8) -> None:
+    """Rows of evenly spaced slices per subject, the map over the slice on one colour scale for all panels.
+
+    ``subjects``: (participant ID, slices (n, H, W), maps (n, H, W)). One scale for every panel keeps the
+    raw maps comparable across slices and subjects, which is the point of not min-max scaling them.
+    """
+    subjects = [s for s in subjects if s[1] is not None and len(s[1])]
+    if not subjects:
+        fig, ax = plt.subplots(figsize=(6, 1.5))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no patient to show", ha="center", va="center")
+        _save(fig, path)
+        return
+    vmax = max(float(np.percentile(maps, 99.9)) for _, _, maps in subjects) or 1.0
+    fig, axes = plt.subplots(len(subjects), columns, figsize=(1.6 * columns, 1.75 * len(subjects) + 0.5), squeeze=False)
+    image = None
+    for row, (pid, slices, maps) in zip(axes, subjects):
+        picks = np.linspace(0, len(slices) - 1, min(columns, len(slices))).round().astype(int)
+        for ax in row:
+            ax.axis("off")
+        for ax, index in zip(row, picks):
+            ax.imshow(slices[index], cmap="gray", interpolation="nearest")
+            image = ax.imshow(maps[index], cmap="jet", alpha=0.45, vmin=0, vmax=vmax, interpolation="bilinear")
+            ax.set_title(f"slice {index}", fontsize=7)
+        row[0].text(-0.08, 0.5, pid, transform=row[0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="raw map value")
+    _save(fig, path)

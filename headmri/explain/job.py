@@ -1,0 +1,298 @@
+"""The ``explain_fold`` job: explain one fold's model on its patients, score every region, save the maps.
+
+For each selected patient (default: the fold's held-out test patients of the disease classes), the
+trained model's map for the patient's own disease class is put on the MNI grid, checked against the
+patient's parcellation grid, and reduced to one value per region (max, as in the paper, or mean). The
+fold's outputs: ``regions.tsv`` (one row per patient and region), the mean map over those patients
+(NIfTI on the MNI grid), a JSON of what was done, a montage of a few patients' slices with their maps,
+and optionally every patient's 3D map as NIfTI.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import torch
+
+from headmri.atomic import save_nifti, write_json, write_tsv
+from headmri.errors import ConfigError, InputError
+from headmri.explain import regions as regional
+from headmri.explain.gradcam import target_index
+from headmri.explain.maps import check_method, slice_maps, volume_map
+from headmri.explain.merge import REGION_COLUMNS
+from headmri.splits import fold_table, read_split
+
+log = logging.getLogger(__name__)
+
+PATIENT_SETS = ("test", "all")
+MONTAGE_PATIENTS = 3
+
+
+@dataclass(frozen=True)
+class SubjectFiles:
+    """One subject's inputs: its slices and their geometry (slice models), its volume (3D models), its
+    parcellation on the MNI grid."""
+
+    slices: Path | None
+    geometry: Path | None
+    dseg: Path
+    volume: Path | None = None
+
+
+@dataclass(frozen=True)
+class ExplainedSubject:
+    participant_id: str
+    volume: np.ndarray  # 3D map on the MNI grid
+    affine: np.ndarray
+    slices: np.ndarray | None = None  # (n, S, S) inputs and maps, kept for the montage only
+    maps: np.ndarray | None = None
+
+
+def load_fold_model(model_path: str | Path, *, task: str, fold: int, device: torch.device):
+    """The trained model of one fold, or a clear error when that fold was never trained."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise InputError(
+            f"task {task}, fold {fold} has no trained model: run the training stage first "
+            "(snakemake ... all) or check that this fold finished training",
+            path=model_path,
+        )
+    from headmri.training import load_trained  # the training stage owns the checkpoint format
+
+    model, meta = load_trained(model_path, device=device)
+    return model.eval(), dict(meta)
+
+
+def select_patients(split: pd.DataFrame, fold: int, disease_classes: Sequence[str], which: str, *, path: str | Path | None = None) -> pd.DataFrame:
+    """The split rows of the patients to explain in ``fold``: its test patients, or all its patients."""
+    if which not in PATIENT_SETS:
+        raise ConfigError(f"explain.patients must be one of {PATIENT_SETS}, got {which!r}")
+    needed = {"participant_id", "label", "group", "fold", "split"}
+    if not needed <= set(split.columns):
+        raise InputError(f"the split table lacks columns {sorted(needed - set(split.columns))}", path=path)
+    try:
+        rows = fold_table(split, fold)
+    except InputError as error:
+        raise InputError(error.reason, path=path) from None
+    rows = rows[rows["label"].isin(disease_classes)]
+    if which == "test":
+        rows = rows[rows["split"] == "test"]
+    if rows.empty:
+        raise InputError(f"fold {fold} has no {'test ' if which == 'test' else ''}patients of {list(disease_classes)} to explain", path=path)
+    return rows.sort_values("participant_id").reset_index(drop=True)
+
+
+def load_parcellation(path: Path, *, subject: str) -> nib.Nifti1Image:
+    try:
+        image = nib.load(str(path))
+    except (FileNotFoundError, nib.filebasedimages.ImageFileError) as error:
+        raise InputError(f"cannot read the parcellation: {error}", subject=subject, path=path) from error
+    return nib.as_closest_canonical(image)  # slice geometries are in canonical RAS
+
+
+def read_geometry(path: Path | None, *, subject: str):
+    from headmri.slices.geometry import SliceGeometry
+
+    if path is None:
+        raise InputError("a slice model needs the subject's slices and their geometry JSON", subject=subject)
+    try:
+        return SliceGeometry.from_json(path)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(f"cannot read the slice geometry: {error}", subject=subject, path=path) from error
+
+
+def check_input_grid(dseg: nib.Nifti1Image, files: SubjectFiles, subject: str, kind: str) -> None:
+    """The parcellation must lie on the grid the model's input came from (header reads only)."""
+    if kind == "volume":
+        if files.volume is None:
+            raise InputError("a volume model needs the subject's MNI-space volume", subject=subject)
+        try:
+            source = nib.as_closest_canonical(nib.load(str(files.volume)))
+        except (FileNotFoundError, nib.filebasedimages.ImageFileError) as error:
+            raise InputError(f"cannot read the MNI-space brain: {error}", subject=subject, path=files.volume) from error
+        regional.check_same_grid(dseg, source.shape, source.affine, subject=subject, path=files.dseg,
+                                 what=f"brain volume's ({files.volume})")
+    else:
+        geometry = read_geometry(files.geometry, subject=subject)
+        regional.check_same_grid(dseg, geometry.source_shape, geometry.affine, subject=subject, path=files.dseg,
+                                 what=f"slice geometry's ({files.geometry})")
+
+
+def _slice_subject(model, meta, files: SubjectFiles, participant_id: str, *, method: str, target: int,
+                   target_layer: str, batch_size: int, device: torch.device, keep_slices: bool) -> ExplainedSubject:
+    from headmri.slices.loader import SliceBatchLoader
+
+    if files.slices is None:
+        raise InputError("a slice model needs the subject's slices", subject=participant_id)
+    geometry = read_geometry(files.geometry, subject=participant_id)
+    loader = SliceBatchLoader([files.slices], [0], batch_size=max(1, len(geometry.kept_indices)), shuffle=False, seed=0,
+                              mean=meta["mean"], std=meta["std"], device=device)
+    raw = loader.arrays[0]
+    if raw.shape[0] != geometry.n_kept:
+        raise InputError(f"the slice array holds {raw.shape[0]} slices but its geometry keeps {geometry.n_kept}",
+                         subject=participant_id, path=files.slices)
+    size = int(meta["input_size"])
+    if raw.shape[1:] != (size, size):
+        raise InputError(f"slices are {raw.shape[1]}x{raw.shape[2]} but the model takes {size}x{size}; "
+                         f"rebuild the slices with slices.size: {size}", subject=participant_id, path=files.slices)
+    inputs = loader.normalise(torch.from_numpy(np.array(raw)))  # a writable copy of the memory map
+    maps = slice_maps(model, inputs, method=method, target=target, target_layer=target_layer, batch_size=batch_size)
+    volume = geometry.to_volume(maps)
+    return ExplainedSubject(participant_id, volume, geometry.affine,
+                            np.asarray(raw) if keep_slices else None, maps if keep_slices else None)
+
+
+def _volume_subject(model, meta, files: SubjectFiles, participant_id: str, *, target: int, target_layer: str,
+                    device: torch.device, grid_shape: Sequence[int], grid_affine: np.ndarray,
+                    keep_slices: bool) -> ExplainedSubject:
+    from headmri.training.volumes import load_volume  # the training stage owns the volume preprocessing
+
+    if files.volume is None:
+        raise InputError("a volume model needs the subject's MNI-space volume", subject=participant_id)
+    tensor = torch.as_tensor(load_volume(files.volume, meta, subject=participant_id))[None].to(device)  # (1, 1, D, H, W)
+    volume = volume_map(model, tensor, target=target, target_layer=target_layer, output_shape=grid_shape)
+    slices = maps = None
+    if keep_slices:  # sagittal planes of the brain and the map, shown the way the slice models see them
+        brain = np.asarray(nib.as_closest_canonical(nib.load(str(files.volume))).dataobj, dtype=np.float32)
+        keep = np.flatnonzero(brain.reshape(brain.shape[0], -1).any(axis=1))
+        slices = np.stack([brain[i].T[::-1] for i in keep])
+        maps = np.stack([volume[i].T[::-1] for i in keep])
+    return ExplainedSubject(participant_id, volume, np.asarray(grid_affine), slices, maps)
+
+
+def explain_fold(
+    *,
+    model_path: str | Path,
+    split_tsv: str | Path,
+    task: str,
+    classes: Sequence[str],
+    fold: int,
+    subjects: Mapping[str, SubjectFiles],
+    regions_tsv: str | Path,
+    mean_map: str | Path,
+    summary_json: str | Path,
+    montage_png: str | Path | None = None,
+    maps_dir: str | Path | None = None,
+    method: str = "gradcam",
+    target_layer: str | None = None,
+    statistic: str = "max",
+    patients: str = "test",
+    expected_regions_tsv: str | Path | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+) -> pd.DataFrame:
+    """Explain one fold's model on its patients and write the fold's outputs; returns the regions table.
+
+    ``subjects`` maps participant IDs (``sub-X``) to their files and must cover every selected patient.
+    ``target_layer`` defaults to the layer the model names (ViT: ``trunk.blocks[-1].norm1``; 3D CNN: its
+    last convolutional stage). ``expected_regions_tsv``: a table whose ``label`` column lists the regions
+    each parcellation must hold; without it, every scored region any patient has (optional FreeSurfer
+    labels aside).
+    """
+    if statistic not in regional.STATISTICS:
+        raise ConfigError(f"explain.region_statistic must be one of {regional.STATISTICS}, got {statistic!r}")
+    classes = tuple(classes)
+    disease = classes[1:]
+    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model, meta = load_fold_model(model_path, task=task, fold=fold, device=torch_device)
+    if tuple(meta.get("classes", ())) != classes:
+        raise InputError(f"the model was trained on classes {list(meta.get('classes', ()))}, but task {task} has {list(classes)}",
+                         path=model_path)
+    kind = meta.get("kind", "slices")
+    check_method(method, kind)
+    # explain.target_layer names a layer of the ViT; the 3D baseline always uses its last convolutional stage
+    if kind == "volume":
+        layer_path = meta.get("target_layer_name") or model.target_layer_name
+    else:
+        layer_path = target_layer or meta.get("target_layer_name") or model.target_layer_name
+    split = read_split(split_tsv)
+    chosen = select_patients(split, fold, disease, patients, path=split_tsv)
+    missing = sorted(set(chosen["participant_id"]) - set(subjects))
+    if missing:
+        raise InputError(f"no input files given for patients {missing[:10]} of fold {fold}", path=split_tsv)
+    log.info("task %s fold %d: explaining %d patients with %s on %s (%s, %s)", task, fold, len(chosen), method,
+             layer_path, torch_device, statistic)
+
+    # Parcellations and grids first (cheap): every grid and region set is checked before the expensive part.
+    parcellations: dict[str, nib.Nifti1Image] = {}
+    codes_of: dict[str, np.ndarray] = {}
+    for pid in chosen["participant_id"]:
+        image = load_parcellation(subjects[pid].dseg, subject=pid)
+        check_input_grid(image, subjects[pid], pid, kind)
+        if parcellations:  # one grid for every patient, or the mean map would mix grids
+            first = next(iter(parcellations.values()))
+            regional.check_same_grid(image, first.shape, first.affine, subject=pid, path=subjects[pid].dseg,
+                                     what=f"first patient's ({next(iter(parcellations))}) parcellation")
+        parcellations[pid] = image
+        codes_of[pid] = regional.present_codes(np.asarray(image.dataobj))
+    if expected_regions_tsv is not None:
+        expected = regional.expected_codes_from_table(expected_regions_tsv)
+    else:
+        expected = regional.expected_codes_from_subjects(codes_of.values())
+    for pid, codes in codes_of.items():
+        regional.check_codes(codes, expected, subject=pid, path=subjects[pid].dseg)
+
+    rows: list[pd.DataFrame] = []
+    total: np.ndarray | None = None
+    reference_affine: np.ndarray | None = None
+    montage_subjects: list[ExplainedSubject] = []
+
+    def want_montage() -> bool:
+        return montage_png is not None and len(montage_subjects) < MONTAGE_PATIENTS
+
+    for i, record in enumerate(chosen.itertuples(index=False)):
+        pid = record.participant_id
+        files = subjects[pid]
+        target = target_index(classes, record.label)
+        dseg = parcellations[pid]
+        if kind == "volume":
+            explained = _volume_subject(model, meta, files, pid, target=target, target_layer=layer_path,
+                                        device=torch_device, grid_shape=dseg.shape, grid_affine=dseg.affine,
+                                        keep_slices=want_montage())
+        else:
+            explained = _slice_subject(model, meta, files, pid, method=method, target=target, target_layer=layer_path,
+                                       batch_size=batch_size, device=torch_device,
+                                       keep_slices=want_montage())
+        labels = np.asarray(dseg.dataobj).astype(np.int32)
+        values = regional.regional_values(explained.volume, labels, expected, statistic)
+        table = regional.region_rows(values, expected)
+        table.insert(0, "target", record.label)
+        table.insert(0, "split", record.split)
+        table.insert(0, "group", record.group)
+        table.insert(0, "participant_id", pid)
+        rows.append(table)
+        total = explained.volume.astype(np.float64) if total is None else total + explained.volume
+        reference_affine = dseg.affine if reference_affine is None else reference_affine
+        if maps_dir is not None:
+            save_nifti(nib.Nifti1Image(explained.volume.astype(np.float32), dseg.affine),
+                       Path(maps_dir) / f"{pid}_space-MNI152NLin6Asym_desc-{method}_map.nii.gz")
+        if explained.maps is not None:
+            montage_subjects.append(explained)
+        log.info("  %d/%d %s (%s): map max %.4g", i + 1, len(chosen), pid, record.label, float(explained.volume.max()))
+
+    result = pd.concat(rows, ignore_index=True).loc[:, list(REGION_COLUMNS)]
+    write_tsv(result, regions_tsv)
+    mean = (total / len(chosen)).astype(np.float32)
+    save_nifti(nib.Nifti1Image(mean, reference_affine), mean_map)
+    write_json(
+        {
+            "task": task, "fold": int(fold), "classes": list(classes), "encoder": meta.get("encoder"),
+            "method": method, "target_layer": layer_path if method == "gradcam" else None,
+            "targets": sorted(set(chosen["label"])), "region_statistic": statistic, "patients": patients,
+            "participants": list(chosen["participant_id"]), "n_regions": len(expected),
+            "device": str(torch_device), "map_scaling": "raw (ReLU, no per-slice min-max)",
+        },
+        summary_json,
+    )
+    if montage_png is not None:
+        from headmri.explain.figures import montage_figure
+
+        montage_figure([(s.participant_id, s.slices, s.maps) for s in montage_subjects], montage_png,
+                       title=f"task {task}, fold {fold}: {method} for the disease class (raw, common scale)")
+    return result

@@ -1,0 +1,173 @@
+"""The explain_fold job on a tiny synthetic fold: outputs, patient selection, and every bad input."""
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from headmri.errors import ConfigError, InputError
+from headmri.explain import regions
+from headmri.explain.job import SubjectFiles, explain_fold
+from headmri.explain.maps import slice_maps
+from headmri.models import build_architecture
+from headmri.slices.geometry import SliceGeometry
+from headmri.training import save_trained
+
+SHAPE = (14, 20, 16)  # a small "MNI grid": sagittal slices of 16 x 20, padded to 20 x 20
+AFFINE = np.array([[1.0, 0, 0, -7], [0, 1, 0, -10], [0, 0, 1, -8], [0, 0, 0, 1]])
+CODES = [17, 1022, 2022, 3022]
+CLASSES = ("HC", "migraine")
+SUBJECTS = {"sub-p1": "migraine", "sub-p2": "migraine", "sub-h1": "HC"}
+
+
+def _labels() -> np.ndarray:
+    labels = np.zeros(SHAPE, np.int16)
+    labels[2:7, 3:17, 2:14] = 1022
+    labels[7:12, 3:17, 2:14] = 2022
+    labels[2:12, 3:17, 10:14] = 3022
+    labels[5:9, 8:12, 3:6] = 17
+    return labels
+
+
+@pytest.fixture(scope="module")
+def fold(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fold")
+    torch.manual_seed(0)
+    model = build_architecture("vit_tiny_demo", CLASSES)
+    with torch.no_grad():
+        model.head.weight.mul_(20)
+    save_trained(model, root / "model.pt", task="migraine", fold=1)
+    rng = np.random.default_rng(0)
+    files = {}
+    for pid in SUBJECTS:
+        brain = np.where(_labels() > 0, rng.random(SHAPE), 0).astype(np.float32)
+        geometry = SliceGeometry.create(axis=0, size=model.input_size, source_shape=SHAPE, source_affine=AFFINE,
+                                        kept_indices=range(2, 12), dropped_indices=[0, 1, 12, 13])
+        slices = (np.clip(geometry.slices_from_volume(brain), 0, 1) * 255).round().astype(np.uint8)
+        np.save(root / f"{pid}_slices.npy", slices)
+        (root / f"{pid}_slices.json").write_text(json.dumps(geometry.to_dict()))
+        nib.save(nib.Nifti1Image(_labels(), AFFINE), root / f"{pid}_dseg.nii.gz")
+        files[pid] = SubjectFiles(root / f"{pid}_slices.npy", root / f"{pid}_slices.json", root / f"{pid}_dseg.nii.gz")
+    split = pd.DataFrame({
+        "participant_id": list(SUBJECTS) * 2,
+        "label": list(SUBJECTS.values()) * 2,
+        "group": list(SUBJECTS.values()) * 2,
+        "class_index": [1, 1, 0] * 2,
+        "fold": [1, 1, 1, 2, 2, 2],
+        "split": ["test", "train", "test", "train", "test", "val"],
+    })
+    split.to_csv(root / "split.tsv", sep="\t", index=False)
+    return root, files, model.eval()
+
+
+def _run(root, files, out, **kwargs):
+    arguments = dict(
+        model_path=root / "model.pt", split_tsv=root / "split.tsv", task="migraine", classes=CLASSES, fold=1,
+        subjects=files, regions_tsv=out / "regions.tsv", mean_map=out / "mean_map.nii.gz",
+        summary_json=out / "explain.json", montage_png=out / "montage.png", device="cpu",
+    )
+    arguments.update(kwargs)
+    return explain_fold(**arguments)
+
+
+def test_explain_fold_scores_the_test_patients_regions_from_raw_maps(fold, tmp_path):
+    root, files, model = fold
+    table = _run(root, files, tmp_path)
+    # only the held-out test patient of the disease class; the healthy control is never explained
+    assert set(table["participant_id"]) == {"sub-p1"} and set(table["target"]) == {"migraine"}
+    assert set(table["split"]) == {"test"} and sorted(table["label"]) == CODES
+    written = pd.read_csv(tmp_path / "regions.tsv", sep="\t")
+    assert list(written.columns) == ["participant_id", "group", "split", "target", "label", "region", "value"]
+    # the values are the regional maxima of the patient's own raw Grad-CAM volume, for the migraine class
+    geometry = SliceGeometry.from_json(files["sub-p1"].geometry)
+    raw = np.load(files["sub-p1"].slices).astype(np.float32) / 255
+    inputs = (torch.from_numpy(raw)[:, None].repeat(1, 3, 1, 1) - torch.tensor(model.mean).view(1, 3, 1, 1)) / torch.tensor(model.std).view(1, 3, 1, 1)
+    volume = geometry.to_volume(slice_maps(model, inputs, method="gradcam", target=1, target_layer="trunk.blocks[-1].norm1"))
+    expected = regions.regional_values(volume, _labels().astype(np.int32), CODES, "max")
+    np.testing.assert_allclose(table.sort_values("label")["value"], expected, rtol=1e-4)
+    mean_img = nib.load(tmp_path / "mean_map.nii.gz")
+    assert mean_img.shape == SHAPE and np.allclose(mean_img.affine, AFFINE)
+    np.testing.assert_allclose(np.asarray(mean_img.dataobj), volume, rtol=1e-4, atol=1e-5 * volume.max())
+    summary = json.loads((tmp_path / "explain.json").read_text())
+    assert summary["participants"] == ["sub-p1"] and summary["targets"] == ["migraine"]
+    assert (tmp_path / "montage.png").stat().st_size > 0
+
+
+def test_all_patients_mean_statistic_rollout_and_nifti_maps(fold, tmp_path):
+    root, files, _ = fold
+    table = _run(root, files, tmp_path, patients="all", statistic="mean", method="rollout", maps_dir=tmp_path / "maps")
+    assert set(table["participant_id"]) == {"sub-p1", "sub-p2"}  # training patients too, still no control
+    assert (table["value"] > 0).all()
+    assert sorted(p.name for p in (tmp_path / "maps").iterdir()) == [
+        "sub-p1_space-MNI152NLin6Asym_desc-rollout_map.nii.gz", "sub-p2_space-MNI152NLin6Asym_desc-rollout_map.nii.gz"]
+
+
+def test_a_fold_without_a_trained_model_is_an_error(fold, tmp_path):
+    root, files, _ = fold
+    with pytest.raises(InputError, match="missing.pt: task migraine, fold 1 has no trained model"):
+        _run(root, files, tmp_path, model_path=root / "missing.pt")
+
+
+def test_a_target_class_the_task_does_not_have_is_an_error(fold, tmp_path):
+    root, files, _ = fold
+    # a model trained for another task (its classes lack 'migraine')
+    with pytest.raises(InputError, match="trained on classes \\['HC', 'migraine'\\], but task apth has \\['HC', 'APTH'\\]"):
+        _run(root, files, tmp_path, task="apth", classes=("HC", "APTH"))
+
+
+def test_slices_whose_geometry_does_not_match_the_parcellation_are_an_error(fold, tmp_path):
+    root, files, _ = fold
+    shifted = AFFINE.copy()
+    shifted[:3, 3] += 1.0
+    nib.save(nib.Nifti1Image(_labels(), shifted), tmp_path / "shifted.nii.gz")
+    nib.save(nib.Nifti1Image(np.pad(_labels(), ((0, 1), (0, 0), (0, 0))), AFFINE), tmp_path / "bigger.nii.gz")
+    for bad, message in (("shifted.nii.gz", "affine does not match"), ("bigger.nii.gz", "grid \\(15, 20, 16\\) does not match")):
+        broken = dict(files, **{"sub-p1": SubjectFiles(files["sub-p1"].slices, files["sub-p1"].geometry, tmp_path / bad)})
+        with pytest.raises(InputError, match=f"subject sub-p1, file .*{bad}: the parcellation's {message}"):
+            _run(root, broken, tmp_path)
+
+
+def test_a_parcellation_missing_an_expected_region_is_an_error(fold, tmp_path):
+    root, files, _ = fold
+    table = tmp_path / "atlas.tsv"
+    pd.DataFrame({"label": [*CODES, 1030]}).to_csv(table, sep="\t", index=False)
+    with pytest.raises(InputError, match="subject sub-p1.*lacks 1 region.*ctx-lh-superiortemporal"):
+        _run(root, files, tmp_path, expected_regions_tsv=table)
+
+
+def test_bad_settings_are_config_errors(fold, tmp_path):
+    root, files, _ = fold
+    with pytest.raises(ConfigError, match="explain.patients"):
+        _run(root, files, tmp_path, patients="some")
+    with pytest.raises(ConfigError, match="region_statistic"):
+        _run(root, files, tmp_path, statistic="median")
+    with pytest.raises(ConfigError, match="layer path"):
+        _run(root, files, tmp_path, target_layer="trunk.blocks[7].norm1")
+
+
+@pytest.mark.slow  # whole MNI-grid volumes through a 3D ResNet-18: ~20 s on 2 cores
+def test_the_3d_baseline_is_explained_with_gradcam_on_its_last_stage(tmp_path):
+    from headmri.models import VolumeClassifier
+    from headmri.models.resnet3d import TEMPLATE_SHAPE
+
+    torch.manual_seed(0)
+    save_trained(VolumeClassifier(CLASSES), tmp_path / "model.pt", task="migraine", fold=1)
+    affine = np.array([[1.0, 0, 0, -91], [0, 1, 0, -126], [0, 0, 1, -72], [0, 0, 0, 1]])
+    labels = np.zeros(TEMPLATE_SHAPE, np.int16)
+    labels[40:91, 40:180, 30:150] = 1022
+    labels[91:142, 40:180, 30:150] = 2022
+    brain = np.where(labels > 0, np.random.default_rng(0).random(TEMPLATE_SHAPE), 0).astype(np.float32)
+    nib.save(nib.Nifti1Image(labels, affine), tmp_path / "dseg.nii.gz")
+    nib.save(nib.Nifti1Image(brain, affine), tmp_path / "brain.nii.gz")
+    pd.DataFrame({"participant_id": ["sub-p1", "sub-h1"], "label": ["migraine", "HC"], "group": ["migraine", "HC"],
+                  "class_index": [1, 0], "fold": [1, 1], "split": ["test", "test"]}).to_csv(tmp_path / "split.tsv", sep="\t", index=False)
+    files = {"sub-p1": SubjectFiles(None, None, tmp_path / "dseg.nii.gz", volume=tmp_path / "brain.nii.gz")}
+    table = _run(tmp_path, files, tmp_path, target_layer="trunk.blocks[-1].norm1")  # the ViT default is not used
+    assert sorted(table["label"]) == [1022, 2022] and (table["value"] >= 0).all()
+    assert nib.load(tmp_path / "mean_map.nii.gz").shape == TEMPLATE_SHAPE
+    assert json.loads((tmp_path / "explain.json").read_text())["target_layer"] == "backbone.layer4"
+    with pytest.raises(ConfigError, match="rollout needs a Vision Transformer"):
+        _run(tmp_path, files, tmp_path, method="rollout")
