@@ -1,0 +1,82 @@
+"""Shared test fixtures: small synthetic heads on oblique, non-RAS grids, and the MNI template.
+
+Keep this file small and generic; a fixture used by one test file belongs in that file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+# Voxel axis directions (columns of the affine) for a few orientations, before any oblique rotation.
+AXES = {
+    "RAS": np.eye(3),
+    "LIA": np.array([[-1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]),  # i -> left, j -> inferior, k -> anterior
+    "LPS": np.diag([-1.0, -1.0, 1.0]),
+}
+
+
+def rotation_xyz(degrees) -> np.ndarray:
+    from scipy.spatial.transform import Rotation
+
+    return Rotation.from_euler("xyz", degrees, degrees=True).as_matrix()
+
+
+def grid_affine(shape, voxel_mm, orientation="LIA", oblique_deg=(0.0, 0.0, 0.0), center_mm=(0.0, 0.0, 0.0)) -> np.ndarray:
+    """A voxel-to-RAS affine whose grid centre sits at ``center_mm``; rotated by ``oblique_deg`` (x, y, z)."""
+    linear = rotation_xyz(oblique_deg) @ AXES[orientation] @ np.diag(np.broadcast_to(voxel_mm, 3).astype(float))
+    affine = np.eye(4)
+    affine[:3, :3] = linear
+    affine[:3, 3] = np.asarray(center_mm, float) - linear @ ((np.asarray(shape) - 1) / 2.0)
+    return affine
+
+
+def ellipsoid_head(shape, affine, *, seed=0) -> tuple[np.ndarray, np.ndarray]:
+    """A "head" (dim ellipsoid, the scalp) around a brighter "brain" ellipsoid, with noise; returns
+    (image float32, brain mask bool). Ellipsoids are defined in world mm, so any grid shows the same head."""
+    ijk = np.indices(shape).reshape(3, -1).T
+    xyz = nib.affines.apply_affine(affine, ijk)
+    head = (((xyz - [0, -10, 0]) / [75, 95, 85]) ** 2).sum(axis=1) <= 1
+    brain = (((xyz - [0, -10, 5]) / [60, 78, 65]) ** 2).sum(axis=1) <= 1
+    rng = np.random.default_rng(seed)
+    data = 200.0 * head + 600.0 * brain + rng.normal(0, 10, len(xyz))
+    return data.reshape(shape).astype(np.float32).clip(0), brain.reshape(shape)
+
+
+@pytest.fixture
+def write_nifti(tmp_path):
+    """write_nifti(name, data, affine) -> path under tmp_path (any dtype, any dimensionality)."""
+
+    def write(name: str, data, affine=None) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nib.save(nib.Nifti1Image(np.asarray(data), np.eye(4) if affine is None else affine), path)
+        return path
+
+    return write
+
+
+@pytest.fixture
+def synthetic_t1w(write_nifti):
+    """synthetic_t1w(name, shape=(90, 110, 100), voxel_mm=2, orientation="LIA", oblique_deg=(8, -5, 6))
+    -> (path, brain mask array): an ellipsoid head on an oblique non-RAS grid."""
+
+    def make(name="sub-01_T1w.nii.gz", shape=(90, 110, 100), voxel_mm=2.0, orientation="LIA", oblique_deg=(8, -5, 6)):
+        affine = grid_affine(shape, voxel_mm, orientation, oblique_deg)
+        data, brain = ellipsoid_head(shape, affine)
+        return write_nifti(name, data, affine), brain
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def mni_template():
+    """The embedded MNI152NLin6Asym 1 mm template (head and brain mask paths)."""
+    from headmri.templates import embedded_template
+
+    template = embedded_template()
+    assert template.head.exists() and template.brain_mask.exists()
+    return template
