@@ -160,8 +160,12 @@ def external_imports(script: Path) -> dict[str, str]:
 
 
 @cache
+def _import_to_distributions() -> dict[str, list[str]]:
+    return md.packages_distributions()  # scans every installed distribution: once
+
+
 def distributions_of_import(top: str) -> frozenset[str]:
-    return frozenset(canonicalize_name(d) for d in md.packages_distributions().get(top, []))
+    return frozenset(canonicalize_name(d) for d in _import_to_distributions().get(top, []))
 
 
 # --- env files --------------------------------------------------------------------------------------
