@@ -42,8 +42,12 @@ def build_classifier(
     pretrained: bool = False,
     checkpoint: str | Path | None = None,
     classes: Sequence[str] | None = None,
+    voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM,
 ) -> Classifier | VolumeClassifier:
-    """A classifier for ``encoder`` with its weights (see the module docstring for what each name loads)."""
+    """A classifier for ``encoder`` with its weights (see the module docstring for what each name loads).
+
+    ``voxel_size_mm`` only concerns the volume baseline: the grid its inputs are resampled to.
+    """
     classes = _class_names(num_classes, classes)
     if encoder == "biomedclip":
         if checkpoint is None:
@@ -54,11 +58,17 @@ def build_classifier(
     if encoder in (TINY_DEMO, "resnet3d"):
         if pretrained or checkpoint is not None:
             raise ConfigError(f"encoder {encoder!r} has no pretrained weights; set model.pretrained: false and model.checkpoint: null")
-        return build_architecture(encoder, classes)
+        return build_architecture(encoder, classes, voxel_size_mm=voxel_size_mm)
     raise unknown_encoder(encoder)
 
 
-def build_architecture(encoder: str, classes: Sequence[str], *, device: str | torch.device | None = None) -> Classifier | VolumeClassifier:
+def build_architecture(
+    encoder: str,
+    classes: Sequence[str],
+    *,
+    device: str | torch.device | None = None,
+    voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM,
+) -> Classifier | VolumeClassifier:
     """The network for ``encoder`` with random weights and no downloads (to load a trained state dict into).
 
     ``device="meta"`` skips allocation and initialisation for the transformer trunks.
@@ -78,7 +88,7 @@ def build_architecture(encoder: str, classes: Sequence[str], *, device: str | to
             )
         return Classifier(trunk, encoder=encoder, classes=classes, input_size=TINY_DEMO_SIZE, mean=biomedclip.MEAN, std=biomedclip.STD)
     if encoder == "resnet3d":
-        return VolumeClassifier(classes, voxel_size_mm=DEFAULT_VOXEL_SIZE_MM)
+        return VolumeClassifier(classes, voxel_size_mm=voxel_size_mm)
     raise unknown_encoder(encoder)
 
 

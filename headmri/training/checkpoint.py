@@ -39,10 +39,10 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         meta, state = dict(blob["meta"]), blob["state_dict"]
-    except (OSError, RuntimeError, KeyError, TypeError) as exc:
+    except Exception as exc:  # unreadable, not a torch file, or not our format: all mean the same to the user
         raise InputError(f"not a trained headmri model ({type(exc).__name__}: {exc})", path=path) from exc
     if meta.get("kind") == "volume":
-        model: nn.Module = VolumeClassifier(meta["classes"], voxel_size_mm=meta["voxel_size_mm"])
+        model: nn.Module = build_architecture(meta["encoder"], meta["classes"], voxel_size_mm=meta["voxel_size_mm"])
     else:
         # On the meta device: no initialisation work, the saved tensors are adopted as they are.
         model = build_architecture(meta["encoder"], meta["classes"], device="meta")

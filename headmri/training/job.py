@@ -305,7 +305,8 @@ def train_fold(
              fold, torch_device, len(subjects.train), len(subjects.val), len(subjects.test))
 
     with reproducible(training.seed, threads, torch_device):
-        model = build_classifier(encoder, len(classes), pretrained=pretrained, checkpoint=checkpoint, classes=classes)
+        model = build_classifier(encoder, len(classes), pretrained=pretrained, checkpoint=checkpoint, classes=classes,
+                                 voxel_size_mm=voxel_size_mm)
         model.to(torch_device)
         data = _Data(volume=volume, files=files, model=model, training=training, device=torch_device, voxel_size_mm=voxel_size_mm)
         val_loader = data.loader(subjects.val, train=False, seed=training.seed)

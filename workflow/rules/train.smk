@@ -1,3 +1,72 @@
-# train stage: rules being written
+# Training stage: one job per task x model x fold. Fine-tunes the slice encoder (or trains the 3D ResNet-18
+# baseline on whole volumes), chooses the checkpoint on validation subjects, then scores validation and
+# test subjects. Outputs and their columns: docs/architecture.md; library: headmri.training.train_fold.
+
+from dataclasses import asdict
+
+TRAIN_FILES = ["model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv"]
+
+
+def task_subjects(task):
+    """Labels of the subjects whose group is one of the task's classes."""
+    classes = CFG.task(task).classes
+    return [s for s in SUBJECTS if SUBJECT_GROUP[s] in classes]
+
+
+def is_baseline(model):
+    return ENCODER_OF_MODEL[model] == "resnet3d"
+
+
+def training_inputs(wildcards):
+    subjects = task_subjects(wildcards.task)
+    if is_baseline(wildcards.model):
+        return {"volumes": expand(P["brain_mni"], subject=subjects)}
+    return {
+        "slices": expand(P["slices"], subject=subjects),
+        "slices_json": expand(P["slices_json"], subject=subjects),
+    }
+
+
+def training_mem_mb(wildcards):
+    # ViT-B/16 or the 3D ResNet with a batch in flight and the optimiser state: about 12 GB of host
+    # memory on CPU; the small demo ViT needs far less.
+    return 4000 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 16000
+
+
+def training_runtime(wildcards):
+    # minutes; BiomedCLIP on a GPU takes well under an hour per fold at the paper's cohort size
+    return 60 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 720
+
+
+rule train_fold:
+    input:
+        unpack(training_inputs),
+        split=P["split"],
+    output:
+        **{name.split(".")[0]: f"{P['train_dir']}/{name}" for name in TRAIN_FILES},
+    params:
+        subjects=lambda wildcards: [f"sub-{s}" for s in task_subjects(wildcards.task)],
+        classes=lambda wildcards: list(CFG.task(wildcards.task).classes),
+        encoder=lambda wildcards: ENCODER_OF_MODEL[wildcards.model],
+        checkpoint=lambda wildcards: None if is_baseline(wildcards.model) else CFG.model.checkpoint,
+        pretrained=lambda wildcards: False if is_baseline(wildcards.model) else CFG.model.pretrained,
+        training=asdict(CFG.training),
+        aggregation=CFG.evaluation.aggregation,
+        slice_size=CFG.slices.size,
+    log:
+        f"{LOGS}/train/task-{{task}}_model-{{model}}_fold-{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train/task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
+    threads: min(workflow.cores, 16)
+    resources:
+        mem_mb=training_mem_mb,
+        runtime=training_runtime,
+        gpu=1,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/train_fold.py"
+
+
 def all_training_outputs():
-    return []
+    return expand(f"{P['train_dir']}/{{name}}", task=TASKS, model=MODELS, fold=FOLDS, name=TRAIN_FILES)
