@@ -1,0 +1,323 @@
+"""The demo cohort: a BIDS dataset of synthetic T1w heads made from real anatomy, with planted effects.
+
+Every subject starts from the MNI152NLin6Asym whole head. Patients get their group's planted effect
+(a relative intensity change in named Desikan-Killiany regions of the embedded atlas, in MNI space).
+Then each head is placed in a scanner with a random affine (up to 10 degrees, 10 mm, 5 % scale), warped by
+a smooth random displacement field (a few mm: anatomy an affine registration cannot undo), sampled on a
+native-like grid (1 x 1 x 1.25 mm, LIA, slightly oblique), and given a smooth bias field, a site's
+contrast, Rician noise and a random intensity scale. Everything random is drawn from the seed and the
+subject's index, so a cohort is reproducible, and anyone can make a new one with another seed.
+
+Written (each file atomically):
+
+- ``sub-<label>/anat/sub-<label>_T1w.nii.gz``, ``participants.tsv`` (participant_id, group, site, age,
+  sex), ``dataset_description.json``, ``README``, ``.bidsignore``
+- ``ground_truth.tsv``: group, region, name, label (LUT code), hemisphere, tissue, effect
+- ``derivatives/truth/sub-<label>/anat/``: the true brain mask in native space
+  (``_desc-brain_mask.nii.gz``) and the true scanner -> MNI affine (``_from-T1w_to-MNI152NLin6Asym_affine.txt``,
+  the affine part; the warp comes on top), and ``derivatives/truth/parameters.tsv`` with every draw.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from headmri import __version__
+from headmri.atomic import atomic_path, save_nifti, write_json, write_text, write_tsv
+from headmri.demo import demo_participants
+from headmri.demo import synth
+from headmri.demo.effects import PlantedEffect, effect_map, ground_truth_table
+from headmri.errors import ConfigError
+from headmri.templates import SPACE, embedded_template
+
+log = logging.getLogger(__name__)
+
+INT16_MAX = 32767
+# The template's background is not zero (FSL's MNI152 has a faint haze around the head); below this
+# intensity, after smoothing, a voxel is air. Scalp and skull marrow sit well above it.
+HEAD_THRESHOLD = 1000.0
+
+
+@dataclass(frozen=True)
+class CohortAnatomy:
+    """What every subject is made from: the template head, its brain mask and the atlas, on one grid."""
+
+    head: np.ndarray  # float32, air set to 0
+    brain_mask: np.ndarray  # float32 0/1
+    atlas: np.ndarray  # int16 LUT codes
+    affine: np.ndarray  # template voxel -> MNI mm
+    white_matter_level: float  # median white-matter intensity: the reference for noise and contrast
+    centre_mm: np.ndarray  # centre of the brain in MNI mm: the head rotates about it
+
+
+def load_anatomy(atlas: str | os.PathLike | None = None) -> CohortAnatomy:
+    """The embedded template and atlas (built in memory and cached, unless an atlas file is given)."""
+    from headmri.parcellation.embedded_atlas import embedded_atlas_labels
+
+    template = embedded_template()
+    head_img = nib.load(template.head)
+    head = np.asarray(head_img.dataobj, dtype=np.float32)
+    brain = (np.asarray(nib.load(template.brain_mask).dataobj) > 0).astype(np.float32)
+    atlas_img = nib.load(atlas) if atlas is not None else embedded_atlas_labels(template.head, template.brain_mask)
+    if atlas_img.shape[:3] != head.shape or not np.allclose(atlas_img.affine, head_img.affine, atol=1e-3):
+        raise ConfigError(f"the atlas {atlas} is not on the template grid {head.shape}")
+    codes = np.asarray(atlas_img.dataobj).astype(np.int16)
+    air = ~ndimage.binary_fill_holes(ndimage.gaussian_filter(head, 2.0) > HEAD_THRESHOLD)
+    head[air] = 0.0
+    wm = (codes >= 3000) & (codes < 5000)
+    centre = np.array(np.nonzero(brain)).mean(axis=1)
+    return CohortAnatomy(
+        head=head,
+        brain_mask=brain,
+        atlas=codes,
+        affine=head_img.affine.copy(),
+        white_matter_level=float(np.median(head[wm])),
+        centre_mm=head_img.affine[:3, :3] @ centre + head_img.affine[:3, 3],
+    )
+
+
+@dataclass(frozen=True)
+class SubjectPlan:
+    label: str
+    group: str
+    index: int  # 1-based position in the cohort: with the seed, it fixes every random draw
+    site: synth.SiteProfile
+
+
+def plan_subjects(group_sizes: Mapping[str, int]) -> list[SubjectPlan]:
+    """Subjects in demo_participants order; sites alternate within each group, so site and group are
+    independent (a classifier cannot reach the group through the site)."""
+    plans = []
+    seen: dict[str, int] = {}
+    for index, (label, group) in enumerate(demo_participants(group_sizes), start=1):
+        k = seen.get(group, 0)
+        seen[group] = k + 1
+        plans.append(SubjectPlan(label=label, group=group, index=index, site=synth.SITES[k % len(synth.SITES)]))
+    return plans
+
+
+def subject_rng(seed: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([int(seed), int(index)])
+
+
+@dataclass(frozen=True)
+class SyntheticSubject:
+    t1w: nib.Nifti1Image
+    brain_mask: nib.Nifti1Image
+    subject_to_mni: np.ndarray  # 4x4, scanner RAS mm -> MNI RAS mm (affine part of the truth)
+    draw: synth.SubjectDraw
+
+
+def synthesize_subject(
+    anatomy: CohortAnatomy,
+    group_effect: np.ndarray | None,
+    rng: np.random.Generator,
+    site: synth.SiteProfile,
+    *,
+    voxel_mm: tuple[float, float, float] = (1.0, 1.0, 1.25),
+    orientation: str = "LIA",
+) -> SyntheticSubject:
+    """One subject: effect in MNI space, then affine + warp + native grid, bias, contrast, noise, scale."""
+    draw = synth.draw_subject(rng, site)
+    head = anatomy.head
+    if group_effect is not None:
+        head = head * (1.0 + np.float32(draw.effect_scale) * group_effect)
+    centre = anatomy.centre_mm
+    to_scanner = synth.mni_to_scanner(draw, centre)
+    oblique = synth.rotation_matrix(np.array(draw.oblique_axis), draw.oblique_deg)
+    shape, native_affine = synth.native_grid(
+        to_scanner[:3, :3] @ centre + to_scanner[:3, 3], voxel_mm=voxel_mm, orientation=orientation, oblique=oblique
+    )
+    per_axis = draw.warp_rms_mm / np.sqrt(3.0)
+    warp = tuple(synth.smooth_field(shape, rng, n_basis=4, rms=per_axis) for _ in range(3))
+    scanner_to_voxel = np.linalg.inv(anatomy.affine) @ np.linalg.inv(to_scanner)
+    coords = synth.coordinate_map(shape, native_affine, scanner_to_voxel, warp)  # type: ignore[arg-type]
+    del warp
+    image, mask = synth.resample([head, anatomy.brain_mask], coords)
+    mask = mask > 0.5
+    del coords
+    level = anatomy.white_matter_level
+    image = synth.apply_contrast(image, gamma=draw.gamma, reference=level)
+    image *= np.exp(synth.smooth_field(shape, rng, n_basis=3, rms=draw.bias_rms))
+    image = synth.add_rician_noise(image, draw.noise_fraction * level, rng)
+    image *= np.float32(draw.intensity_scale)
+    data = np.clip(np.rint(image), 0, INT16_MAX).astype(np.int16)
+    return SyntheticSubject(
+        t1w=_scanner_image(data, native_affine),
+        brain_mask=_scanner_image(mask.astype(np.uint8), native_affine),
+        subject_to_mni=np.linalg.inv(to_scanner),
+        draw=draw,
+    )
+
+
+def _scanner_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(affine, code=1)  # 1: scanner anatomical
+    img.set_sform(affine, code=1)
+    return img
+
+
+def check_parameters(
+    group_sizes: Mapping[str, int], native_voxel_mm: Sequence[float], orientation: str
+) -> tuple[tuple[float, float, float], str]:
+    if not group_sizes or any(int(n) < 1 for n in group_sizes.values()):
+        raise ConfigError(f"every demo group needs at least one subject, got {dict(group_sizes)}")
+    voxel = tuple(float(v) for v in native_voxel_mm)
+    if len(voxel) != 3 or any(not 0.2 <= v <= 4.0 for v in voxel):
+        raise ConfigError(f"native_voxel_mm must be three sizes between 0.2 and 4 mm, got {native_voxel_mm}")
+    code = orientation.upper()
+    pairs = ("LR", "AP", "SI")
+    axes = [next((i for i, pair in enumerate(pairs) if c in pair), -1) for c in code]
+    if len(code) != 3 or sorted(axes) != [0, 1, 2]:
+        raise ConfigError(f"orientation must name each axis once (e.g. LIA, RAS, LPS), got {orientation!r}")
+    return voxel, code  # type: ignore[return-value]
+
+
+# --- one subject per task (runs in worker processes when threads > 1) -----------------------------------
+_WORKER: dict = {}
+
+
+def _init_worker(anatomy: CohortAnatomy, effects: list[PlantedEffect]) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # parallel over subjects, one thread each: no oversubscription
+    _WORKER["anatomy"] = anatomy
+    _WORKER["effects"] = effects
+    _WORKER["maps"] = {}
+
+
+def _group_effect(group: str) -> np.ndarray | None:
+    maps = _WORKER["maps"]
+    if group not in maps:
+        effect = effect_map(_WORKER["anatomy"].atlas, _WORKER["effects"], group)
+        maps[group] = effect if effect.any() else None
+    return maps[group]
+
+
+def _write_subject(
+    plan: SubjectPlan, out_dir: str, seed: int, voxel_mm: tuple[float, float, float], orientation: str
+) -> dict:
+    start = time.perf_counter()
+    rng = subject_rng(seed, plan.index)
+    subject = synthesize_subject(
+        _WORKER["anatomy"], _group_effect(plan.group), rng, plan.site, voxel_mm=voxel_mm, orientation=orientation
+    )
+    sub = f"sub-{plan.label}"
+    bids = Path(out_dir)
+    save_nifti(subject.t1w, bids / sub / "anat" / f"{sub}_T1w.nii.gz")
+    truth = bids / "derivatives" / "truth" / sub / "anat"
+    save_nifti(subject.brain_mask, truth / f"{sub}_desc-brain_mask.nii.gz")
+    with atomic_path(truth / f"{sub}_from-T1w_to-{SPACE}_affine.txt") as tmp:
+        np.savetxt(tmp, subject.subject_to_mni, fmt="%.8f")
+    demographics = np.random.default_rng([int(seed), plan.index, 1])  # apart from the image draws
+    return {
+        "participant_id": sub,
+        "group": plan.group,
+        "site": plan.site.name,
+        "age": int(demographics.integers(18, 66)),
+        "sex": str(demographics.choice(["F", "M"])),
+        "seconds": round(time.perf_counter() - start, 2),
+        **subject.draw.row(),
+    }
+
+
+def make_demo_cohort(
+    out_bids_dir: str | os.PathLike,
+    *,
+    group_sizes: Mapping[str, int],
+    seed: int,
+    effects: Sequence[PlantedEffect],
+    native_voxel_mm: Sequence[float] = (1.0, 1.0, 1.25),
+    orientation: str = "LIA",
+    threads: int = 1,
+    atlas: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Write the demo BIDS dataset to ``out_bids_dir``; return participants.tsv as a table.
+
+    ``effects`` for groups absent from ``group_sizes`` are ignored. ``atlas`` is the embedded atlas file
+    (the workflow's cached one); without it the atlas is built in memory.
+    """
+    voxel, code = check_parameters(group_sizes, native_voxel_mm, orientation)
+    out = Path(out_bids_dir)
+    plans = plan_subjects(group_sizes)
+    used = [e for e in effects if e.group in group_sizes]
+    for e in effects:
+        if e.group not in group_sizes:
+            log.info("effect on %s in group %s ignored: no such group in this cohort", e.region, e.group)
+    controls = [g for g in group_sizes if not any(e.group == g for e in used)]
+    log.info("groups without a planted effect (controls): %s", controls)
+    log.info("loading the template and the embedded atlas")
+    anatomy = load_anatomy(atlas)
+    rows = []
+    threads = max(1, int(threads))
+    jobs = [(plan, str(out), int(seed), voxel, code) for plan in plans]
+    if threads == 1:
+        _init_worker(anatomy, list(used))
+        results = (_write_subject(*job) for job in jobs)
+        rows = _collect(results, len(jobs))
+    else:
+        with ProcessPoolExecutor(max_workers=threads, initializer=_init_worker, initargs=(anatomy, list(used))) as pool:
+            rows = _collect(pool.map(_write_subject, *zip(*jobs)), len(jobs))
+    table = pd.DataFrame(rows)
+    participants = table[["participant_id", "group", "site", "age", "sex"]]
+    write_tsv(table.drop(columns=["age", "sex"]), out / "derivatives" / "truth" / "parameters.tsv")
+    write_tsv(ground_truth_table(list(used)), out / "ground_truth.tsv")
+    write_json(_description(group_sizes, seed, voxel, code), out / "dataset_description.json")
+    write_json(
+        {
+            "Name": "headmri demo cohort: ground truth",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "headmri-demo", "Version": __version__}],
+        },
+        out / "derivatives" / "truth" / "dataset_description.json",
+    )
+    write_text(_README.format(seed=seed, sizes=dict(group_sizes)), out / "README")
+    write_text("ground_truth.tsv\n", out / ".bidsignore")
+    write_tsv(participants, out / "participants.tsv")  # last: its presence means the cohort is complete
+    return participants
+
+
+def _collect(results, total: int) -> list[dict]:
+    rows = []
+    for done, row in enumerate(results, start=1):
+        log.info("[%d/%d] %s (%s) written in %.1f s", done, total, row["participant_id"], row["group"], row["seconds"])
+        rows.append(row)
+    return rows
+
+
+def _description(group_sizes: Mapping[str, int], seed: int, voxel: tuple, orientation: str) -> dict:
+    return {
+        "Name": "headmri synthetic demo cohort",
+        "BIDSVersion": "1.9.0",
+        "DatasetType": "raw",
+        "License": "CC0 (derived from the MNI152NLin6Asym template, see its licence)",
+        "GeneratedBy": [
+            {
+                "Name": "headmri-demo",
+                "Version": __version__,
+                "Description": (
+                    f"seed={seed}; group_sizes={dict(group_sizes)}; native voxel {voxel} mm, {orientation}"
+                ),
+            }
+        ],
+    }
+
+
+_README = """Synthetic T1-weighted heads made by headmri-demo from the MNI152NLin6Asym template.
+seed {seed}, group sizes {sizes}.
+Patients carry planted regional effects listed in ground_truth.tsv; derivatives/truth holds the true
+brain masks and scanner-to-MNI affines. Not real people; for testing the pipeline only.
+"""

@@ -1,0 +1,256 @@
+"""The synthetic demo cohort: BIDS layout, native geometry, planted effects measured back in MNI space,
+and reproducibility. Subjects are made at 2 x 2 x 2.5 mm to keep the tests fast."""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage
+
+from headmri.demo import cli, synth
+from headmri.demo.cohort import check_parameters, load_anatomy, make_demo_cohort, plan_subjects
+from headmri.demo.effects import PlantedEffect, ground_truth_table, read_effects
+from headmri.errors import ConfigError, InputError
+from headmri.t1w import check_header, load_t1w
+
+COARSE = (2.0, 2.0, 2.5)
+SIZES = {"HC": 1, "migraine": 1, "APTH": 1, "PPTH": 1}
+
+
+@pytest.fixture(scope="module")
+def default_effects():
+    return read_effects(cli.DEFAULT_EFFECTS)
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory, default_effects):
+    out = tmp_path_factory.mktemp("demo") / "bids"
+    make_demo_cohort(out, group_sizes=SIZES, seed=11, effects=default_effects, native_voxel_mm=COARSE)
+    return out
+
+
+@pytest.fixture(scope="module")
+def anatomy():
+    return load_anatomy()
+
+
+def subject_files(bids, label):
+    sub = f"sub-{label}"
+    truth = bids / "derivatives" / "truth" / sub / "anat"
+    return (
+        bids / sub / "anat" / f"{sub}_T1w.nii.gz",
+        truth / f"{sub}_desc-brain_mask.nii.gz",
+        truth / f"{sub}_from-T1w_to-MNI152NLin6Asym_affine.txt",
+    )
+
+
+def to_mni(bids, label, anatomy, step=2):
+    """The native image on a 2 mm MNI grid through the true (affine) transform, and the atlas on that grid."""
+    t1w, _, affine_txt = subject_files(bids, label)
+    img = nib.load(t1w)
+    reference = anatomy.affine @ np.diag([step, step, step, 1])
+    voxel_map = np.linalg.inv(img.affine) @ np.linalg.inv(np.loadtxt(affine_txt)) @ reference
+    shape = tuple(int(np.ceil(n / step)) for n in anatomy.head.shape)
+    data = ndimage.affine_transform(np.asarray(img.dataobj, np.float32), voxel_map, output_shape=shape, order=1)
+    return data, anatomy.atlas[::step, ::step, ::step]
+
+
+def region_ratio(data, atlas, codes):
+    """Mean intensity in the regions over the mean in all other cortex and white matter."""
+    region = np.isin(atlas, codes)
+    rest = (atlas >= 1000) & (atlas < 5000) & ~region
+    return data[region].mean() / data[rest].mean()
+
+
+# --- BIDS --------------------------------------------------------------------------------------------------
+
+
+def test_cohort_is_a_bids_dataset(cohort):
+    description = json.loads((cohort / "dataset_description.json").read_text())
+    assert description["BIDSVersion"] and description["Name"] and description["DatasetType"] == "raw"
+    participants = pd.read_csv(cohort / "participants.tsv", sep="\t")
+    assert list(participants.columns) == ["participant_id", "group", "site", "age", "sex"]
+    assert participants["participant_id"].tolist() == ["sub-demo001", "sub-demo002", "sub-demo003", "sub-demo004"]
+    assert participants["group"].tolist() == list(SIZES)
+    assert participants["sex"].isin(["F", "M"]).all() and participants["age"].between(18, 65).all()
+    for pid in participants["participant_id"]:
+        for path in subject_files(cohort, pid[4:]):
+            assert path.exists(), path
+    assert not list(cohort.rglob(".*.tmp*"))  # no temporary leftovers
+
+
+def test_ground_truth_lists_every_planted_label(cohort):
+    truth = pd.read_csv(cohort / "ground_truth.tsv", sep="\t")
+    assert list(truth.columns) == ["group", "region", "name", "label", "hemisphere", "tissue", "effect"]
+    migraine = truth[truth.group == "migraine"]
+    assert set(migraine.label) == {1022, 2022, 3022, 4022, 1031, 2031, 3031, 4031}
+    assert set(truth.group) == {"migraine", "APTH", "PPTH"}
+    assert (truth.effect < 0).all()
+
+
+def test_images_are_valid_lia_t1w_at_the_requested_voxel_size(cohort):
+    t1w, mask, _ = subject_files(cohort, "demo001")
+    facts = check_header(t1w, subject="sub-demo001")
+    assert facts.orientation == "LIA"
+    assert np.allclose(facts.voxel_mm, COARSE, atol=1e-4)
+    img = load_t1w(t1w, subject="sub-demo001")  # passes the pipeline's own input checks
+    assert nib.load(t1w).get_data_dtype() == np.int16
+    mask_img = nib.load(mask)
+    assert mask_img.shape == img.shape and np.allclose(mask_img.affine, img.affine)
+    brain_ml = np.asarray(mask_img.dataobj).sum() * np.prod(COARSE) / 1000
+    assert 1400 < brain_ml < 2300  # MNI152's brain is about 1.8 l; scale draws are within 5 %
+
+
+def test_true_mask_covers_the_bright_brain_not_the_background(cohort):
+    t1w, mask, _ = subject_files(cohort, "demo002")
+    data = np.asarray(nib.load(t1w).dataobj, np.float32)
+    inside = np.asarray(nib.load(mask).dataobj) > 0
+    assert np.median(data[inside]) > 8 * np.median(data[~inside])
+
+
+# --- planted effects, measured back in MNI space -----------------------------------------------------------
+
+
+def test_planted_regions_are_darker_in_patients_than_in_controls(cohort, anatomy, default_effects):
+    control, _ = to_mni(cohort, "demo001", anatomy)
+    for label, group in [("demo002", "migraine"), ("demo003", "APTH"), ("demo004", "PPTH")]:
+        patient, atlas = to_mni(cohort, label, anatomy)
+        codes = [c for e in default_effects if e.group == group for c in e.codes()]
+        drop = region_ratio(patient, atlas, codes) / region_ratio(control, atlas, codes) - 1
+        assert drop < -0.12, f"{group}: planted regions only {drop:+.1%} against the control"
+        # a region no group carries stays as it was
+        untouched = [1028, 2028, 3028, 4028]  # superiorfrontal
+        change = region_ratio(patient, atlas, untouched) / region_ratio(control, atlas, untouched) - 1
+        assert abs(change) < 0.06, f"{group}: superiorfrontal changed by {change:+.1%}"
+
+
+def test_true_affine_maps_the_native_brain_onto_the_template(cohort, anatomy):
+    data, atlas = to_mni(cohort, "demo001", anatomy)
+    template = anatomy.head[::2, ::2, ::2]
+    brain = anatomy.brain_mask[::2, ::2, ::2] > 0
+    r = np.corrcoef(data[brain], template[brain])[0, 1]
+    assert r > 0.75  # only the smooth warp, bias and noise separate them
+
+
+# --- reproducibility ---------------------------------------------------------------------------------------
+
+
+def _one_subject(tmp_path, name, seed, **kwargs):
+    out = tmp_path / name
+    make_demo_cohort(out, group_sizes={"HC": 1}, seed=seed, effects=[], native_voxel_mm=(3.0, 3.0, 3.0), **kwargs)
+    return nib.load(subject_files(out, "demo001")[0])
+
+
+def test_same_seed_same_cohort_different_seed_different_cohort(tmp_path):
+    a = _one_subject(tmp_path, "a", seed=5)
+    b = _one_subject(tmp_path, "b", seed=5)
+    c = _one_subject(tmp_path, "c", seed=6)
+    assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj)) and np.allclose(a.affine, b.affine)
+    assert not np.allclose(a.affine, c.affine)
+
+
+def test_cli_makes_a_cohort(tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = cli.main(["--out", str(out), "--seed", "5", "--sizes", "HC=1,migraine=1", "--voxel", "3,3,3",
+                     "--orientation", "RAS"])
+    assert code == 0
+    assert "wrote 2 subjects" in capsys.readouterr().err
+    img = nib.load(subject_files(out, "demo002")[0])
+    assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+    assert set(pd.read_csv(out / "ground_truth.tsv", sep="\t").group) == {"migraine"}
+
+
+def test_cli_rejects_bad_sizes():
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["--out", "x", "--sizes", "HC=0"])
+    assert cli.parse_sizes("HC=2,PPTH=3") == {"HC": 2, "PPTH": 3}
+
+
+# --- parts -------------------------------------------------------------------------------------------------
+
+
+def test_sites_alternate_within_each_group():
+    plans = plan_subjects({"HC": 2, "migraine": 2})
+    assert [p.label for p in plans] == ["demo001", "demo002", "demo003", "demo004"]
+    for group in ("HC", "migraine"):
+        assert sorted(p.site.name for p in plans if p.group == group) == ["siteA", "siteB"]
+
+
+def test_orientation_matrix_and_native_grid():
+    assert np.array_equal(synth.orientation_matrix("LIA"), [[-1, 0, 0], [0, 0, 1], [0, -1, 0]])
+    shape, affine = synth.native_grid(np.zeros(3), voxel_mm=(1.0, 1.0, 1.25), orientation="LIA", oblique=np.eye(3))
+    assert shape == (192, 240, 200)  # R-L 192 mm, S-I 240 mm, A-P 250 mm
+    assert nib.aff2axcodes(affine) == ("L", "I", "A")
+    centre = affine @ np.append((np.asarray(shape) - 1) / 2, 1)
+    assert np.allclose(centre[:3], 0)
+
+
+def test_resample_matches_scipy_trilinear():
+    rng = np.random.default_rng(0)
+    volume = rng.random((20, 24, 18), dtype=np.float32)
+    coords = (rng.random((3, 9, 7, 5)) * np.array([22, 26, 20])[:, None, None, None] - 1).astype(np.float32)
+    (ours,) = synth.resample([volume], coords)
+    reference = ndimage.map_coordinates(volume, coords, order=1, mode="grid-constant", prefilter=False)
+    assert np.allclose(ours, reference, atol=1e-5)
+
+
+def test_smooth_field_has_the_requested_rms_and_is_smooth():
+    # the native field of view at 3 mm voxels; the warp's largest per-axis RMS is 2.5 / sqrt(3) mm
+    field = synth.smooth_field((64, 80, 80), np.random.default_rng(3), n_basis=4, rms=1.5)
+    assert np.sqrt(np.mean(field.astype(np.float64) ** 2)) == pytest.approx(1.5, rel=0.1)
+    for axis in range(3):
+        slope = np.abs(np.diff(field, axis=axis)).max() / 3.0  # mm of displacement per mm
+        assert slope < 0.3  # far from folding (which needs a slope of 1)
+
+
+def test_rotation_matrix_is_a_rotation_by_the_angle():
+    r = synth.rotation_matrix(np.array([0.0, 0.0, 1.0]), 10.0)
+    assert np.allclose(r @ r.T, np.eye(3))
+    assert np.degrees(np.arccos((np.trace(r) - 1) / 2)) == pytest.approx(10.0)
+
+
+def test_draws_respect_the_limits():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        d = synth.draw_subject(rng, synth.SITES[0])
+        assert d.rotation_deg <= 10 and np.linalg.norm(d.translation_mm) <= 10
+        assert all(0.95 <= s <= 1.05 for s in d.scale)
+
+
+def test_effects_expand_to_lut_labels():
+    e = PlantedEffect(group="APTH", region="precentral", effect=-0.2, hemisphere="lh", tissue="wm")
+    assert e.names() == ["wm-lh-precentral"] and e.codes() == [3024]
+    table = ground_truth_table([PlantedEffect(group="PPTH", region="lateraloccipital", effect=-0.25)])
+    assert sorted(table.label) == [1011, 2011, 3011, 4011]
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ("migraine\tpostcentral\tboth\tboth\tdark", "row 2"),
+        ("migraine\tnotaregion\tboth\tboth\t-0.2", "notaregion"),
+        ("migraine\tpostcentral\tmiddle\tboth\t-0.2", "hemisphere"),
+        ("migraine\tpostcentral\tboth\tbone\t-0.2", "tissue"),
+        ("migraine\tpostcentral\tboth\tboth\t-3", "effect"),
+    ],
+)
+def test_bad_effects_table_names_file_and_row(tmp_path, row, message):
+    path = tmp_path / "effects.tsv"
+    path.write_text("group\tregion\themisphere\ttissue\teffect\n" + row + "\n")
+    with pytest.raises(InputError, match=message) as err:
+        read_effects(path)
+    assert str(path) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "sizes, voxel, orientation",
+    [({"HC": 0}, (1, 1, 1), "LIA"), ({"HC": 1}, (1, 1), "LIA"), ({"HC": 1}, (1, 1, 9), "LIA"),
+     ({"HC": 1}, (1, 1, 1), "LLA"), ({"HC": 1}, (1, 1, 1), "LIAX")],
+)
+def test_bad_parameters_are_config_errors(sizes, voxel, orientation):
+    with pytest.raises(ConfigError):
+        check_parameters(sizes, voxel, orientation)
