@@ -78,10 +78,12 @@ done
 if ((${#missing[@]})); then
     say "installing ${PACKAGES[*]} (missing: ${missing[*]})"
     command -v apt-get >/dev/null || die 3 "apt-get not found and SLURM is not installed (${missing[*]} missing)"
+    mkdir -p "$STATE/logs"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >"$HOME/.headmri-slurm-apt.log" 2>&1 || die 3 "apt-get update failed (see $HOME/.headmri-slurm-apt.log)"
-    apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" >>"$HOME/.headmri-slurm-apt.log" 2>&1 \
-        || die 3 "apt-get install ${PACKAGES[*]} failed (see $HOME/.headmri-slurm-apt.log)"
+    apt-get -o DPkg::Lock::Timeout=300 update -qq >"$STATE/logs/apt.log" 2>&1 || die 3 "apt-get update failed (see $STATE/logs/apt.log)"
+    apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends "${PACKAGES[@]}" >>"$STATE/logs/apt.log" 2>&1 \
+        || die 3 "apt-get install ${PACKAGES[*]} failed (see $STATE/logs/apt.log)"
+    say "installed"
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 
