@@ -48,11 +48,13 @@ def robust_window(brain: np.ndarray, mask: np.ndarray, percentiles: tuple[float,
     return float(low), float(high)
 
 
-def normalise(brain: np.ndarray, mask: np.ndarray, low: float, high: float) -> np.ndarray:
+def normalise(brain: np.ndarray, mask: np.ndarray, low: float, high: float, *, inplace: bool = False) -> np.ndarray:
     """Map [low, high] to [0, 1], clip, and zero everything outside the brain mask (float32)."""
-    out = (brain.astype(np.float32) - np.float32(low)) / np.float32(high - low)
+    out = brain if inplace and brain.dtype == np.float32 else brain.astype(np.float32)
+    out -= np.float32(low)
+    out *= np.float32(1.0 / (high - low))
     np.clip(out, 0.0, 1.0, out=out)
-    out[~mask] = 0.0
+    out *= mask
     return out
 
 
@@ -100,6 +102,8 @@ def extract_slices(
         raise InputError(f"the brain mask's affine differs from the brain's ({brain_mni}); both must be on the "
                          f"same grid", subject=subject, path=mask_mni)
     brain = np.asarray(brain_img.dataobj, dtype=np.float32)
+    if not brain.flags.writeable:  # normalised in place below; never touch a read-only memory map
+        brain = brain.copy()
     mask = np.asarray(mask_img.dataobj) > 0.5
     if not np.isfinite(brain).all():
         raise InputError("the brain image holds NaN or infinite values", subject=subject, path=brain_mni)
@@ -119,7 +123,7 @@ def extract_slices(
 
     geometry = SliceGeometry.create(axis=axis, size=size, source_shape=brain.shape, source_affine=brain_img.affine,
                                     kept_indices=kept.tolist(), dropped_indices=dropped.tolist())
-    slices = encode(geometry.slices_from_volume(normalise(brain, mask, low, high)), dtype)
+    slices = encode(geometry.slices_from_volume(normalise(brain, mask, low, high, inplace=True)), dtype)
 
     with atomic_path(out_npy) as tmp:
         np.save(tmp, slices, allow_pickle=False)

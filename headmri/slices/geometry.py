@@ -38,14 +38,16 @@ def _in_plane_axes(axis: int) -> tuple[int, int]:
 def resize_stack(stack: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """Bilinear resize of an (n, h, w) stack of square images to (n, size, size), float32.
 
-    ``antialias=True`` low-pass filters when shrinking, so no aliasing; when enlarging it is plain bilinear.
+    When shrinking, ``antialias=True`` low-pass filters first (no aliasing); when enlarging, antialiasing
+    changes nothing (< 1e-6) but costs three times as long, so it is off.
     """
     tensor = torch.as_tensor(np.ascontiguousarray(stack) if isinstance(stack, np.ndarray) else stack)
     tensor = tensor.to(torch.float32)
     if tensor.shape[-1] == size and tensor.shape[-2] == size:
         return tensor.clone()
+    shrinking = size < max(tensor.shape[-2:])
     return F.interpolate(tensor[:, None], size=(size, size), mode="bilinear", align_corners=False,
-                         antialias=True)[:, 0]
+                         antialias=shrinking)[:, 0]
 
 
 @dataclass(frozen=True)
