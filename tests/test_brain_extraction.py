@@ -82,7 +82,7 @@ def test_bad_input_fails_before_work_and_writes_nothing(write_nifti, tmp_path):
 def test_failure_while_writing_leaves_no_partial_output(synthetic_t1w, tmp_path):
     """The second output cannot be written (its name is taken by a folder): the first, already
     written to its temporary name, must not appear either."""
-    from headmri.preprocess.brain_extraction import save_together
+    from headmri.preprocess.native import save_together
 
     t1w, truth = synthetic_t1w()
     img = nib.load(t1w)

@@ -8,8 +8,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from headmri.preprocess.brain_extraction import bet_interface, extract_brain
-from headmri.preprocess.registration import applyxfm_interface, flirt_interface, register_to_mni
+from headmri.preprocess.brain_extraction import extract_brain
+from headmri.preprocess.fsl import applyxfm_interface, bet_interface, flirt_interface
+from headmri.preprocess.registration import register_to_mni
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def test_bet_runs_on_the_template_head(mni_template, tmp_path, monkeypatch):
 @pytest.mark.slow
 @needs_flirt
 def test_flirt_recovers_a_shift_and_writes_a_world_affine(mni_template, tmp_path, monkeypatch):
-    from headmri.preprocess.registration import skull_stripped_template
+    from headmri.preprocess.mni import skull_stripped_template
     from headmri.preprocess.transforms import affine_error
 
     monkeypatch.setenv("FSLOUTPUTTYPE", "NIFTI_GZ")

@@ -14,7 +14,9 @@ import pytest
 
 from conftest import grid_affine, rotation_xyz
 from headmri.errors import ConfigError, InputError
-from headmri.preprocess.registration import register_to_mni, skull_stripped_template
+from headmri.preprocess.embedded import read_itk_affine
+from headmri.preprocess.mni import skull_stripped_template
+from headmri.preprocess.registration import register_to_mni
 from headmri.preprocess.transforms import (
     affine_error,
     apply_affine_to_points,
@@ -24,7 +26,6 @@ from headmri.preprocess.transforms import (
     itk_to_ras,
     ras_to_fsl,
     ras_to_itk,
-    read_itk_affine,
     rotation_angle_deg,
 )
 
@@ -256,6 +257,6 @@ def test_mask_on_another_grid_is_refused_and_nothing_is_written(tmp_path, write_
 
 
 def test_fsl_template_mask_sits_beside_the_fsl_template():
-    from headmri.preprocess.registration import fsl_template_mask
+    from headmri.preprocess.fsl import fsl_template_mask
 
     assert fsl_template_mask("/fsl/data/standard/MNI152_T1_1mm_brain.nii.gz").name == "MNI152_T1_1mm_brain_mask.nii.gz"

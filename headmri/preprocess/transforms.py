@@ -16,8 +16,6 @@ is not worth another pinned dependency.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 
 # RAS <-> LPS: flip the first two world axes (its own inverse).
@@ -54,14 +52,6 @@ def itk_to_ras(itk_fixed_to_moving_lps: np.ndarray) -> np.ndarray:
 def ras_to_itk(moving_to_fixed_ras: np.ndarray) -> np.ndarray:
     """The inverse of :func:`itk_to_ras`: the ITK fixed -> moving LPS point map."""
     return LPS_FLIP @ np.linalg.inv(np.asarray(moving_to_fixed_ras, dtype=float)) @ LPS_FLIP
-
-
-def read_itk_affine(path: str | os.PathLike) -> np.ndarray:
-    """Read an ANTs/ITK affine transform file (``.mat`` or ``.txt``) as its 4x4 LPS point map."""
-    import ants  # imported here: antspyx is heavy and only the embedded backend needs it
-
-    transform = ants.read_transform(str(path))
-    return itk_parameters_to_matrix(transform.parameters, transform.fixed_parameters)
 
 
 def fsl_scaled_voxel_matrix(shape, affine: np.ndarray) -> np.ndarray:
