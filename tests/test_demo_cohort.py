@@ -153,6 +153,15 @@ def test_same_seed_same_cohort_different_seed_different_cohort(tmp_path):
     assert not np.allclose(a.affine, c.affine)
 
 
+def test_parallel_workers_make_the_same_images(tmp_path, default_effects):
+    kwargs = dict(group_sizes={"HC": 1, "migraine": 1}, seed=3, effects=default_effects, native_voxel_mm=(3.0, 3.0, 3.0))
+    make_demo_cohort(tmp_path / "one", threads=1, **kwargs)
+    make_demo_cohort(tmp_path / "two", threads=2, **kwargs)
+    for label in ("demo001", "demo002"):
+        a, b = (nib.load(subject_files(tmp_path / run, label)[0]) for run in ("one", "two"))
+        assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+
+
 def test_cli_makes_a_cohort(tmp_path, capsys):
     out = tmp_path / "cli"
     code = cli.main(["--out", str(out), "--seed", "5", "--sizes", "HC=1,migraine=1", "--voxel", "3,3,3",
@@ -254,3 +263,8 @@ def test_bad_effects_table_names_file_and_row(tmp_path, row, message):
 def test_bad_parameters_are_config_errors(sizes, voxel, orientation):
     with pytest.raises(ConfigError):
         check_parameters(sizes, voxel, orientation)
+
+
+def test_negative_seed_is_a_config_error():
+    with pytest.raises(ConfigError, match="seed"):
+        check_parameters({"HC": 1}, (1, 1, 1), "LIA", seed=-1)

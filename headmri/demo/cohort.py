@@ -21,10 +21,12 @@ Written (each file atomically):
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -62,7 +64,13 @@ class CohortAnatomy:
 
 
 def load_anatomy(atlas: str | os.PathLike | None = None) -> CohortAnatomy:
-    """The embedded template and atlas (built in memory and cached, unless an atlas file is given)."""
+    """The embedded template and atlas (built in memory, unless an atlas file is given); cached per
+    process, since every cohort made in it starts from the same anatomy (the arrays are never modified)."""
+    return _load_anatomy(None if atlas is None else str(Path(atlas).resolve()))
+
+
+@lru_cache(maxsize=1)
+def _load_anatomy(atlas: str | None) -> CohortAnatomy:
     from headmri.parcellation.embedded_atlas import embedded_atlas_labels
 
     template = embedded_template()
@@ -170,8 +178,10 @@ def _scanner_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 
 
 def check_parameters(
-    group_sizes: Mapping[str, int], native_voxel_mm: Sequence[float], orientation: str
+    group_sizes: Mapping[str, int], native_voxel_mm: Sequence[float], orientation: str, seed: int = 0
 ) -> tuple[tuple[float, float, float], str]:
+    if int(seed) < 0:
+        raise ConfigError(f"the demo seed must be a non-negative integer, got {seed}")
     if not group_sizes or any(int(n) < 1 for n in group_sizes.values()):
         raise ConfigError(f"every demo group needs at least one subject, got {dict(group_sizes)}")
     voxel = tuple(float(v) for v in native_voxel_mm)
@@ -190,9 +200,6 @@ _WORKER: dict = {}
 
 
 def _init_worker(anatomy: CohortAnatomy, effects: list[PlantedEffect]) -> None:
-    import torch
-
-    torch.set_num_threads(1)  # parallel over subjects, one thread each: no oversubscription
     _WORKER["anatomy"] = anatomy
     _WORKER["effects"] = effects
     _WORKER["maps"] = {}
@@ -204,6 +211,13 @@ def _group_effect(group: str) -> np.ndarray | None:
         effect = effect_map(_WORKER["anatomy"].atlas, _WORKER["effects"], group)
         maps[group] = effect if effect.any() else None
     return maps[group]
+
+
+def _init_pool_worker(anatomy: CohortAnatomy, effects: list[PlantedEffect]) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # parallel over subjects, one thread each: no oversubscription
+    _init_worker(anatomy, effects)
 
 
 def _write_subject(
@@ -249,7 +263,7 @@ def make_demo_cohort(
     ``effects`` for groups absent from ``group_sizes`` are ignored. ``atlas`` is the embedded atlas file
     (the workflow's cached one); without it the atlas is built in memory.
     """
-    voxel, code = check_parameters(group_sizes, native_voxel_mm, orientation)
+    voxel, code = check_parameters(group_sizes, native_voxel_mm, orientation, seed)
     out = Path(out_bids_dir)
     plans = plan_subjects(group_sizes)
     used = [e for e in effects if e.group in group_sizes]
@@ -260,16 +274,29 @@ def make_demo_cohort(
     log.info("groups without a planted effect (controls): %s", controls)
     log.info("loading the template and the embedded atlas")
     anatomy = load_anatomy(atlas)
-    rows = []
-    threads = max(1, int(threads))
     jobs = [(plan, str(out), int(seed), voxel, code) for plan in plans]
-    if threads == 1:
-        _init_worker(anatomy, list(used))
-        results = (_write_subject(*job) for job in jobs)
-        rows = _collect(results, len(jobs))
-    else:
-        with ProcessPoolExecutor(max_workers=threads, initializer=_init_worker, initargs=(anatomy, list(used))) as pool:
+    # Worker processes are forked: they inherit the module state, and a Snakemake script (which has no
+    # __main__ guard) must not be re-imported as spawn would do. Without fork, subjects run in turn.
+    parallel = min(max(1, int(threads)), len(jobs)) > 1 and "fork" in multiprocessing.get_all_start_methods()
+    if parallel:
+        with ProcessPoolExecutor(
+            max_workers=min(int(threads), len(jobs)),
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_init_pool_worker,
+            initargs=(anatomy, list(used)),
+        ) as pool:
             rows = _collect(pool.map(_write_subject, *zip(*jobs)), len(jobs))
+    else:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(threads)))  # the caller's thread budget, restored afterwards
+        try:
+            _init_worker(anatomy, list(used))
+            rows = _collect((_write_subject(*job) for job in jobs), len(jobs))
+        finally:
+            _WORKER.clear()
+            torch.set_num_threads(previous)
     table = pd.DataFrame(rows)
     participants = table[["participant_id", "group", "site", "age", "sex"]]
     write_tsv(table.drop(columns=["age", "sex"]), out / "derivatives" / "truth" / "parameters.tsv")

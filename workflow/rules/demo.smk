@@ -23,7 +23,7 @@ if CFG.is_demo:
             f"{LOGS}/demo/make_demo_cohort.log",
         threads: 2
         resources:
-            mem_mb=3000,
+            mem_mb=4000,
             runtime=30,
         conda:
             ENV_MAIN
