@@ -53,7 +53,7 @@ def fold(tmp_path_factory):
         files[pid] = SubjectFiles(root / f"{pid}_slices.npy", root / f"{pid}_slices.json", root / f"{pid}_dseg.nii.gz")
     split = pd.DataFrame({
         "participant_id": list(SUBJECTS) * 2,
-        "label": list(SUBJECTS.values()) * 2,
+        "label": [pid[4:] for pid in SUBJECTS] * 2,
         "group": list(SUBJECTS.values()) * 2,
         "class_index": [1, 1, 0] * 2,
         "fold": [1, 1, 1, 2, 2, 2],
@@ -138,6 +138,15 @@ def test_a_parcellation_missing_an_expected_region_is_an_error(fold, tmp_path):
         _run(root, files, tmp_path, expected_regions_tsv=table)
 
 
+def test_a_split_made_for_another_task_is_an_error(fold, tmp_path):
+    root, files, _ = fold
+    split = pd.read_csv(root / "split.tsv", sep="\t")
+    split["group"] = split["group"].replace("migraine", "APTH")
+    split.to_csv(tmp_path / "split.tsv", sep="\t", index=False)
+    with pytest.raises(InputError, match="sub-p1 is in group 'APTH' but has class index 1 \\('migraine'\\)"):
+        _run(root, files, tmp_path, split_tsv=tmp_path / "split.tsv")
+
+
 def test_bad_settings_are_config_errors(fold, tmp_path):
     root, files, _ = fold
     with pytest.raises(ConfigError, match="explain.patients"):
@@ -162,7 +171,7 @@ def test_the_3d_baseline_is_explained_with_gradcam_on_its_last_stage(tmp_path):
     brain = np.where(labels > 0, np.random.default_rng(0).random(TEMPLATE_SHAPE), 0).astype(np.float32)
     nib.save(nib.Nifti1Image(labels, affine), tmp_path / "dseg.nii.gz")
     nib.save(nib.Nifti1Image(brain, affine), tmp_path / "brain.nii.gz")
-    pd.DataFrame({"participant_id": ["sub-p1", "sub-h1"], "label": ["migraine", "HC"], "group": ["migraine", "HC"],
+    pd.DataFrame({"participant_id": ["sub-p1", "sub-h1"], "label": ["p1", "h1"], "group": ["migraine", "HC"],
                   "class_index": [1, 0], "fold": [1, 1], "split": ["test", "test"]}).to_csv(tmp_path / "split.tsv", sep="\t", index=False)
     files = {"sub-p1": SubjectFiles(None, None, tmp_path / "dseg.nii.gz", volume=tmp_path / "brain.nii.gz")}
     table = _run(tmp_path, files, tmp_path, target_layer="trunk.blocks[-1].norm1")  # the ViT default is not used

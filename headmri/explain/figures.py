@@ -43,32 +43,43 @@ def ranking_bars(ranking: pd.DataFrame, path: str | Path, *, title: str, top_n: 
         ax.set_yticks(y, [f"{r}. {n}" for r, n in zip(rows["rank"], rows["region"])], fontsize=8)
         n_folds = int(rows["n_folds"].max()) if "n_folds" in rows and len(rows) else None
         if "folds_in_top_k" in rows and top_k is not None:
-            for yi, (value, count) in zip(y, zip(rows["mean"], rows["folds_in_top_k"])):
-                ax.text(value, yi, f" {count}/{n_folds}", va="center", fontsize=7, color="#333333")
+            ends = rows["mean"] + rows["sd"].fillna(0)
+            for yi, end, count in zip(y, ends, rows["folds_in_top_k"]):
+                ax.text(end, yi, f"  {count}/{n_folds}", va="center", fontsize=7, color="#333333")
         ax.set_xlabel("mean regional activation over patients, then folds (raw units)")
         ax.set_title(f"{title}" + (f" - target {target}" if target is not None and len(targets) > 1 else ""), fontsize=10)
         ax.set_xlim(0, float((rows["mean"] + rows["sd"].fillna(0)).max()) * 1.18 if len(rows) else 1)
     handles = [Patch(color=c, label=t) for t, c in TISSUE_COLOURS.items()]
-    axes[0][-1].legend(handles=handles, loc="lower right", fontsize=8, title="tissue" + (f"; n/N: folds in top {top_k}" if top_k else ""),
-                       title_fontsize=8)
+    fig.subplots_adjust(bottom=1.1 / fig.get_size_inches()[1])
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0),
+               title="tissue" + (f"   (n/N beside a bar: folds with the region in their own top {top_k})" if top_k else ""),
+               title_fontsize=8)
     _save(fig, path)
 
 
-def mean_map_figure(mean_img: nib.Nifti1Image, template: str | Path, path: str | Path, *, title: str) -> None:
-    """The mean map over the MNI template: sagittal, coronal and axial cuts through its maximum."""
+def mean_map_figure(mean_img: nib.Nifti1Image, template: str | Path, path: str | Path, *, title: str,
+                    brain_mask: nib.Nifti1Image | None = None) -> None:
+    """The mean map over the MNI template: cuts through its peak, and sagittal cuts.
+
+    Slice maps cover the whole square image, background included; only the brain is shown (the regional
+    scores only ever read voxels inside a region, so nothing outside the brain counts anyway).
+    """
     from nilearn import plotting
 
     data = np.asarray(mean_img.dataobj, dtype=np.float32)
+    if brain_mask is not None:
+        data = np.where(np.asarray(brain_mask.dataobj) > 0, data, 0).astype(np.float32)
+        mean_img = nib.Nifti1Image(data, mean_img.affine)
     vmax = float(np.nanpercentile(data[data > 0], 99.5)) if np.any(data > 0) else 1.0
-    fig = plt.figure(figsize=(11, 7))
+    fig = plt.figure(figsize=(11, 6.2))
     peak = np.unravel_index(int(np.nanargmax(data)), data.shape)
     peak_mm = (mean_img.affine @ np.array([*peak, 1.0]))[:3]
-    top = fig.add_axes([0.0, 0.5, 1.0, 0.47])
+    top = fig.add_axes([0.0, 0.4, 1.0, 0.6])
     plotting.plot_stat_map(mean_img, bg_img=str(template), display_mode="ortho", cut_coords=peak_mm, cmap="hot",
                            vmin=0, vmax=vmax, threshold=0.05 * vmax, symmetric_cbar=False, colorbar=True, axes=top,
                            figure=fig, title=title, draw_cross=False)
-    bottom = fig.add_axes([0.0, 0.0, 1.0, 0.47])
-    plotting.plot_stat_map(mean_img, bg_img=str(template), display_mode="x", cut_coords=(-56, -40, -24, -8, 8, 24, 40, 56),
+    bottom = fig.add_axes([0.0, 0.0, 1.0, 0.38])
+    plotting.plot_stat_map(mean_img, bg_img=str(template), display_mode="x", cut_coords=(-50, -30, -10, 10, 30, 50),
                            cmap="hot", vmin=0, vmax=vmax, threshold=0.05 * vmax, symmetric_cbar=False, colorbar=False,
                            axes=bottom, figure=fig, annotate=True)
     _save(fig, path)
@@ -100,11 +111,11 @@ def top_regions_figure(ranking: pd.DataFrame, parcellation: nib.Nifti1Image, tem
     main = fig.add_axes([0.0, 0.42, 0.72, 0.56])
     plotting.plot_roi(roi_img, bg_img=str(template), cmap=ListedColormap(colours), vmin=0.5, vmax=len(rows) + 0.5,
                       display_mode="ortho", cut_coords=centre_mm, axes=main, figure=fig, title=title,
-                      draw_cross=False, alpha=0.85, resampling_interpolation="nearest")
+                      draw_cross=False, alpha=0.85, resampling_interpolation="nearest", colorbar=False)
     lower = fig.add_axes([0.0, 0.0, 0.72, 0.4])
     plotting.plot_roi(roi_img, bg_img=str(template), cmap=ListedColormap(colours), vmin=0.5, vmax=len(rows) + 0.5,
                       display_mode="x", cut_coords=(-50, -30, -10, 10, 30, 50), axes=lower, figure=fig, alpha=0.85,
-                      resampling_interpolation="nearest")
+                      resampling_interpolation="nearest", colorbar=False)
     legend = fig.add_axes([0.73, 0.05, 0.27, 0.9])
     legend.axis("off")
     legend.legend(handles=[Patch(color=c, label=f"{r}. {n}") for c, r, n in zip(colours, rows["rank"], rows["region"])],
@@ -138,11 +149,13 @@ def confusion_figure(matrix: np.ndarray, classes: Sequence[str], path: str | Pat
     _save(fig, path)
 
 
-def montage_figure(subjects: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, *, title: str, columns: int = 8) -> None:
+def montage_figure(subjects: Sequence[tuple[str, np.ndarray, np.ndarray]], path: str | Path, *, title: str, columns: int = 7) -> None:
     """Rows of evenly spaced slices per subject, the map over the slice on one colour scale for all panels.
 
     ``subjects``: (participant ID, slices (n, H, W), maps (n, H, W)). One scale for every panel keeps the
-    raw maps comparable across slices and subjects, which is the point of not min-max scaling them.
+    raw maps comparable across slices and subjects, which is the point of not min-max scaling them. The
+    outer 10% of slices on each side (mostly background) are skipped; map values below 5% of the scale
+    are left transparent so the anatomy stays visible.
     """
     subjects = [s for s in subjects if s[1] is not None and len(s[1])]
     if not subjects:
@@ -152,18 +165,21 @@ def montage_figure(subjects: Sequence[tuple[str, np.ndarray, np.ndarray]], path:
         _save(fig, path)
         return
     vmax = max(float(np.percentile(maps, 99.9)) for _, _, maps in subjects) or 1.0
-    fig, axes = plt.subplots(len(subjects), columns, figsize=(1.6 * columns, 1.75 * len(subjects) + 0.5), squeeze=False)
+    fig, axes = plt.subplots(len(subjects), columns, figsize=(2.0 * columns + 1.2, 2.1 * len(subjects) + 0.6), squeeze=False,
+                             gridspec_kw={"wspace": 0.02, "hspace": 0.12})
     image = None
     for row, (pid, slices, maps) in zip(axes, subjects):
-        picks = np.linspace(0, len(slices) - 1, min(columns, len(slices))).round().astype(int)
+        n = len(slices)
+        picks = np.linspace(round(0.1 * (n - 1)), round(0.9 * (n - 1)), min(columns, n)).round().astype(int)
         for ax in row:
-            ax.axis("off")
+            ax.set_axis_off()
         for ax, index in zip(row, picks):
             ax.imshow(slices[index], cmap="gray", interpolation="nearest")
-            image = ax.imshow(maps[index], cmap="jet", alpha=0.45, vmin=0, vmax=vmax, interpolation="bilinear")
-            ax.set_title(f"slice {index}", fontsize=7)
-        row[0].text(-0.08, 0.5, pid, transform=row[0].transAxes, rotation=90, va="center", ha="right", fontsize=8)
+            shown = np.ma.masked_less(maps[index], 0.05 * vmax)
+            image = ax.imshow(shown, cmap="hot", alpha=0.6, vmin=0, vmax=vmax, interpolation="bilinear")
+            ax.set_title(f"slice {index + 1}/{n}", fontsize=7, pad=2)
+        row[0].text(-0.04, 0.5, pid, transform=row[0].transAxes, rotation=90, va="center", ha="right", fontsize=9)
     fig.suptitle(title, fontsize=10)
     if image is not None:
-        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.6, label="raw map value")
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, fraction=0.02, pad=0.01, label="raw map value")
     _save(fig, path)

@@ -69,22 +69,32 @@ def load_fold_model(model_path: str | Path, *, task: str, fold: int, device: tor
     return model.eval(), dict(meta)
 
 
-def select_patients(split: pd.DataFrame, fold: int, disease_classes: Sequence[str], which: str, *, path: str | Path | None = None) -> pd.DataFrame:
-    """The split rows of the patients to explain in ``fold``: its test patients, or all its patients."""
+def select_patients(split: pd.DataFrame, fold: int, classes: Sequence[str], which: str, *, path: str | Path | None = None) -> pd.DataFrame:
+    """The split rows of the patients to explain in ``fold`` (its test patients, or all its patients of
+    the disease classes ``classes[1:]``), with a ``target`` column: the patient's own class."""
     if which not in PATIENT_SETS:
         raise ConfigError(f"explain.patients must be one of {PATIENT_SETS}, got {which!r}")
-    needed = {"participant_id", "label", "group", "fold", "split"}
+    needed = {"participant_id", "group", "class_index", "fold", "split"}
     if not needed <= set(split.columns):
         raise InputError(f"the split table lacks columns {sorted(needed - set(split.columns))}", path=path)
     try:
         rows = fold_table(split, fold)
     except InputError as error:
         raise InputError(error.reason, path=path) from None
-    rows = rows[rows["label"].isin(disease_classes)]
+    index = rows["class_index"].astype(int)
+    if ((index < 0) | (index >= len(classes))).any():
+        raise InputError(f"the split has class indices outside 0..{len(classes) - 1} for classes {list(classes)}", path=path)
+    rows = rows.assign(target=[classes[i] for i in index])
+    mismatch = rows[rows["target"] != rows["group"]]
+    if not mismatch.empty:
+        first = mismatch.iloc[0]
+        raise InputError(f"{first['participant_id']} is in group {first['group']!r} but has class index {first['class_index']} "
+                         f"({first['target']!r}) for classes {list(classes)}: the split was made for another task", path=path)
+    rows = rows[rows["target"].isin(classes[1:])]
     if which == "test":
         rows = rows[rows["split"] == "test"]
     if rows.empty:
-        raise InputError(f"fold {fold} has no {'test ' if which == 'test' else ''}patients of {list(disease_classes)} to explain", path=path)
+        raise InputError(f"fold {fold} has no {'test ' if which == 'test' else ''}patients of {list(classes[1:])} to explain", path=path)
     return rows.sort_values("participant_id").reset_index(drop=True)
 
 
@@ -198,7 +208,6 @@ def explain_fold(
     if statistic not in regional.STATISTICS:
         raise ConfigError(f"explain.region_statistic must be one of {regional.STATISTICS}, got {statistic!r}")
     classes = tuple(classes)
-    disease = classes[1:]
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model, meta = load_fold_model(model_path, task=task, fold=fold, device=torch_device)
     if tuple(meta.get("classes", ())) != classes:
@@ -212,7 +221,7 @@ def explain_fold(
     else:
         layer_path = target_layer or meta.get("target_layer_name") or model.target_layer_name
     split = read_split(split_tsv)
-    chosen = select_patients(split, fold, disease, patients, path=split_tsv)
+    chosen = select_patients(split, fold, classes, patients, path=split_tsv)
     missing = sorted(set(chosen["participant_id"]) - set(subjects))
     if missing:
         raise InputError(f"no input files given for patients {missing[:10]} of fold {fold}", path=split_tsv)
@@ -249,7 +258,7 @@ def explain_fold(
     for i, record in enumerate(chosen.itertuples(index=False)):
         pid = record.participant_id
         files = subjects[pid]
-        target = target_index(classes, record.label)
+        target = target_index(classes, record.target)
         dseg = parcellations[pid]
         if kind == "volume":
             explained = _volume_subject(model, meta, files, pid, target=target, target_layer=layer_path,
@@ -262,7 +271,7 @@ def explain_fold(
         labels = np.asarray(dseg.dataobj).astype(np.int32)
         values = regional.regional_values(explained.volume, labels, expected, statistic)
         table = regional.region_rows(values, expected)
-        table.insert(0, "target", record.label)
+        table.insert(0, "target", record.target)
         table.insert(0, "split", record.split)
         table.insert(0, "group", record.group)
         table.insert(0, "participant_id", pid)
@@ -274,7 +283,7 @@ def explain_fold(
                        Path(maps_dir) / f"{pid}_space-MNI152NLin6Asym_desc-{method}_map.nii.gz")
         if explained.maps is not None:
             montage_subjects.append(explained)
-        log.info("  %d/%d %s (%s): map max %.4g", i + 1, len(chosen), pid, record.label, float(explained.volume.max()))
+        log.info("  %d/%d %s (%s): map max %.4g", i + 1, len(chosen), pid, record.target, float(explained.volume.max()))
 
     result = pd.concat(rows, ignore_index=True).loc[:, list(REGION_COLUMNS)]
     write_tsv(result, regions_tsv)
@@ -284,7 +293,7 @@ def explain_fold(
         {
             "task": task, "fold": int(fold), "classes": list(classes), "encoder": meta.get("encoder"),
             "method": method, "target_layer": layer_path if method == "gradcam" else None,
-            "targets": sorted(set(chosen["label"])), "region_statistic": statistic, "patients": patients,
+            "targets": sorted(set(chosen["target"])), "region_statistic": statistic, "patients": patients,
             "participants": list(chosen["participant_id"]), "n_regions": len(expected),
             "device": str(torch_device), "map_scaling": "raw (ReLU, no per-slice min-max)",
         },

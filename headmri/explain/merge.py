@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from headmri import labels as lut_labels
+from headmri.atomic import write_tsv
 from headmri.errors import InputError
 
 REGION_COLUMNS = ("participant_id", "group", "split", "target", "label", "region", "value")
@@ -110,6 +111,13 @@ def rank_regions(fold_paths: Mapping[int, str | Path], top_k: int) -> pd.DataFra
     """Read every fold's ``regions.tsv`` and merge them (the ``rank_regions`` rule's library call)."""
     tables = {int(fold): read_fold_table(path) for fold, path in fold_paths.items()}
     return merge_folds(tables, top_k, sources={int(f): str(p) for f, p in fold_paths.items()})
+
+
+def write_ranking(fold_paths: Mapping[int, str | Path], top_k: int, out_tsv: str | Path) -> pd.DataFrame:
+    """``rank_regions`` written to ``out_tsv`` (atomically); returns the table."""
+    ranking = rank_regions(fold_paths, top_k)
+    write_tsv(ranking, out_tsv, float_format="%.6g")
+    return ranking
 
 
 def planted_recall(ranking_tsv: str | Path, ground_truth_tsv: str | Path, top_k: int, group: str | None = None) -> float:

@@ -1,1 +1,71 @@
-# explain stage: rules being written
+# Explanation stage, per task x model x fold: Grad-CAM (or attention rollout) of the fold's trained model
+# on the fold's patients, raw maps put back on the MNI grid, the maximum (or mean) per region of each
+# patient's parcellation. Library: headmri.explain.job.explain_fold; method: docs/explanations.md.
+
+EXPLAIN_MEAN_MAP = f"{P['explain_dir']}/space-{SPACE}_desc-mean_map.nii.gz"
+EXPLAIN_MONTAGE = f"{P['figures']}/task-{{task}}/montage_model-{{model}}_fold-{{fold}}.png"
+
+
+def explain_patients(task):
+    """Labels of the task's subjects in a disease class: the only ones a fold job may explain."""
+    disease = CFG.task(task).disease_classes
+    return [s for s in task_subjects(task) if SUBJECT_GROUP[s] in disease]
+
+
+def explain_inputs(wildcards):
+    subjects = explain_patients(wildcards.task)
+    inputs = {
+        "model": f"{P['train_dir']}/model.pt".format(**wildcards),
+        "split": P["split"].format(task=wildcards.task),
+        "dseg": expand(P["dseg_mni"], subject=subjects),
+    }
+    if is_baseline(wildcards.model):
+        inputs["volumes"] = expand(P["brain_mni"], subject=subjects)
+    else:
+        inputs["slices"] = expand(P["slices"], subject=subjects)
+        inputs["slices_json"] = expand(P["slices_json"], subject=subjects)
+    if CFG.preprocessing.parcellation == "embedded":
+        inputs["atlas_tsv"] = P["atlas_tsv"]  # the regions every parcellation must hold
+    return inputs
+
+
+def explain_mem_mb(wildcards):
+    return 3000 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 12000
+
+
+rule explain_fold:
+    input:
+        unpack(explain_inputs),
+    output:
+        regions=f"{P['explain_dir']}/regions.tsv",
+        mean_map=EXPLAIN_MEAN_MAP,
+        summary=f"{P['explain_dir']}/explain.json",
+        montage=report(
+            EXPLAIN_MONTAGE,
+            caption="../report/montage.rst",
+            category="Explanations",
+            subcategory="task {task}",
+            labels={"figure": "montage", "model": "{model}", "fold": "{fold}"},
+        ),
+        **({"maps": directory(f"{P['explain_dir']}/maps")} if CFG.explain.save_nifti else {}),
+    params:
+        subjects=lambda wildcards: [f"sub-{s}" for s in explain_patients(wildcards.task)],
+        classes=lambda wildcards: list(CFG.task(wildcards.task).classes),
+        method=CFG.explain.method,
+        target_layer=CFG.explain.target_layer,
+        statistic=CFG.explain.region_statistic,
+        patients=CFG.explain.patients,
+        batch_size=CFG.training.batch_size,
+    log:
+        f"{LOGS}/explain/task-{{task}}_model-{{model}}_fold-{{fold}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/explain/task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
+    threads: min(workflow.cores, 8)
+    resources:
+        mem_mb=explain_mem_mb,
+        runtime=lambda wildcards: 30 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 240,
+        gpu=1,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/explain_fold.py"

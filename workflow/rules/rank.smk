@@ -1,3 +1,157 @@
-# rank stage: rules being written
+# Ranking stage, per task: regional activations averaged over patients within each fold, then over
+# folds, ranked (headmri.explain.merge); the task's figures; results/README.md. The main encoder
+# (MODELS[0]) gives tables/task-T_regions.tsv and the figures; a baseline gets its own table.
+
+MAIN_MODEL = MODELS[0]
+BASELINE_MODELS = MODELS[1:]
+RANKING_BASELINE = f"{P['tables']}/task-{{task}}_model-{{model}}_regions.tsv"
+TASK_FIGURES = f"{P['figures']}/task-{{task}}"
+FIGURE_FILES = {
+    "bars": "regions_ranked.png",
+    "mean_png": "mean_map.png",
+    "mean_nifti": f"space-{SPACE}_desc-mean_map.nii.gz",
+    "top_regions": "top_regions.png",
+    "roc": "roc.png",
+    "confusion": "confusion.png",
+}
+FIGURE_CAPTIONS = {
+    "bars": "regions_ranked",
+    "mean_png": "mean_map",
+    "top_regions": "top_regions",
+    "roc": "roc",
+    "confusion": "confusion",
+}
+RESULTS_README = f"{RESULTS}/README.md"
+
+
+def fold_region_tables(wildcards, model):
+    return expand(f"{P['explain_dir']}/regions.tsv", task=wildcards.task, model=model, fold=FOLDS)
+
+
+def figure_output(name):
+    path = f"{TASK_FIGURES}/{FIGURE_FILES[name]}"
+    if name not in FIGURE_CAPTIONS:
+        return path
+    return report(
+        path,
+        caption=f"../report/{FIGURE_CAPTIONS[name]}.rst",
+        category="Explanations" if name in ("bars", "mean_png", "top_regions") else "Classification",
+        subcategory="task {task}",
+        labels={"figure": FIGURE_CAPTIONS[name].replace("_", " "), "task": "{task}"},
+    )
+
+
+rule rank_regions:
+    input:
+        regions=lambda wildcards: fold_region_tables(wildcards, MAIN_MODEL),
+    output:
+        ranking=report(
+            P["regions"],
+            caption="../report/regions.rst",
+            category="Regions",
+            labels={"table": "ranked regions", "task": "{task}", "model": MAIN_MODEL},
+        ),
+    params:
+        folds=FOLDS,
+        top_k=CFG.explain.top_k,
+    log:
+        f"{LOGS}/rank/task-{{task}}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/rank_regions.py"
+
+
+rule rank_regions_baseline:
+    input:
+        regions=lambda wildcards: fold_region_tables(wildcards, wildcards.model),
+    output:
+        ranking=report(
+            RANKING_BASELINE,
+            caption="../report/regions.rst",
+            category="Regions",
+            labels={"table": "ranked regions", "task": "{task}", "model": "{model}"},
+        ),
+    params:
+        folds=FOLDS,
+        top_k=CFG.explain.top_k,
+    log:
+        f"{LOGS}/rank/task-{{task}}_model-{{model}}.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/rank_regions.py"
+
+
+def figure_atlas(wildcards):
+    # every parcellation lies on the same MNI grid; the first patient's is the drawing board
+    return P["dseg_mni"].format(subject=explain_patients(wildcards.task)[0])
+
+
+rule task_figures:
+    input:
+        ranking=P["regions"],
+        mean_maps=lambda wildcards: expand(EXPLAIN_MEAN_MAP, task=wildcards.task, model=MAIN_MODEL, fold=FOLDS),
+        atlas_dseg=figure_atlas,
+        predictions=lambda wildcards: expand(
+            f"{P['train_dir']}/predictions_subjects.tsv", task=wildcards.task, model=MAIN_MODEL, fold=FOLDS
+        ),
+    output:
+        **{name: figure_output(name) for name in FIGURE_FILES},
+    params:
+        classes=lambda wildcards: list(CFG.task(wildcards.task).classes),
+        folds=FOLDS,
+        top_k=CFG.explain.top_k,
+        method=CFG.explain.method,
+    log:
+        f"{LOGS}/figures/task-{{task}}.log",
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/task_figures.py"
+
+
+rule results_readme:
+    output:
+        readme=RESULTS_README,
+    params:
+        tasks=TASKS,
+        models=MODELS,
+        folds=FOLDS,
+        method=CFG.explain.method,
+        top_k=CFG.explain.top_k,
+        patients=CFG.explain.patients,
+        statistic=CFG.explain.region_statistic,
+        save_nifti=CFG.explain.save_nifti,
+    log:
+        f"{LOGS}/results_readme.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=2,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/results_readme.py"
+
+
 def all_explain_outputs():
-    return []
+    """Rankings, baseline tables, figures and montages of every task, and results/README.md."""
+    outputs = expand(P["regions"], task=TASKS)
+    outputs += expand(RANKING_BASELINE, task=TASKS, model=BASELINE_MODELS)
+    outputs += expand(f"{TASK_FIGURES}/{{name}}", task=TASKS, name=FIGURE_FILES.values())
+    outputs += expand(EXPLAIN_MONTAGE, task=TASKS, model=MODELS, fold=FOLDS)
+    outputs.append(RESULTS_README)
+    return outputs

@@ -1,0 +1,122 @@
+"""A task's figures from its files: ranking bars, the mean map over folds, top regions on the atlas,
+ROC curves per fold and confusion matrices summed over folds (held-out test subjects only).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from headmri.atomic import save_nifti
+from headmri.errors import InputError
+from headmri.explain import figures
+
+log = logging.getLogger(__name__)
+
+
+def mean_over_folds(paths: Sequence[str | Path]) -> nib.Nifti1Image:
+    """The mean of the folds' mean maps (every fold weighs the same, as in the ranking)."""
+    if not paths:
+        raise InputError("no fold mean maps to average")
+    first = nib.load(str(paths[0]))
+    total = np.zeros(first.shape, np.float64)
+    for path in paths:
+        image = nib.load(str(path))
+        if image.shape != first.shape or not np.allclose(image.affine, first.affine, atol=1e-3):
+            raise InputError(f"the fold mean maps are on different grids ({image.shape} vs {first.shape})", path=path)
+        total += np.asarray(image.dataobj, dtype=np.float64)
+    return nib.Nifti1Image((total / len(paths)).astype(np.float32), first.affine)
+
+
+def held_out_predictions(paths: Mapping[int, str | Path]) -> pd.DataFrame:
+    """Every fold's test-split subject predictions, with a ``fold`` column."""
+    frames = []
+    for fold, path in sorted(paths.items()):
+        try:
+            frame = pd.read_csv(path, sep="\t", dtype={"participant_id": str})
+        except (OSError, pd.errors.ParserError) as error:
+            raise InputError(f"cannot read the subject predictions: {error}", path=path) from error
+        missing = [c for c in ("participant_id", "split", "class_index") if c not in frame.columns]
+        if missing:
+            raise InputError(f"the subject predictions lack columns {missing}", path=path)
+        frames.append(frame[frame["split"] == "test"].assign(fold=int(fold)))
+    return pd.concat(frames, ignore_index=True)
+
+
+def true_classes(predictions: pd.DataFrame, classes: Sequence[str]) -> pd.Series:
+    """Each subject's true class name, from its class index in the task."""
+    return pd.Series([classes[int(i)] for i in predictions["class_index"]], index=predictions.index)
+
+
+def roc_curves(predictions: pd.DataFrame, classes: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """One curve per fold (and per disease class, one-vs-rest, for multi-class tasks)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    predictions = predictions.assign(true_class=true_classes(predictions, classes))
+    curves = []
+    for disease in classes[1:]:
+        column = f"prob_{disease}"
+        if column not in predictions.columns:
+            raise InputError(f"the subject predictions have no {column} column")
+        for fold, rows in predictions.groupby("fold"):
+            truth = (rows["true_class"] == disease).to_numpy()
+            name = f"fold {fold}" + (f", {disease}" if len(classes) > 2 else "")
+            if truth.all() or not truth.any():  # one class only: no curve can be drawn
+                curves.append((name, np.array([0.0, 1.0]), np.array([0.0, 1.0]), float("nan")))
+                continue
+            fpr, tpr, _ = roc_curve(truth, rows[column])
+            curves.append((name, fpr, tpr, float(roc_auc_score(truth, rows[column]))))
+    return curves
+
+
+def confusion_counts(predictions: pd.DataFrame, classes: Sequence[str]) -> np.ndarray:
+    """Counts of (true class, predicted class) over every fold's test subjects."""
+    from sklearn.metrics import confusion_matrix
+
+    if "predicted" in predictions.columns:
+        predicted = predictions["predicted"]
+    else:
+        predicted = predictions[[f"prob_{c}" for c in classes]].to_numpy().argmax(axis=1)
+        predicted = pd.Series([classes[i] for i in predicted])
+    return confusion_matrix(true_classes(predictions, classes), predicted, labels=list(classes))
+
+
+def task_figures(
+    *,
+    task: str,
+    classes: Sequence[str],
+    ranking_tsv: str | Path,
+    fold_mean_maps: Sequence[str | Path],
+    atlas_dseg: str | Path,
+    predictions: Mapping[int, str | Path],
+    top_k: int,
+    method: str,
+    template: str | Path,
+    brain_mask: str | Path | None = None,
+    out_bars: str | Path,
+    out_mean_nifti: str | Path,
+    out_mean_png: str | Path,
+    out_top_regions: str | Path,
+    out_roc: str | Path,
+    out_confusion: str | Path,
+) -> None:
+    """Write every per-task figure (and the mean map NIfTI) for the main model of ``task``."""
+    ranking = pd.read_csv(ranking_tsv, sep="\t")
+    figures.ranking_bars(ranking, out_bars, title=f"task {task}: regions ranked by {method} ({len(fold_mean_maps)} folds)",
+                         top_n=max(20, top_k), top_k=top_k)
+    mean = mean_over_folds(fold_mean_maps)
+    save_nifti(mean, out_mean_nifti)
+    figures.mean_map_figure(mean, template, out_mean_png, title=f"task {task}: mean {method} map (patients, then folds)",
+                            brain_mask=nib.load(str(brain_mask)) if brain_mask is not None else None)
+    figures.top_regions_figure(ranking, nib.as_closest_canonical(nib.load(str(atlas_dseg))), template, out_top_regions,
+                               top_k=top_k, title=f"task {task}: top {top_k} regions")
+    tested = held_out_predictions(predictions)
+    figures.roc_figure(roc_curves(tested, classes), out_roc, title=f"task {task}: test subjects, one curve per fold")
+    figures.confusion_figure(confusion_counts(tested, classes), classes, out_confusion,
+                             title=f"task {task}: test subjects, summed over {tested['fold'].nunique()} folds")
+    log.info("task %s: figures written", task)

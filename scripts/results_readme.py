@@ -1,0 +1,10 @@
+"""Snakemake adapter: write results/README.md, what every file under results/ is (headmri.results_readme)."""
+
+import logging
+
+from headmri.results_readme import write_results_readme
+
+logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
+p = snakemake.params
+write_results_readme(snakemake.output.readme, tasks=p.tasks, models=p.models, folds=p.folds, method=p.method,
+                     top_k=p.top_k, patients=p.patients, statistic=p.statistic, save_nifti=p.save_nifti)
