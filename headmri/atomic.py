@@ -17,11 +17,22 @@ import nibabel as nib
 import pandas as pd
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 def _temporary_sibling(path: Path) -> Path:
     # Keep the suffixes (".nii.gz") so libraries that choose a format from the name still do.
     suffix = "".join(path.suffixes)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
+    # mkstemp creates 0600 files; outputs on a shared cluster must follow the user's umask like any file.
+    os.chmod(tmp, 0o666 & ~_UMASK)
     return Path(tmp)
 
 

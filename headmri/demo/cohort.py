@@ -182,8 +182,8 @@ def check_parameters(
 ) -> tuple[tuple[float, float, float], str]:
     if int(seed) < 0:
         raise ConfigError(f"the demo seed must be a non-negative integer, got {seed}")
-    if not group_sizes or any(int(n) < 1 for n in group_sizes.values()):
-        raise ConfigError(f"every demo group needs at least one subject, got {dict(group_sizes)}")
+    if any(int(n) < 0 for n in group_sizes.values()) or sum(int(n) for n in group_sizes.values()) < 1:
+        raise ConfigError(f"demo group sizes must be >= 0 with at least one subject in all, got {dict(group_sizes)}")
     voxel = tuple(float(v) for v in native_voxel_mm)
     if len(voxel) != 3 or any(not 0.2 <= v <= 4.0 for v in voxel):
         raise ConfigError(f"native_voxel_mm must be three sizes between 0.2 and 4 mm, got {native_voxel_mm}")
@@ -264,6 +264,7 @@ def make_demo_cohort(
     (the workflow's cached one); without it the atlas is built in memory.
     """
     voxel, code = check_parameters(group_sizes, native_voxel_mm, orientation, seed)
+    group_sizes = {g: int(n) for g, n in group_sizes.items() if int(n) > 0}  # size 0 leaves a group out
     out = Path(out_bids_dir)
     plans = plan_subjects(group_sizes)
     used = [e for e in effects if e.group in group_sizes]
