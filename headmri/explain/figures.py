@@ -79,7 +79,7 @@ def mean_map_figure(mean_img: nib.Nifti1Image, template: str | Path, path: str |
                            vmin=0, vmax=vmax, threshold=0.05 * vmax, symmetric_cbar=False, colorbar=True, axes=top,
                            figure=fig, title=title, draw_cross=False)
     bottom = fig.add_axes([0.0, 0.0, 1.0, 0.38])
-    plotting.plot_stat_map(mean_img, bg_img=str(template), display_mode="x", cut_coords=(-50, -30, -10, 10, 30, 50),
+    plotting.plot_stat_map(mean_img, bg_img=str(template), display_mode="x", cut_coords=6,
                            cmap="hot", vmin=0, vmax=vmax, threshold=0.05 * vmax, symmetric_cbar=False, colorbar=False,
                            axes=bottom, figure=fig, annotate=True)
     _save(fig, path)
@@ -114,7 +114,7 @@ def top_regions_figure(ranking: pd.DataFrame, parcellation: nib.Nifti1Image, tem
                       draw_cross=False, alpha=0.85, resampling_interpolation="nearest", colorbar=False)
     lower = fig.add_axes([0.0, 0.0, 0.72, 0.4])
     plotting.plot_roi(roi_img, bg_img=str(template), cmap=ListedColormap(colours), vmin=0.5, vmax=len(rows) + 0.5,
-                      display_mode="x", cut_coords=(-50, -30, -10, 10, 30, 50), axes=lower, figure=fig, alpha=0.85,
+                      display_mode="x", cut_coords=6, axes=lower, figure=fig, alpha=0.85,
                       resampling_interpolation="nearest", colorbar=False)
     legend = fig.add_axes([0.73, 0.05, 0.27, 0.9])
     legend.axis("off")
