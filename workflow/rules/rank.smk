@@ -153,5 +153,7 @@ def all_explain_outputs():
     outputs += expand(RANKING_BASELINE, task=TASKS, model=BASELINE_MODELS)
     outputs += expand(f"{TASK_FIGURES}/{{name}}", task=TASKS, name=FIGURE_FILES.values())
     outputs += expand(EXPLAIN_MONTAGE, task=TASKS, model=MODELS, fold=FOLDS)
+    if CFG.explain.save_nifti:
+        outputs += expand(f"{P['explain_dir']}/maps", task=TASKS, model=MODELS, fold=FOLDS)
     outputs.append(RESULTS_README)
     return outputs
