@@ -164,3 +164,12 @@ def test_loader_rejects_mismatched_arrays(tmp_path):
         SliceBatchLoader(paths, [0, 1], 2, False, 0, (0, 0, 0), (1, 1, 1))
     with pytest.raises(InputError, match="does not exist"):
         SliceBatchLoader([tmp_path / "nope.npy"], [0], 2, False, 0, (0, 0, 0), (1, 1, 1))
+
+
+def test_loader_reads_float16_caches_like_uint8_ones(tmp_path):
+    values = np.random.default_rng(0).integers(0, 256, (4, 8, 8)).astype(np.uint8)
+    np.save(tmp_path / "u8.npy", values)
+    np.save(tmp_path / "f16.npy", (values / 255.0).astype(np.float16))
+    batches = [next(iter(SliceBatchLoader([tmp_path / name], [1], 4, False, 0, (0.4, 0.5, 0.6), (0.2, 0.3, 0.4))))[0]
+               for name in ("u8.npy", "f16.npy")]
+    assert torch.allclose(batches[0], batches[1], atol=2e-3)
