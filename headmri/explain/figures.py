@@ -87,39 +87,37 @@ def mean_map_figure(mean_img: nib.Nifti1Image, template: str | Path, path: str |
 
 def top_regions_figure(ranking: pd.DataFrame, parcellation: nib.Nifti1Image, template: str | Path, path: str | Path,
                        *, top_k: int, title: str) -> None:
-    """The top ``top_k`` regions drawn on a parcellation over the template (colour = rank)."""
+    """The top ``top_k`` regions drawn on a parcellation over the template (colour = rank); one block of
+    panels per target class of a multi-class task."""
+    from matplotlib.colors import ListedColormap
     from nilearn import plotting
 
-    target = ranking["target"].iloc[0] if "target" in ranking.columns else None
-    rows = ranking if target is None else ranking[ranking["target"] == target]
-    rows = rows.sort_values("rank").head(top_k)
+    targets = list(dict.fromkeys(ranking["target"])) if "target" in ranking.columns else [None]
     labels = np.asarray(parcellation.dataobj).astype(np.int32)
-    roi = np.zeros(labels.shape, dtype=np.int16)
-    for rank, code in zip(rows["rank"], rows["label"]):
-        roi[labels == int(code)] = int(rank)
-    roi_img = nib.Nifti1Image(roi, parcellation.affine)
     cmap = plt.get_cmap("tab10" if top_k <= 10 else "tab20", max(top_k, 2))
-    from matplotlib.colors import ListedColormap
-
-    colours = [cmap(i) for i in range(len(rows))]
-    fig = plt.figure(figsize=(12, 6.5))
-    if roi.any():
-        centre = np.argwhere(roi > 0).mean(axis=0)
+    fig = plt.figure(figsize=(12, 6.5 * len(targets)))
+    block = 1.0 / len(targets)
+    for i, target in enumerate(targets):
+        rows = ranking if target is None else ranking[ranking["target"] == target]
+        rows = rows.sort_values("rank").head(top_k)
+        roi = np.zeros(labels.shape, dtype=np.int16)
+        for position, code in enumerate(rows["label"], start=1):
+            roi[labels == int(code)] = position
+        roi_img = nib.Nifti1Image(roi, parcellation.affine)
+        colours = ListedColormap([cmap(j) for j in range(len(rows))])
+        centre = np.argwhere(roi > 0).mean(axis=0) if roi.any() else (np.array(labels.shape) - 1) / 2
         centre_mm = (parcellation.affine @ np.array([*centre, 1.0]))[:3]
-    else:
-        centre_mm = (0, 0, 0)
-    main = fig.add_axes([0.0, 0.42, 0.72, 0.56])
-    plotting.plot_roi(roi_img, bg_img=str(template), cmap=ListedColormap(colours), vmin=0.5, vmax=len(rows) + 0.5,
-                      display_mode="ortho", cut_coords=centre_mm, axes=main, figure=fig, title=title,
-                      draw_cross=False, alpha=0.85, resampling_interpolation="nearest", colorbar=False)
-    lower = fig.add_axes([0.0, 0.0, 0.72, 0.4])
-    plotting.plot_roi(roi_img, bg_img=str(template), cmap=ListedColormap(colours), vmin=0.5, vmax=len(rows) + 0.5,
-                      display_mode="x", cut_coords=6, axes=lower, figure=fig, alpha=0.85,
+        bottom = 1.0 - (i + 1) * block
+        shared = dict(bg_img=str(template), cmap=colours, vmin=0.5, vmax=len(rows) + 0.5, figure=fig, alpha=0.85,
                       resampling_interpolation="nearest", colorbar=False)
-    legend = fig.add_axes([0.73, 0.05, 0.27, 0.9])
-    legend.axis("off")
-    legend.legend(handles=[Patch(color=c, label=f"{r}. {n}") for c, r, n in zip(colours, rows["rank"], rows["region"])],
-                  loc="center left", fontsize=9, frameon=False, title=f"top {len(rows)}" + (f" ({target})" if target else ""))
+        label = title + (f" - target {target}" if target is not None and len(targets) > 1 else "")
+        plotting.plot_roi(roi_img, display_mode="ortho", cut_coords=centre_mm, draw_cross=False, title=label,
+                          axes=fig.add_axes([0.0, bottom + 0.42 * block, 0.72, 0.56 * block]), **shared)
+        plotting.plot_roi(roi_img, display_mode="x", cut_coords=6, axes=fig.add_axes([0.0, bottom, 0.72, 0.4 * block]), **shared)
+        legend = fig.add_axes([0.73, bottom + 0.05 * block, 0.27, 0.9 * block])
+        legend.axis("off")
+        legend.legend(handles=[Patch(color=colours(j), label=f"{r}. {n}") for j, (r, n) in enumerate(zip(rows["rank"], rows["region"]))],
+                      loc="center left", fontsize=9, frameon=False, title=f"top {len(rows)}" + (f" ({target})" if target else ""))
     _save(fig, path)
 
 
