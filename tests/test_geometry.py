@@ -93,3 +93,11 @@ def test_json_round_trip_and_shape_errors(tmp_path):
         g.to_volume(np.zeros((3, 64, 64)))
     with pytest.raises(ValueError, match="kept_indices"):
         SliceGeometry.create(axis=0, size=8, source_shape=SHAPE, source_affine=np.eye(4), kept_indices=[5, 3])
+
+
+def test_non_contiguous_kept_slices_are_cut_like_contiguous_ones():
+    volume = np.random.default_rng(0).random(SHAPE).astype(np.float32)
+    sparse = geometry(0, kept=[4, 5, 9, 20])
+    full = geometry(0, kept=range(SHAPE[0]))
+    assert np.allclose(sparse.slices_from_volume(volume), full.slices_from_volume(volume)[[4, 5, 9, 20]])
+    assert np.array_equal(sparse.plane_images(volume)[2], volume[9].T[::-1])

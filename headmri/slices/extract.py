@@ -44,8 +44,20 @@ def brain_fraction_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
 
 
 def robust_window(brain: np.ndarray, mask: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
-    low, high = np.percentile(brain[mask], percentiles)
+    """Intensities at the given percentiles of the voxels inside the mask."""
+    # Gather only inside the mask's bounding box (about half the grid for an MNI brain): same values, less work.
+    box = _bounding_box(mask)
+    low, high = np.percentile(brain[box][mask[box]], percentiles)
     return float(low), float(high)
+
+
+def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
+    box = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    return tuple(box)
 
 
 def normalise(brain: np.ndarray, mask: np.ndarray, low: float, high: float, *, inplace: bool = False) -> np.ndarray:

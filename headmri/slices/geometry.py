@@ -149,9 +149,15 @@ class SliceGeometry:
         volume = np.asarray(volume)
         if volume.shape != self.source_shape:
             raise ValueError(f"volume shape {volume.shape} is not the geometry's source shape {self.source_shape}")
-        indices = self.kept_indices if indices is None else indices
-        stack = np.moveaxis(volume, self.axis, 0)[list(indices)]  # (n, n_a, n_b)
-        return np.ascontiguousarray(np.swapaxes(stack, 1, 2)[:, ::-1, :])  # (n, n_b reversed, n_a)
+        return np.ascontiguousarray(self._oriented(volume, self.kept_indices if indices is None else indices))
+
+    def _oriented(self, volume: np.ndarray, indices) -> np.ndarray:
+        """The (n, n_b reversed, n_a) stack of the slices at ``indices``: a view for a contiguous run of indices."""
+        if isinstance(indices, range) or (len(indices) and list(indices) == list(range(indices[0], indices[-1] + 1))):
+            stack = np.moveaxis(volume, self.axis, 0)[indices[0]:indices[-1] + 1]  # contiguous run: a view
+        else:
+            stack = np.moveaxis(volume, self.axis, 0)[list(indices)]  # (n, n_a, n_b)
+        return np.swapaxes(stack, 1, 2)[:, ::-1, :]  # (n, n_b reversed, n_a)
 
     def pad_square(self, images: np.ndarray) -> np.ndarray:
         rows, cols = self.plane_shape
@@ -161,8 +167,11 @@ class SliceGeometry:
 
     def slices_from_volume(self, volume: np.ndarray) -> np.ndarray:
         """Cut the kept slices out of a source-shaped volume: float32 (n_kept, size, size)."""
-        images = self.plane_images(np.asarray(volume, dtype=np.float32))
-        return resize_stack(self.pad_square(images), self.size).numpy()
+        volume = np.asarray(volume, dtype=np.float32)
+        if volume.shape != self.source_shape:
+            raise ValueError(f"volume shape {volume.shape} is not the geometry's source shape {self.source_shape}")
+        # Orient and pad in one strided copy (a view of the kept slices written into the padded square).
+        return resize_stack(self.pad_square(self._oriented(volume, self.kept_indices)), self.size).numpy()
 
     # ---- backward: slices -> volume -------------------------------------------------------------
     def to_volume(self, maps: np.ndarray) -> np.ndarray:
