@@ -8,7 +8,7 @@ METRICS_FIGURE = f"{P['figures']}/metrics.png"
 
 rule metrics_table:
     input:
-        metrics=expand(P["train_dir"] + "/metrics.tsv", task=TASKS, model=MODELS, fold=FOLDS),
+        metrics=expand(f"{P['train_dir']}/metrics.tsv", task=TASKS, model=MODELS, fold=FOLDS),
     output:
         tsv=METRICS_TABLE,
         md=METRICS_SUMMARY,
