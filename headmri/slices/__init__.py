@@ -2,5 +2,6 @@
 
 from headmri.slices.extract import decode, extract_slices
 from headmri.slices.geometry import SliceGeometry
+from headmri.slices.loader import SliceBatchLoader
 
-__all__ = ["SliceGeometry", "decode", "extract_slices"]
+__all__ = ["SliceBatchLoader", "SliceGeometry", "decode", "extract_slices"]
