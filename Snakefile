@@ -37,6 +37,7 @@ rule all:
 
 
 rule preprocess_all:
-    """Preprocessing, parcellation and QC only (no training)."""
+    """Preprocessing, parcellation, QC and slices only (no training)."""
     input:
         all_preprocessing_outputs(),
+        all_slice_outputs(),

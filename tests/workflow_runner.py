@@ -3,10 +3,14 @@ bounded by `timeout -k` (SIGTERM alone does not stop Snakemake), and the dry-run
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,28 +31,33 @@ class PlannedJob:
         return self.wildcards.get("subject")
 
 
-_RULE = re.compile(r"^(?:local)?(?:checkpoint|rule) (\w+):$")
+_RULE = re.compile(r"^(\s*)(?:local)?(?:checkpoint|rule) (\w+):$")
 
 
 def planned_jobs(dry_run_output: str) -> list[PlannedJob]:
-    """The jobs a `snakemake --dry-run` would run, from its printed job blocks."""
+    """The jobs a `snakemake --dry-run` would run, from its printed job blocks (group jobs included:
+    their members are printed as indented blocks)."""
     jobs: list[PlannedJob] = []
-    rule, fields = None, {}
-    for line in dry_run_output.splitlines() + [""]:
-        match = _RULE.match(line.strip())
-        if match:
-            rule, fields = match.group(1), {}
-            continue
-        if rule is None:
-            continue
-        stripped = line.strip()
-        key, _, value = stripped.partition(": ")
-        if line.startswith("    ") and key in {"wildcards", "reason", "jobid", "output", "input", "log"}:
-            fields[key] = value
-            continue
+    rule, indent, fields = None, 0, {}
+
+    def close():
         wildcards = dict(w.split("=", 1) for w in fields.get("wildcards", "").split(", ") if "=" in w)
         jobs.append(PlannedJob(rule, wildcards, fields.get("reason", "")))
-        rule = None
+
+    for line in dry_run_output.splitlines():
+        if rule is not None:
+            depth = len(line) - len(line.lstrip())
+            if line.strip() and depth > indent:
+                key, _, value = line.strip().partition(": ")
+                fields[key] = value
+                continue
+            close()
+            rule = None
+        match = _RULE.match(line.rstrip())
+        if match:
+            indent, rule, fields = len(match.group(1)), match.group(2), {}
+    if rule is not None:
+        close()
     return jobs
 
 
@@ -65,13 +74,15 @@ def write_config(path: Path, **overrides) -> Path:
     return path
 
 
-def snakemake_command(workdir: Path, configfile: Path, *args: str, profile: str = "default") -> list[str]:
+def snakemake_command(workdir: Path, configfile: Path, *args: str, profile: str | None = "default") -> list[str]:
+    """Snakemake on the repository's workflow in workdir; `profile` is the workflow profile under
+    profiles/ (None: no workflow profile, e.g. when --profile names another)."""
     return [
         *SNAKEMAKE,
         "--snakefile", str(REPO / "Snakefile"),
         "--directory", str(workdir),
         "--configfile", str(configfile),
-        "--workflow-profile", str(REPO / "profiles" / profile),
+        "--workflow-profile", str(REPO / "profiles" / profile) if profile else "none",
         *args,
     ]
 
@@ -91,3 +102,91 @@ def run_snakemake(
 def dry_run(workdir: Path, configfile: Path, *args: str) -> list[PlannedJob]:
     done = run_snakemake(workdir, configfile, "--dry-run", *args)
     return planned_jobs(done.stdout)
+
+
+# --- a tiny generated cohort, shared by the workflow tests of one pytest session --------------------
+# Three controls and three migraine patients (the least a 2-fold split with one validation and one test
+# subject per class accepts), plus one more control held back, for the tests that add a subject.
+COHORT_GROUPS = {"HC": 4, "migraine": 3}
+HELD_BACK = "demo004"
+COHORT_SEED = 7
+TINY_CONFIG = {
+    "bids_dir": "bids",
+    "results_dir": "results",
+    "groups": ["HC", "migraine"],
+    "tasks": [{"name": "migraine", "classes": ["HC", "migraine"]}],
+    "splits": {"folds": 2, "val_per_class": 1, "test_per_class": 1},
+    "training": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0, "patience": 1, "max_slices_per_subject": 8},
+}
+TRAIN_TARGET = "results/train/task-migraine/model-vittinydemo/fold-1/model.pt"
+
+
+def _scratch(prefix: str) -> Path:
+    """A fresh folder removed when the session ends; with HEADMRI_TEST_CACHE=<dir> (for developers
+    rerunning the slow tests) a kept folder there instead, reused when a previous session completed it."""
+    cache = os.environ.get("HEADMRI_TEST_CACHE")
+    if cache:
+        root = Path(cache) / prefix.strip("-")
+        if not (root / ".complete").is_file():
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+        return root
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
+def _complete(root: Path) -> None:
+    (root / ".complete").touch()
+
+
+@functools.cache
+def generated_cohort() -> Path:
+    """A BIDS dataset of the demo generator (7 subjects), made once per session."""
+    from headmri.demo.cohort import make_demo_cohort
+    from headmri.demo.effects import read_effects
+
+    root = _scratch("headmri-cohort-")
+    out = root / "bids"
+    if not (root / ".complete").is_file():
+        make_demo_cohort(out, group_sizes=COHORT_GROUPS, seed=COHORT_SEED,
+                         effects=read_effects(REPO / "resources" / "demo_effects.tsv"), threads=2)
+        _complete(root)
+    return out
+
+
+def add_subject(workdir: Path, label: str = HELD_BACK) -> None:
+    """Copy a generated subject's image into workdir/bids and append its participants row."""
+    source = generated_cohort()
+    shutil.copytree(source / f"sub-{label}", workdir / "bids" / f"sub-{label}")
+    rows = (source / "participants.tsv").read_text().splitlines()
+    row = next(r for r in rows if r.startswith(f"sub-{label}\t"))
+    with open(workdir / "bids" / "participants.tsv", "a") as tsv:
+        tsv.write(row + "\n")
+
+
+@functools.cache
+def preprocessed_workdir() -> Path:
+    """A workdir (config.yaml, bids/ without the held-back subject, results/) whose six subjects are
+    preprocessed through `preprocess_all`, made once per session. Tests copy it (copy_workdir)."""
+    source = generated_cohort()
+    root = _scratch("headmri-base-")
+    workdir = root / "wd"
+    if (root / ".complete").is_file():
+        return workdir
+    (workdir / "bids").mkdir(parents=True)
+    for item in source.iterdir():
+        if item.name != f"sub-{HELD_BACK}" and item.name != "participants.tsv":
+            (shutil.copytree if item.is_dir() else shutil.copy2)(item, workdir / "bids" / item.name)
+    rows = (source / "participants.tsv").read_text().splitlines(keepends=True)
+    (workdir / "bids" / "participants.tsv").write_text("".join(r for r in rows if not r.startswith(f"sub-{HELD_BACK}\t")))
+    configfile = write_config(workdir / "config.yaml", **TINY_CONFIG)
+    run_snakemake(workdir, configfile, "--cores", "2", "preprocess_all", timeout_s=1800)
+    _complete(root)
+    return workdir
+
+
+def copy_workdir(source: Path, dest: Path) -> Path:
+    """A copy that keeps file times (Snakemake decides from them) and Snakemake's own records."""
+    shutil.copytree(source, dest, symlinks=True, copy_function=shutil.copy2)
+    return dest
