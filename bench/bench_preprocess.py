@@ -9,7 +9,8 @@ Each step then runs as its own process, as a Snakemake job would:
 - label_resampling: a native-space label image moved to the MNI grid through the saved affine with
   nearest neighbour (what the freesurfer parcellation backend does with wmparc)
 
-Printed per subject and step: the step's own seconds, the job's seconds including Python start and
+Printed per subject and step: the step's own wall and CPU seconds (imports excluded; CPU summed over
+threads, a check on wall times taken on a busy machine), the job's seconds including Python start and
 imports, and the job's peak resident memory (``ru_maxrss``; tracemalloc cannot see torch's allocations).
 
     python bench/bench_preprocess.py --subjects 3 --threads 2
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -95,25 +97,33 @@ def paths_of(t1w: Path) -> dict[str, Path]:
     }
 
 
-def run_step(step: str, t1w: Path, threads: int) -> float:
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)  # all threads of this process
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_step(step: str, t1w: Path, threads: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one step, imports excluded."""
     p = paths_of(t1w)
     subject = t1w.parent.name
-    started = time.perf_counter()
     if step == "brain_extraction":
+        import deepbet.bet  # noqa: F401  (torch and deepbet imported before the clock starts)
+
         from headmri.preprocess.brain_extraction import extract_brain
 
-        started = time.perf_counter()
-        extract_brain(t1w, p["brain"], p["mask"], backend="embedded", subject=subject, threads=threads)
+        run = partial(extract_brain, t1w, p["brain"], p["mask"], backend="embedded", subject=subject, threads=threads)
     elif step == "registration":
+        import ants  # noqa: F401  (imported before the clock starts)
+
         from headmri.preprocess.registration import register_to_mni
 
-        started = time.perf_counter()
-        register_to_mni(p["brain"], p["mask"], None, None, p["brain_mni"], p["mask_mni"], p["xfm"], p["affine"],
-                        backend="embedded", transform="AffineFast", subject=subject, threads=threads)
-    elif step == "label_resampling":
-        started = time.perf_counter()
-        resample_labels(p["mask"], p["affine"], p["brain_mni"], p["labels_mni"])
-    return time.perf_counter() - started
+        run = partial(register_to_mni, p["brain"], p["mask"], None, None, p["brain_mni"], p["mask_mni"], p["xfm"],
+                      p["affine"], backend="embedded", transform="AffineFast", subject=subject, threads=threads)
+    else:
+        run = partial(resample_labels, p["mask"], p["affine"], p["brain_mni"], p["labels_mni"])
+    wall, cpu = time.perf_counter(), _cpu_seconds()
+    run()
+    return time.perf_counter() - wall, _cpu_seconds() - cpu
 
 
 def resample_labels(native_mask: Path, affine_txt: Path, mni_reference: Path, out: Path) -> None:
@@ -135,9 +145,9 @@ def resample_labels(native_mask: Path, affine_txt: Path, mni_reference: Path, ou
 
 
 def worker(step: str, t1w: str, threads: int) -> None:
-    seconds = run_step(step, Path(t1w), threads)
+    seconds, cpu_seconds = run_step(step, Path(t1w), threads)
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
-    print("RESULT " + json.dumps({"seconds": seconds, "peak_mib": peak_mib}))
+    print("RESULT " + json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "peak_mib": peak_mib}))
 
 
 def run_job(step: str, t1w: Path, threads: int) -> dict:
@@ -150,7 +160,7 @@ def run_job(step: str, t1w: Path, threads: int) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{step} failed for {t1w}:\n{done.stderr[-3000:]}")
     result = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    return {"step": step, "seconds": result["seconds"], "job_seconds": wall, "peak_mib": result["peak_mib"]}
+    return {"step": step, "job_seconds": wall, **result}
 
 
 def registration_error(t1w: Path) -> tuple[float, float]:
@@ -187,20 +197,20 @@ def main() -> None:
         for step in STEPS:
             row = {"subject": t1w.parent.name, **run_job(step, t1w, args.threads)}
             rows.append(row)
-            print(f"{row['subject']}  {step:17s} step {row['seconds']:6.1f} s   job {row['job_seconds']:6.1f} s   "
-                  f"peak {row['peak_mib']:7.0f} MiB", flush=True)
+            print(f"{row['subject']}  {step:17s} step {row['seconds']:6.1f} s (CPU {row['cpu_seconds']:6.1f} s)   "
+                  f"job {row['job_seconds']:6.1f} s   peak {row['peak_mib']:7.0f} MiB", flush=True)
         angle, mm = registration_error(t1w)
         print(f"{t1w.parent.name}  registration error vs truth: {angle:.2f} degrees, {mm:.2f} mm (max over brain)")
     print(f"# load average after: {os.getloadavg()[0]:.2f}")
-    print("\nstep                 mean step s   mean job s   max peak MiB")
+    print("\nstep                 step s (mean)   CPU s (mean)   job s (mean)   peak MiB (max)")
+    subjects = sorted({r["subject"] for r in rows})
     for step in STEPS:
         mine = [r for r in rows if r["step"] == step]
-        print(f"{step:20s} {np.mean([r['seconds'] for r in mine]):11.1f} {np.mean([r['job_seconds'] for r in mine]):12.1f}"
-              f" {max(r['peak_mib'] for r in mine):14.0f}")
-    per_subject = np.mean([sum(r["seconds"] for r in rows if r["subject"] == s) for s in {r["subject"] for r in rows}])
-    per_subject_jobs = np.mean([sum(r["job_seconds"] for r in rows if r["subject"] == s) for s in {r["subject"] for r in rows}])
-    print(f"{'total per subject':20s} {per_subject:11.1f} {per_subject_jobs:12.1f}")
-
+        print(f"{step:20s} {np.mean([r['seconds'] for r in mine]):14.1f} {np.mean([r['cpu_seconds'] for r in mine]):14.1f}"
+              f" {np.mean([r['job_seconds'] for r in mine]):14.1f} {max(r['peak_mib'] for r in mine):16.0f}")
+    totals = {key: np.mean([sum(r[key] for r in rows if r["subject"] == s) for s in subjects])
+              for key in ("seconds", "cpu_seconds", "job_seconds")}
+    print(f"{'total per subject':20s} {totals['seconds']:14.1f} {totals['cpu_seconds']:14.1f} {totals['job_seconds']:14.1f}")
 
 if __name__ == "__main__":
     main()

@@ -131,10 +131,11 @@ def qc_subject(
     ``mask_native`` (the native-space brain mask) gives the brain volume in the subject's own space;
     without it the volume is measured in MNI space (scaled by the registration) and the row says so.
     """
+    template_head, template_mask = _template_or_default(template_head, template_mask)
     row = subject_metrics(brain_mni, mask_mni, template_head, template_mask, subject=subject,
                           original_t1w=original_t1w, mask_native=mask_native)
     log.info("%s: QC %s", subject, row)
-    plot_registration(brain_mni, _template_or_default(template_head, template_mask)[1], png_out,
+    plot_registration(brain_mni, template_mask, png_out,
                       title=f"{subject}  NCC {row['similarity_ncc']:.3f}  Dice {row['mask_dice']:.3f}  "
                             f"original {row['orientation']}{' oblique' if row['oblique'] else ''}")
     write_tsv(pd.DataFrame([row]), row_out)
