@@ -116,6 +116,8 @@ TINY_CONFIG = {
     "groups": ["HC", "migraine"],
     "tasks": [{"name": "migraine", "classes": ["HC", "migraine"]}],
     "splits": {"folds": 2, "val_per_class": 1, "test_per_class": 1},
+    "slices": {"size": 112},  # the input size of the small demo ViT
+    "model": {"encoder": "vit_tiny_demo"},
     "training": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0, "patience": 1, "max_slices_per_subject": 8},
 }
 TRAIN_TARGET = "results/train/task-migraine/model-vittinydemo/fold-1/model.pt"
