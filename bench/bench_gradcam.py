@@ -11,8 +11,9 @@ weights (the speed does not depend on them). Three measurements per model and de
 - ``subject``: the whole per-subject path of the explain job after the network: maps -> MNI volume with
   SliceGeometry.to_volume -> regional maximum over a 182 x 218 x 182 parcellation (CPU work).
 
-    python bench/bench_gradcam.py --device cpu --subjects 1        # the CPU numbers in docs/benchmarks.md
     python bench/bench_gradcam.py --device cuda --subjects 4       # on a GPU machine (unchanged code)
+    # CPU, one model and measure per process (per-measure peak memory; ViT-B's full backward needs ~9 GB at batch 32)
+    python bench/bench_gradcam.py --device cpu --models vit_b16_224 --measures raw --batch-size 8 --skip-subject
 
 Prints one line per measurement; ``--json`` writes them to a file.
 """
@@ -23,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import time
 
 import numpy as np
@@ -89,32 +91,44 @@ def time_subject_path(size: int, n_slices: int, seed: int) -> float:
     return time.perf_counter() - start
 
 
+def peak_memory_mb(device: torch.device) -> float:
+    """CUDA: peak allocated since the last reset; CPU: the process's peak resident set (so far, all
+    measurements: run one model and measure per process, --models/--measures, for per-measure peaks)."""
+    if device.type == "cuda":
+        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def run(args) -> list[dict]:
     devices = {"cpu": ["cpu"], "cuda": ["cuda"], "all": ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])}[args.device]
     if "cuda" in devices and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA device here")
+    timers = {"raw": time_raw, "stock": time_stock}
     rows = []
     for device_name in devices:
         device = torch.device(device_name)
         batch = args.batch_size or (128 if device.type == "cuda" else 32)
-        for label, encoder in MODELS.items():
-            model = build_architecture(encoder, ("HC", "migraine")).to(device).eval()
+        for label in args.models:
+            model = build_architecture(MODELS[label], ("HC", "migraine")).to(device).eval()
             size = model.input_size
             warm = subject_inputs(size, min(batch, args.slices), device, seed=99)
-            time_raw(model, warm, batch, device)  # warm-up: allocator, kernels, thread pools
-            for kind, timer in (("raw", time_raw), ("stock", time_stock)):
-                if kind == "stock" and args.skip_stock:
-                    continue
-                seconds = sum(timer(model, subject_inputs(size, args.slices, device, seed=s), batch, device)
+            timers[args.measures[0]](model, warm, batch, device)  # warm-up: allocator, kernels, thread pools
+            for kind in args.measures:
+                if device.type == "cuda":
+                    torch.cuda.reset_peak_memory_stats(device)
+                seconds = sum(timers[kind](model, subject_inputs(size, args.slices, device, seed=s), batch, device)
                               for s in range(args.subjects))
                 rows.append({"model": label, "device": device_name, "measure": kind, "batch": batch,
                              "slices": args.slices, "subjects": args.subjects, "seconds": round(seconds, 3),
                              "subjects_per_s": round(args.subjects / seconds, 4),
-                             "slices_per_s": round(args.subjects * args.slices / seconds, 1)})
+                             "slices_per_s": round(args.subjects * args.slices / seconds, 1),
+                             "peak_memory_mb": peak_memory_mb(device)})
                 print(json.dumps(rows[-1]), flush=True)
             del model
             if device.type == "cuda":
                 torch.cuda.empty_cache()
+    if args.skip_subject:
+        return rows
     seconds = sum(time_subject_path(224, args.slices, seed=s) for s in range(max(1, args.subjects)))
     rows.append({"model": "any", "device": "cpu", "measure": "subject", "slices": args.slices,
                  "subjects": max(1, args.subjects), "seconds": round(seconds, 3),
@@ -130,7 +144,10 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=150)
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--skip-stock", action="store_true", help="skip the stock pytorch-grad-cam comparison")
+    parser.add_argument("--models", nargs="+", choices=tuple(MODELS), default=list(MODELS))
+    parser.add_argument("--measures", nargs="+", choices=("raw", "stock"), default=["raw", "stock"],
+                        help="raw: headmri's Grad-CAM; stock: pytorch-grad-cam as shipped")
+    parser.add_argument("--skip-subject", action="store_true", help="skip the maps -> volume -> regions measurement")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     if args.threads:
