@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Mapping
 
-import numpy as np
 import pandas as pd
 
 from headmri import labels as lut_labels
