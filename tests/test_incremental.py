@@ -48,19 +48,23 @@ def base() -> Path:
 
 
 @pytest.fixture(scope="module")
-def per_subject_rules(base) -> set[str]:
-    """The rules that run once per subject in preprocess_all (from a dry run that forces everything)."""
-    jobs = dry_run(base, base / "config.yaml", "--forceall", "preprocess_all")
-    rules = {j.rule for j in jobs if j.subject == "demo001"}
+def forced_jobs(base):
+    """Every job of preprocess_all, from a dry run that forces everything."""
+    return dry_run(base, base / "config.yaml", "--forceall", "preprocess_all")
+
+
+@pytest.fixture(scope="module")
+def per_subject_rules(forced_jobs) -> set[str]:
+    """The rules that run once per subject in preprocess_all."""
+    rules = {j.rule for j in forced_jobs if j.subject == "demo001"}
     assert {"make_slices", "parcellate"} <= rules, rules
     return rules
 
 
 @pytest.fixture(scope="module")
-def cohort_rules(base) -> set[str]:
+def cohort_rules(forced_jobs) -> set[str]:
     """Rules of preprocess_all that read every subject (no subject wildcard), as the workflow defines them."""
-    jobs = dry_run(base, base / "config.yaml", "--forceall", "preprocess_all")
-    return {j.rule for j in jobs if j.subject is None}
+    return {j.rule for j in forced_jobs if j.subject is None}
 
 
 def test_the_shared_cohort_is_complete(base):

@@ -197,8 +197,11 @@ fi
 if ! sacctmgr -n -P list account format=account | grep -qx headmri; then
     sacctmgr -i add account headmri Cluster=headmri Description="headmri tests" Organization=headmri >/dev/null
 fi
-if ! sacctmgr -n -P list user format=user | grep -qx root; then
-    sacctmgr -i add user root Account=headmri DefaultAccount=headmri >/dev/null
+# root (who submits here) is a member of account headmri, its default: `-A headmri` is then valid, as
+# a user's own account is on a real cluster (slurmdbd creates root with only the account "root").
+if ! sacctmgr -n -P list assoc user=root format=account | grep -qx headmri; then
+    sacctmgr -i add user root Account=headmri >/dev/null
+    sacctmgr -i modify user root set DefaultAccount=headmri >/dev/null
 fi
 say "slurmdbd up on 127.0.0.1:$DBD_PORT"
 
