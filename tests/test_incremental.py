@@ -124,3 +124,12 @@ def test_replacing_a_scan_recomputes_that_subject(base, per_subject_rules, cohor
     assert all(changed[k][0] > old[k][0] for k in changed), "every output of the subject was remade"
     brain = next(k for k in changed if k.endswith(f"sub-{subject}_desc-brain_T1w.nii.gz"))
     assert changed[brain][1] != old[brain][1], "from the new scan"
+
+
+def test_provenance_never_makes_other_jobs_rerun(base, tmp_path):
+    """Provenance is rewritten when the config changes, and nothing else reruns because of it."""
+    wd = copy_workdir(base, tmp_path / "wd")
+    run_snakemake(wd, wd / "config.yaml", "--cores", "1", "--config", "evaluation={'aggregation': 'max'}", "--",
+                  "provenance")
+    assert (wd / "results" / "provenance" / "environment.json").is_file()
+    assert dry_run(wd, wd / "config.yaml", "preprocess_all") == []
