@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Sequence
 
+import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
@@ -110,6 +111,34 @@ def resolve_inputs(
 def geometry_json(npy: Path) -> Path:
     """The slice array's JSON (``sub-X_slices.npy`` -> ``sub-X_slices.json``)."""
     return npy.with_suffix(".json")
+
+
+def check_input_shapes(files: Mapping[str, Path], *, volume: bool, input_size: int | None, held_out: Sequence[str]) -> None:
+    """Headers only, for every subject (test ones included: a bad file should fail now, not after training)."""
+    from headmri.models.resnet3d import TEMPLATE_SHAPE
+
+    for pid, path in files.items():
+        if volume:
+            try:
+                shape = tuple(nib.load(str(path)).shape[:3])
+            except Exception as exc:  # any reader error: not a readable NIfTI
+                raise InputError(f"cannot read the MNI-space brain ({exc})", subject=pid, path=path) from exc
+            if shape != TEMPLATE_SHAPE:
+                raise InputError(f"the brain is {shape}, not on the MNI template grid {TEMPLATE_SHAPE}", subject=pid, path=path)
+            continue
+        try:
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        except (OSError, ValueError) as exc:
+            raise InputError(f"not a readable .npy slice array ({exc})", subject=pid, path=path) from exc
+        if len(shape) != 3 or shape[1:] != (input_size, input_size):
+            raise InputError(
+                f"slices are {'x'.join(map(str, shape[1:]))} but the encoder takes {input_size}x{input_size}; set "
+                f"slices.size: {input_size} in the config and rebuild the slices (resizing here would break the "
+                "slice geometry Grad-CAM maps back with)",
+                subject=pid, path=path,
+            )
+        if pid in held_out and not geometry_json(path).is_file():
+            raise InputError("the slice array has no geometry JSON beside it", subject=pid, path=geometry_json(path))
 
 
 @dataclass
@@ -196,15 +225,6 @@ class _Data:
             std=self.model.std, max_slices_per_subject=self.training.max_slices_per_subject if train else None,
             device=self.device, with_slice_index=not train,
         )
-        size = self.model.input_size
-        if tuple(loader.slice_shape) != (size, size):
-            bad = next(p for p, a in zip(loader.paths, loader.arrays) if a.shape[1:] != (size, size))
-            raise InputError(
-                f"slices are {loader.slice_shape[0]}x{loader.slice_shape[1]} but encoder {self.model.encoder!r} "
-                f"takes {size}x{size}; set slices.size: {size} in the config and rebuild the slices "
-                "(resizing here would break the slice geometry Grad-CAM maps back with)",
-                path=bad,
-            )
         return loader
 
     def train_loader(self, rows: pd.DataFrame, epoch: int):
@@ -295,10 +315,8 @@ def train_fold(
     if source is None:
         raise ConfigError(f"encoder {encoder!r} needs {'volumes' if volume else 'slices'} as input")
     files = resolve_inputs(source, everyone, pattern="{}_T1w.nii.gz" if volume else "{}_slices.npy")
-    if not volume:
-        for pid in subjects.val["participant_id"].tolist() + subjects.test["participant_id"].tolist():
-            if not geometry_json(files[pid]).is_file():
-                raise InputError("the slice array has no geometry JSON beside it", subject=pid, path=geometry_json(files[pid]))
+    check_input_shapes(files, volume=volume, input_size=input_size, held_out=subjects.val["participant_id"].tolist()
+                       + subjects.test["participant_id"].tolist())
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out_dir.mkdir(parents=True, exist_ok=True)
     log.info("task %s, model %s (%s), fold %d on %s: %d train, %d val, %d test subjects", task, model_name, encoder,
