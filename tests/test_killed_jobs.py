@@ -75,8 +75,9 @@ def test_killed_training_job_is_redone(tmp_path):
     wd = copy_workdir(preprocessed_workdir(), tmp_path / "wd")
     train_log = wd / "results" / "logs" / "train" / "task-migraine_model-vittinydemo_fold-1.log"
     proc = start(wd, TRAIN_TARGET)
-    # killed when the log first mentions an epoch: training under way, final outputs not yet written
-    kill_when(proc, lambda: train_log.is_file() and "epoch" in train_log.read_text().lower())
+    # killed once the job logs its first line (the subjects it trains on): the job is under way, with
+    # the model, the epoch and the scoring still to come, so its outputs are not written yet
+    kill_when(proc, lambda: train_log.is_file() and "task migraine" in train_log.read_text())
 
     model_dir = wd / Path(TRAIN_TARGET).parent
     jobs = dry_run(wd, wd / "config.yaml", TRAIN_TARGET)
