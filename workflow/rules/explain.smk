@@ -60,7 +60,7 @@ rule explain_fold:
         f"{LOGS}/explain/task-{{task}}_model-{{model}}_fold-{{fold}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/explain/task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
-    threads: min(workflow.cores, 8)
+    threads: 8  # lowered to --cores by Snakemake
     resources:
         mem_mb=explain_mem_mb,
         runtime=lambda wildcards: 30 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 240,

@@ -57,7 +57,7 @@ rule train_fold:
         f"{LOGS}/train/task-{{task}}_model-{{model}}_fold-{{fold}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
-    threads: min(workflow.cores, 16)
+    threads: 16  # Snakemake lowers it to --cores; a fixed number keeps `snakemake --unlock` working without --cores
     resources:
         mem_mb=training_mem_mb,
         runtime=training_runtime,
