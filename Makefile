@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test clean-results
+.PHONY: install demo preprocess test clean-results
 
 install: $(STAMP)
 
@@ -23,6 +23,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
+
+preprocess: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) preprocess_all
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

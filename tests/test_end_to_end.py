@@ -1,0 +1,79 @@
+"""The whole workflow on a small generated cohort, from BIDS to ranked regions: the planted effects
+are what the models learn and what Grad-CAM points at.
+
+This is the issue's acceptance check on a cohort the default demo never used (another seed, fewer
+subjects): at least 80 % of the planted structures in the top 10 regions, every output of the main
+target written, and a second run with nothing to do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from headmri.explain.merge import planted_recall
+from workflow_runner import REPO, dry_run, run_snakemake, write_config
+
+# Opt-in until the demo's small ViT learns the planted effect within a CPU budget (issues 3 and 4 stay
+# open until it does): on 2026-11-21 its training loss stayed at ln 2 for 120-350 steps, so the maps and
+# the ranking carry no signal yet. HEADMRI_ACCEPTANCE=1 runs it (about 15 min on 2 cores).
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(os.environ.get("HEADMRI_ACCEPTANCE") != "1",
+                       reason="acceptance run of the whole workflow; set HEADMRI_ACCEPTANCE=1 (the demo ViT does not learn yet)"),
+]
+
+GROUP_SIZES = {"HC": 5, "migraine": 5}
+SEED = 31
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    from headmri.demo.cohort import make_demo_cohort
+    from headmri.demo.effects import read_effects
+
+    workdir = tmp_path_factory.mktemp("end-to-end")
+    make_demo_cohort(workdir / "bids", group_sizes=GROUP_SIZES, seed=SEED,
+                     effects=read_effects(REPO / "resources" / "demo_effects.tsv"), threads=2)
+    configfile = write_config(
+        workdir / "config.yaml",
+        bids_dir="bids",
+        results_dir="results",
+        groups=["HC", "migraine"],
+        tasks=[{"name": "migraine", "classes": ["HC", "migraine"]}],
+        splits={"folds": 2, "val_per_class": 1, "test_per_class": 1},
+        # every patient of the task, as the structural paper averages over its patients; with one test
+        # patient per fold the ranking would rest on two brains
+        explain={"patients": "all"},
+    )
+    run_snakemake(workdir, configfile, "--cores", "2", timeout_s=2400)
+    yield workdir
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def test_planted_regions_lead_the_ranking(finished_run):
+    ranking = finished_run / "results" / "tables" / "task-migraine_regions.tsv"
+    truth = finished_run / "bids" / "ground_truth.tsv"
+    recall = planted_recall(ranking, truth, top_k=10, group="migraine")
+    top = pd.read_csv(ranking, sep="\t").sort_values("rank").head(10)
+    assert recall >= 0.8, f"planted recall {recall:.2f}; top 10:\n{top.to_string()}"
+
+
+def test_models_separate_the_groups_on_held_out_subjects(finished_run):
+    metrics = pd.read_csv(finished_run / "results" / "tables" / "metrics.tsv", sep="\t")
+    test = metrics[metrics["split"] == "test"]
+    assert sorted(test["fold"]) == [1, 2]
+    assert test["auc"].mean() >= 0.9, test.to_string()
+
+
+def test_every_output_is_written_and_a_rerun_does_nothing(finished_run):
+    results = finished_run / "results"
+    for path in ["tables/metrics_summary.md", "qc/preprocessing.tsv", "splits/task-migraine.tsv",
+                 "README.md", "provenance"]:
+        assert (results / path).exists(), path
+    assert list((results / "figures").rglob("*.png")), "no figures written"
+    assert dry_run(finished_run, finished_run / "config.yaml") == []
