@@ -131,7 +131,7 @@ def test_loader_yields_every_slice_once_normalised_with_its_label(tmp_path):
     paths = make_arrays(tmp_path, [5, 7, 3])
     mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
     loader = SliceBatchLoader(paths, [0, 1, 1], batch_size=4, shuffle=True, seed=1, mean=mean, std=std,
-                              with_slice_index=True)
+                              with_slice_index=True, threads=3)
     seen = []
     for x, y, subject, slice_index in loader:
         assert x.dtype == torch.float32 and x.shape[1:] == (3, 8, 8) and y.dtype == torch.int64
@@ -143,6 +143,15 @@ def test_loader_yields_every_slice_once_normalised_with_its_label(tmp_path):
             seen.append((int(subject[b]), int(slice_index[b])))
     assert sorted(seen) == [(s, k) for s, n in enumerate([5, 7, 3]) for k in range(n)]
     assert len(loader) == 4
+
+
+def test_loader_batches_do_not_depend_on_the_thread_count(tmp_path):
+    paths = make_arrays(tmp_path, [9, 4])
+    def batches(threads):
+        loader = SliceBatchLoader(paths, [0, 1], 5, True, 3, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), threads=threads)
+        return [x for x, _, _ in loader]
+    one, three = batches(1), batches(3)
+    assert len(one) == 3 and all(torch.equal(a, b) for a, b in zip(one, three))
 
 
 def test_loader_epochs_are_reproducible_and_differ(tmp_path):

@@ -9,6 +9,7 @@ device when one is given, so only uint8 crosses the bus).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -28,6 +29,7 @@ class SliceBatchLoader:
     runs are reproducible and resumable. ``max_slices_per_subject`` draws at most that many slices of each
     subject per epoch (a random subset when shuffling, evenly spaced otherwise).
     ``with_slice_index=True`` adds a fourth tensor: the slice's position in its subject's array.
+    ``threads`` (default: torch's intra-op thread count) split the CPU normalisation of a batch.
     """
 
     def __init__(
@@ -44,6 +46,7 @@ class SliceBatchLoader:
         drop_last: bool = False,
         device: str | torch.device | None = None,
         with_slice_index: bool = False,
+        threads: int | None = None,
     ):
         if len(npy_paths) != len(labels):
             raise ValueError(f"{len(npy_paths)} slice arrays but {len(labels)} labels")
@@ -74,6 +77,8 @@ class SliceBatchLoader:
         self._channel_affine = [(np.float32(a), np.float32(b)) for a, b in
                                 zip(self._scale.flatten().tolist(), self._shift.flatten().tolist())]
         self._uint8 = uint8
+        self.threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
+        self._pool: ThreadPoolExecutor | None = None
 
     @staticmethod
     def _open(path: Path) -> np.ndarray:
@@ -135,16 +140,29 @@ class SliceBatchLoader:
         return torch.addcmul(self._shift, raw[:, None].to(torch.float32), self._scale)
 
     def _normalise_numpy(self, raw: np.ndarray) -> np.ndarray:
-        # On the CPU this is memory-bound: one slice and channel at a time, the cast-multiply writes a
-        # cache-sized block that the add then finds in cache, so the float32 output is written ~once.
-        # Measured 2-3x faster than torch's broadcast addcmul on the 2-core machine (docs/benchmarks.md).
         out = np.empty((raw.shape[0], 3, *raw.shape[1:]), dtype=np.float32)
-        for i in range(raw.shape[0]):
+        # numpy's ufuncs release the GIL, so slices split over threads normalise in parallel: 1.8x on the
+        # 2-core machine (docs/benchmarks.md), where one thread cannot saturate the memory bus.
+        workers = min(self.threads, raw.shape[0])
+        if workers <= 1:
+            self._normalise_range(raw, out, 0, raw.shape[0])
+            return out
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="slice-normalise")
+        bounds = np.linspace(0, raw.shape[0], workers + 1).astype(int)
+        for done in [self._pool.submit(self._normalise_range, raw, out, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
+            done.result()
+        return out
+
+    def _normalise_range(self, raw: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
+        # Memory-bound: one slice and channel at a time, the cast-multiply writes a cache-sized block that
+        # the add then finds in cache, so the float32 output is written ~once. Measured 2-3x faster than
+        # torch's broadcast addcmul on the 2-core machine (docs/benchmarks.md).
+        for i in range(start, stop):
             for c, (scale, shift) in enumerate(self._channel_affine):
                 block = out[i, c]
                 np.multiply(raw[i], scale, out=block, dtype=np.float32)
                 block += shift
-        return out
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         epoch = self.epoch
