@@ -42,7 +42,7 @@ def _autograd_gradcam(model, images, target):
     activations = store["a"]
     grads = torch.autograd.grad(logits[:, target].sum(), activations)[0]
     patches, patch_grads = activations[:, 1:], grads[:, 1:]  # drop the CLS token
-    weights = patch_grads.mean(dim=1, keepdim=True)  # mean gradient over the 7 x 7 grid, per channel
+    weights = patch_grads.mean(dim=1, keepdim=True)  # mean gradient over the token grid, per channel
     cam = torch.relu((weights * patches).sum(dim=-1))
     return cam.reshape(len(images), *model.patch_grid).detach().numpy()
 
@@ -56,7 +56,7 @@ def test_raw_maps_equal_pytorch_grad_cam_before_its_scaling(vit, images):
     layer = resolve_module(vit, "trunk.blocks[-1].norm1")
     reshape = vit_token_grid(1, vit.patch_grid)
     raw = raw_gradcam(vit, images, 1, layer, reshape, batch_size=2)
-    assert raw.shape == (5, 7, 7)
+    assert raw.shape == (5, 14, 14)
     np.testing.assert_allclose(raw, _autograd_gradcam(vit, images, 1), rtol=1e-4, atol=1e-7)
     # the library's own output is exactly our raw maps put through its two scaling steps
     with GradCAM(vit, [layer], reshape_transform=reshape) as stock:
@@ -131,13 +131,14 @@ def test_attention_rollout_matches_a_direct_computation(vit, images):
         vit(images)
     for handle in handles:
         handle.remove()
-    rolled = torch.eye(50)
+    tokens = 1 + vit.patch_grid[0] * vit.patch_grid[1]
+    rolled = torch.eye(tokens)
     for attention in attentions:
-        a = 0.5 * attention.mean(1) + 0.5 * torch.eye(50)
+        a = 0.5 * attention.mean(1) + 0.5 * torch.eye(tokens)
         rolled = (a / a.sum(-1, keepdim=True)) @ rolled
-    expected = rolled[:, 0, 1:].reshape(-1, 7, 7).numpy()
+    expected = rolled[:, 0, 1:].reshape(-1, *vit.patch_grid).numpy()
     fused = [block.attn.fused_attn for block in vit.trunk.blocks]
-    got = attention_rollout(vit, images, 1, (7, 7), batch_size=2)
+    got = attention_rollout(vit, images, 1, vit.patch_grid, batch_size=2)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
     assert [block.attn.fused_attn for block in vit.trunk.blocks] == fused  # switched back
     assert not any(block.attn.attn_drop._forward_hooks for block in vit.trunk.blocks)

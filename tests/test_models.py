@@ -26,7 +26,7 @@ def test_tiny_demo_vit_has_the_layout_of_the_real_encoder():
     torch.manual_seed(0)
     model = build_classifier("vit_tiny_demo", 2, classes=CLASSES)
     assert isinstance(model, Classifier) and model.classes == CLASSES
-    assert model.input_size == 112 and model.patch_grid == (7, 7)
+    assert model.input_size == 112 and model.patch_grid == (14, 14)
     assert model.get_submodule("trunk.blocks.3.norm1") is model.trunk.blocks[-1].norm1  # Grad-CAM's layer
     assert model.trunk.global_pool == "token" and model.head.out_features == 2
     assert model(torch.randn(3, 3, 112, 112)).shape == (3, 2)

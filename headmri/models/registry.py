@@ -6,8 +6,11 @@ Names:
 - ``timm:<name>``: any timm Vision Transformer with a class token, random or with timm's pretrained
   weights (``model.pretrained``; needs the network or the HF cache), or weights from a local timm
   checkpoint file (``model.checkpoint``).
-- ``vit_tiny_demo``: a small ViT (patch 16, 112 px, 4 blocks of width 192) for CPU demo runs and tests;
-  the same module layout as the others.
+- ``vit_tiny_demo``: a small ViT (patch 8, 112 px, 4 blocks of width 96) for CPU demo runs and tests;
+  the same module layout as the others. Its 14 x 14 token grid is BiomedCLIP's (patch 16 at 224 px), so
+  its Grad-CAM maps have the paper's resolution (about 16 mm per token on the MNI grid); patch 16 at
+  112 px gave 7 x 7 tokens of 31 mm, too coarse to tell neighbouring gyri apart, and width 96 keeps the
+  cost per image near that of the coarser model.
 - ``resnet3d``: the 3D ResNet-18 baseline on whole volumes (not a slice classifier).
 """
 
@@ -83,7 +86,7 @@ def build_architecture(
     if encoder == TINY_DEMO:
         with torch.device(device or "cpu"):
             trunk = VisionTransformer(
-                img_size=TINY_DEMO_SIZE, patch_size=16, embed_dim=192, depth=4, num_heads=3,
+                img_size=TINY_DEMO_SIZE, patch_size=8, embed_dim=96, depth=4, num_heads=3,
                 num_classes=0, global_pool="token",
             )
         return Classifier(trunk, encoder=encoder, classes=classes, input_size=TINY_DEMO_SIZE, mean=biomedclip.MEAN, std=biomedclip.STD)
