@@ -71,3 +71,11 @@ def test_every_output_is_written_and_a_rerun_does_nothing(finished_run):
         assert (results / path).exists(), path
     assert list((results / "figures").rglob("*.png")), "no figures written"
     assert dry_run(finished_run, finished_run / "config.yaml") == []
+
+
+def test_the_report_bundles_tables_and_figures(finished_run):
+    report = finished_run / "report.html"
+    run_snakemake(finished_run, finished_run / "config.yaml", "--report", str(report), timeout_s=600)
+    html = report.read_text(errors="replace")
+    for expected in ("task-migraine_regions.tsv", "regions_ranked.png", "metrics_summary.md"):
+        assert expected in html, f"{expected} is not in the report"
