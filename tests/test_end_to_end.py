@@ -1,5 +1,5 @@
 """The whole workflow on a small generated cohort, from BIDS to ranked regions: the planted effects
-are what the models learn and what Grad-CAM points at.
+are what the models learn and what the explanation maps (the config's method) point at.
 
 This is the issue's acceptance check on a cohort the default demo never used (another seed, one
 task): at least 80 % of the planted structures in the top 10 regions, a mean test AUC of 0.9 or more,
