@@ -8,9 +8,9 @@ Names:
   checkpoint file (``model.checkpoint``).
 - ``vit_tiny_demo``: a small ViT (patch 8, 112 px, 4 blocks of width 96) for CPU demo runs and tests;
   the same module layout as the others. Its 14 x 14 token grid is BiomedCLIP's (patch 16 at 224 px), so
-  its Grad-CAM maps have the paper's resolution (about 16 mm per token on the MNI grid); patch 16 at
-  112 px gave 7 x 7 tokens of 31 mm, too coarse to tell neighbouring gyri apart, and width 96 keeps the
-  cost per image near that of the coarser model.
+  its maps have the paper's resolution (about 16 mm per token on the MNI grid, not 31 mm as with patch
+  16 at 112 px); width 96 keeps the cost per image near that of the coarser model. Which map method
+  finds the demo's planted regions with it: docs/explanations.md.
 - ``resnet3d``: the 3D ResNet-18 baseline on whole volumes (not a slice classifier).
 """
 
