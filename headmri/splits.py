@@ -3,9 +3,12 @@
 Every subject of a class gets, from SHA-256 hashes of (seed, participant_id), a *fold bucket* (the fold
 whose hash ``h(seed, id, fold)`` is highest: rendezvous hashing) and a *priority* (``h(seed, id)``).
 Within each bucket the members are ranked by priority (interleaved by site when a ``site`` column exists);
-fold f's test set is the first ``t`` of bucket f, its validation set the first ``v`` of bucket f+1
+fold f's test set is the first ``t`` of bucket f, its validation set the *last* ``v`` of bucket f+1
 (cyclically), and everyone else of the task trains in fold f. Hence test sets are disjoint across folds,
 validation is disjoint from test within a fold, and a new subject only ever touches its own bucket.
+Validating on the bucket's tail rather than its head keeps fold f's validation subjects out of fold f+1's
+test set whenever the bucket has ``t + v`` members; with the head, two folds with ``v = t`` would validate
+on each other's test subjects and so train on exactly the same subjects.
 The exact guarantee, and how buckets short of members borrow, are in docs/splits.md.
 
 Hand-written because scikit-learn's splitters (StratifiedKFold, StratifiedGroupKFold) assign by position
@@ -48,6 +51,11 @@ class SetSizes:
     test: int
     val: int
     folds: int
+
+    def __post_init__(self) -> None:
+        if self.test < 1 or self.val < 1:
+            raise ValueError(f"every fold needs at least one test and one validation subject per class, got "
+                             f"test={self.test}, val={self.val}")
 
     @property
     def held(self) -> int:  # members each bucket must have: its fold's test set and the previous fold's validation set
@@ -93,12 +101,17 @@ def _class_buckets(ids: list[str], sizes: SetSizes, seed: int, site: dict[str, s
     for s in ids:
         buckets[max(range(folds), key=lambda f: weight[s, f])].append(s)
     ranked = [_site_interleaved(b, priority, site) for b in buckets]
-    # A bucket with fewer members than its sets need borrows, one at a time, the spare member (ranked
-    # beyond what its own bucket needs) that hashes highest for it. Rare when a class has comfortably
-    # more than folds x max(test, val) subjects; then the stability guarantee is weaker (docs/splits.md).
+    # A bucket with fewer members than its sets need borrows, one at a time, the spare member that hashes
+    # highest for it: spare means in neither its own bucket's test head nor its validation tail, or, when
+    # no bucket has such a member, ranked beyond the max(test, val) its own bucket needs. Rare when a class
+    # has comfortably more than folds x max(test, val) subjects; then the stability guarantee is weaker
+    # (docs/splits.md).
     for f in range(folds):
         while len(ranked[f]) < sizes.held:
-            spare = [(weight[s, f], s, h) for h in range(folds) if h != f for s in ranked[h][sizes.held:]]
+            spare = [(weight[s, f], s, h) for h in range(folds) if h != f
+                     for s in ranked[h][sizes.test:len(ranked[h]) - sizes.val]]
+            if not spare:
+                spare = [(weight[s, f], s, h) for h in range(folds) if h != f for s in ranked[h][sizes.held:]]
             _, s, h = max(spare)
             ranked[h].remove(s)
             ranked[f].append(s)
@@ -160,7 +173,7 @@ def make_splits(
         ranked = _class_buckets(ids, sizes, seed, site, cls)
         for f in range(folds):
             test = set(ranked[f][:sizes.test])
-            val = set(ranked[(f + 1) % folds][:sizes.val])
+            val = set(ranked[(f + 1) % folds][-sizes.val:])
             for s in ids:
                 split = "test" if s in test else "val" if s in val else "train"
                 row = {"participant_id": s, "label": s[4:], "group": cls, "class_index": class_index,

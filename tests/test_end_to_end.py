@@ -21,8 +21,8 @@ from workflow_runner import REPO, dry_run, run_snakemake, write_config
 # The cohort is the demo's shape for one task (8 + 8, so 6 training subjects per class and fold, as in
 # the demo) with another seed, 3 folds as the demo. Opt-in (HEADMRI_ACCEPTANCE=1) for the CI budget: all
 # 4 tests passed in 18 min on the idle 2-core machine (2026-11-22), about as long as the rest of the suite.
-# (With 2 folds the ranking check failed, recall 0.5: both folds had trained on the same subjects, see
-# docs/splits.md.)
+# (With 2 folds the ranking check once failed, recall 0.5: both folds had trained on the same subjects,
+# which the splits no longer allow, see docs/splits.md.)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(os.environ.get("HEADMRI_ACCEPTANCE") != "1",
@@ -47,8 +47,7 @@ def finished_run(tmp_path_factory) -> Path:
         results_dir="results",
         groups=["HC", "migraine"],
         tasks=[{"name": "migraine", "classes": ["HC", "migraine"]}],
-        # 3 folds, not 2: the balanced splits rotate (fold k's validation subjects are fold k+1's test
-        # subjects), so with 2 folds both folds train on the same subjects and give the same model.
+        # 3 folds as the demo
         splits={"folds": 3, "val_per_class": 1, "test_per_class": 1},
         # every patient of the task, as the structural paper averages over its patients; with one test
         # patient per fold the ranking would rest on two brains

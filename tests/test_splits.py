@@ -79,6 +79,24 @@ def test_validation_is_disjoint_from_test_within_each_fold():
         assert len(val) == 6 and len(test) == 4 and not val & test
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_two_folds_train_on_different_subjects(seed):
+    """Validation comes from the next bucket's tail, so with buckets of t + v or more members it never
+    coincides with the next fold's test set (with the head it did, and 2 folds trained identical models)."""
+    def sets(split):
+        return {(f, s): set(rows[rows.split == s].participant_id) for f, rows in split.groupby("fold")
+                for s in ["train", "val", "test"]}
+
+    small = sets(make_splits(cohort({"HC": 8, "migraine": 8}), ["HC", "migraine"], folds=2, val_per_class=1,
+                             test_per_class=1, seed=seed))
+    assert small[1, "train"] != small[2, "train"]
+    # 20 per class: every bucket has at least t + v = 4 members for these seeds
+    large = sets(make_splits(cohort({"HC": 20, "migraine": 20}), ["HC", "migraine"], folds=2, val_per_class=2,
+                             test_per_class=2, seed=seed))
+    assert not large[1, "val"] & large[2, "test"] and not large[2, "val"] & large[1, "test"]
+    assert len(large[1, "train"] ^ large[2, "train"]) == 16  # each fold trains on the other's 8 val subjects
+
+
 def _changes(before: pd.DataFrame, after: pd.DataFrame, newcomer: str) -> pd.DataFrame:
     merged = before.merge(after, on=["participant_id", "fold"], suffixes=("_old", "_new"))
     return merged[merged.split_old != merged.split_new]
