@@ -154,6 +154,23 @@ def test_loader_batches_do_not_depend_on_the_thread_count(tmp_path):
     assert len(one) == 3 and all(torch.equal(a, b) for a, b in zip(one, three))
 
 
+def test_loader_reuses_an_output_buffer_only_once_its_batch_is_released(tmp_path):
+    paths = make_arrays(tmp_path, [12, 12])
+    def loader():
+        return SliceBatchLoader(paths, [0, 1], 4, True, 2, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), threads=2)
+    expected = [x.clone() for x, _, _ in loader()]
+    # batches (and views of them) that the caller keeps are never written over by later batches
+    kept = [(x, x[1:3, 2]) for x, _, _ in loader()]
+    assert len(kept) == 6
+    for (x, view), want in zip(kept, expected):
+        assert torch.equal(x, want) and torch.equal(view, want[1:3, 2])
+    # batches dropped as the loop moves on are recycled: a few pooled buffers serve the whole epoch
+    recycling = loader()
+    addresses = {x.data_ptr() for x, _, _ in recycling}
+    pooled = {a.ctypes.data for a in recycling._outputs._arrays}
+    assert len(pooled) <= 3 and addresses <= pooled
+
+
 def test_loader_epochs_are_reproducible_and_differ(tmp_path):
     paths = make_arrays(tmp_path, [6, 6])
     def order(epoch, **kw):

@@ -13,10 +13,45 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import sys
+
 import numpy as np
 import torch
 
 from headmri.errors import InputError
+
+
+class _ReusedBuffers:
+    """Output arrays handed out again once nobody holds them any more.
+
+    Why: a float32 batch of 64 x 3 x 224 x 224 is 38 MB, which glibc's malloc serves with a fresh mmap
+    and returns with munmap, so every batch pays a page fault (and the kernel's zeroing) per 4 KiB before
+    a single value is written: filling fresh arrays ran at half the speed of refilling one (2026-11-22,
+    docs/benchmarks.md). An array is free when the pool holds the only reference: a tensor made with
+    ``torch.from_numpy`` (and every view of it) keeps a reference to the array it wraps, so a batch the
+    caller still holds, or any slice of it, is never overwritten.
+    """
+
+    def __init__(self, keep: int = 4):
+        self.keep = keep
+        self._arrays: list[np.ndarray] = [np.empty(0)]
+        # What "held by the pool only" reads as, measured on a probe through the same code path
+        # (CPython versions count borrowed references differently).
+        self._free_count = self._reference_counts()[0]
+        self._arrays.clear()
+
+    def _reference_counts(self) -> list[int]:
+        return [sys.getrefcount(array) for array in self._arrays]
+
+    def get(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        for array, count in zip(self._arrays, self._reference_counts()):
+            if count == self._free_count and array.dtype == dtype and array.shape[1:] == tuple(shape[1:]) \
+                    and array.shape[0] >= shape[0]:
+                return array[:shape[0]]
+        array = np.empty(shape, dtype=dtype)
+        if len(self._arrays) < self.keep:
+            self._arrays.append(array)
+        return array
 
 
 class SliceBatchLoader:
@@ -79,6 +114,7 @@ class SliceBatchLoader:
         self._uint8 = uint8
         self.threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
         self._pool: ThreadPoolExecutor | None = None
+        self._outputs = _ReusedBuffers()
 
     @staticmethod
     def _open(path: Path) -> np.ndarray:
@@ -140,7 +176,7 @@ class SliceBatchLoader:
         return torch.addcmul(self._shift, raw[:, None].to(torch.float32), self._scale)
 
     def _normalise_numpy(self, raw: np.ndarray) -> np.ndarray:
-        out = np.empty((raw.shape[0], 3, *raw.shape[1:]), dtype=np.float32)
+        out = self._outputs.get((raw.shape[0], 3, *raw.shape[1:]), np.dtype(np.float32))
         # numpy's ufuncs release the GIL, so slices split over threads normalise in parallel: 1.8x on the
         # 2-core machine (docs/benchmarks.md), where one thread cannot saturate the memory bus.
         workers = min(self.threads, raw.shape[0])
@@ -184,3 +220,4 @@ class SliceBatchLoader:
             y = torch.from_numpy(self.labels[s]).to(self.device)
             batch = (x, y, torch.from_numpy(s.copy()))
             yield batch + (torch.from_numpy(k.copy()),) if self.with_slice_index else batch
+            del raw, x, batch  # so this generator does not keep the batch's buffer from being reused
