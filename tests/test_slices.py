@@ -114,6 +114,9 @@ def test_bad_inputs_name_the_subject_and_the_file(tmp_path):
         run(tmp_path, tmp_path / "missing.nii.gz", mask_path)
     with pytest.raises(InputError, match="no slice along axis 0"):
         run(tmp_path, brain_path, mask_path, min_brain_fraction=0.99)
+    (tmp_path / "cut.nii.gz").write_bytes(brain_path.read_bytes()[:-100])
+    with pytest.raises(InputError, match=r"subject sub-x, file .*cut.nii.gz: the brain image cannot be read"):
+        run(tmp_path, tmp_path / "cut.nii.gz", mask_path)
 
 
 def make_arrays(tmp_path, counts, size=8):

@@ -9,6 +9,7 @@ cropping (open_clip's shortest-side resize + centre crop would cut the frontal a
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -16,6 +17,7 @@ import numpy as np
 
 from headmri.atomic import atomic_path, write_json
 from headmri.errors import InputError
+from headmri.nifti_io import load_nifti
 from headmri.slices.geometry import SliceGeometry
 
 log = logging.getLogger(__name__)
@@ -25,7 +27,7 @@ DTYPES = ("uint8", "float16")
 
 def _load_canonical(path: str | Path, subject: str | None, what: str) -> nib.Nifti1Image:
     try:
-        img = nib.load(str(path))
+        img = load_nifti(path)
     except FileNotFoundError as exc:
         raise InputError(f"the {what} image does not exist", subject=subject, path=path) from exc
     except Exception as exc:  # nibabel raises several types for a damaged file
@@ -35,6 +37,12 @@ def _load_canonical(path: str | Path, subject: str | None, what: str) -> nib.Nif
     if len(img.shape) != 3:
         raise InputError(f"the {what} image must be 3D, its shape is {img.shape}", subject=subject, path=path)
     return nib.as_closest_canonical(img)
+
+
+def _read_canonical(path: str | Path, subject: str | None, what: str,
+                    dtype: type | None) -> tuple[nib.Nifti1Image, np.ndarray]:
+    img = _load_canonical(path, subject, what)
+    return img, np.asarray(img.dataobj, dtype=dtype)
 
 
 def brain_fraction_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
@@ -105,18 +113,20 @@ def extract_slices(
     low_pct, high_pct = (float(p) for p in percentiles)
     if not 0.0 <= low_pct < high_pct <= 100.0:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-    brain_img = _load_canonical(brain_mni, subject, "brain")
-    mask_img = _load_canonical(mask_mni, subject, "brain mask")
+    # Both inputs at once: decompression releases the GIL (headmri.nifti_io).
+    with ThreadPoolExecutor(2, thread_name_prefix="read-nifti") as pool:
+        brain_job = pool.submit(_read_canonical, brain_mni, subject, "brain", np.float32)
+        mask_job = pool.submit(_read_canonical, mask_mni, subject, "brain mask", None)
+        (brain_img, brain), (mask_img, mask) = brain_job.result(), mask_job.result()
+    mask = mask > 0.5
     if brain_img.shape != mask_img.shape:
         raise InputError(f"the brain mask's shape {mask_img.shape} differs from the brain's {brain_img.shape} "
                          f"({brain_mni}); both must be on the same grid", subject=subject, path=mask_mni)
     if not np.allclose(brain_img.affine, mask_img.affine, atol=1e-3):
         raise InputError(f"the brain mask's affine differs from the brain's ({brain_mni}); both must be on the "
                          f"same grid", subject=subject, path=mask_mni)
-    brain = np.asarray(brain_img.dataobj, dtype=np.float32)
     if not brain.flags.writeable:  # normalised in place below; never touch a read-only memory map
         brain = brain.copy()
-    mask = np.asarray(mask_img.dataobj) > 0.5
     if not np.isfinite(brain).all():
         raise InputError("the brain image holds NaN or infinite values", subject=subject, path=brain_mni)
     if not mask.any():

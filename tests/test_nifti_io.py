@@ -1,0 +1,44 @@
+"""headmri.nifti_io.load_nifti reads what nibabel reads, from gzipped and plain files, NIfTI-1 and -2."""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from headmri.nifti_io import load_nifti
+
+
+@pytest.mark.parametrize("image_class", [nib.Nifti1Image, nib.Nifti2Image])
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_reads_the_same_image_as_nibabel(tmp_path, image_class, suffix):
+    rng = np.random.default_rng(0)
+    affine = np.diag([-1.0, 1.2, 0.8, 1.0])
+    affine[:3, 3] = [90, -126, -72]
+    data = rng.integers(0, 1000, (7, 6, 5)).astype(np.int16)
+    image = image_class(data, affine)
+    image.header.set_slope_inter(0.5, 3.0)  # scaled data: the reader must apply nibabel's scaling
+    path = tmp_path / f"img{suffix}"
+    nib.save(image, path)
+    ours, theirs = load_nifti(path), nib.load(path)
+    assert type(ours) is image_class
+    assert np.array_equal(np.asarray(ours.dataobj), np.asarray(theirs.dataobj))
+    assert np.allclose(ours.affine, theirs.affine) and ours.header.get_zooms() == theirs.header.get_zooms()
+    assert np.allclose(np.asarray(ours.dataobj)[1, 2, 3], data[1, 2, 3] * 0.5 + 3.0)
+
+
+def test_gzipped_content_that_is_not_nifti_is_an_error(tmp_path):
+    path = tmp_path / "notes.nii.gz"
+    path.write_bytes(gzip.compress(b"participant_id\tgroup\n" * 40))
+    with pytest.raises(ValueError, match="not a NIfTI"):
+        load_nifti(path)
+
+
+def test_a_damaged_gzip_stream_and_a_missing_file_are_errors(tmp_path):
+    path = tmp_path / "cut.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4)), path)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises((EOFError, OSError)):  # truncated stream
+        load_nifti(path)
+    with pytest.raises(FileNotFoundError):
+        load_nifti(tmp_path / "absent.nii.gz")
