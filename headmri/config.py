@@ -94,7 +94,6 @@ class TrainingConfig:
     patience: int = 5
     grad_clip: float | None = 1.0
     seed: int = 0
-    num_workers: int = 4
     max_slices_per_subject: int | None = None
 
 

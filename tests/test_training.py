@@ -30,7 +30,7 @@ from headmri.training.schedule import WarmupCosine
 
 CLASSES = ("HC", "migraine")
 TRAINING = TrainingConfig(epochs=3, batch_size=16, lr=3e-4, weight_decay=0.05, warmup_epochs=1, patience=3,
-                          grad_clip=1.0, seed=7, num_workers=0, max_slices_per_subject=None)
+                          grad_clip=1.0, seed=7, max_slices_per_subject=None)
 VOLUME_SHAPE = (12, 20, 16)
 
 
