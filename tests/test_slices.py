@@ -202,3 +202,14 @@ def test_loader_reads_float16_caches_like_uint8_ones(tmp_path):
     batches = [next(iter(SliceBatchLoader([tmp_path / name], [1], 4, False, 0, (0.4, 0.5, 0.6), (0.2, 0.3, 0.4))))[0]
                for name in ("u8.npy", "f16.npy")]
     assert torch.allclose(batches[0], batches[1], atol=2e-3)
+
+
+def test_encode_stores_clipped_rounded_values_in_place_or_not():
+    from headmri.slices.extract import decode, encode
+    values = np.array([[-0.3, 0.0, 0.5 / 255, 1.5 / 255, 0.5, 1.0, 1.7]], dtype=np.float32)
+    assert encode(values, "uint8").tolist() == [[0, 0, 0, 2, 128, 255, 255]]  # round half to even
+    assert np.array_equal(encode(values.copy(), "uint8", inplace=True), encode(values, "uint8"))
+    assert values[0, 0] == np.float32(-0.3)  # not in place unless asked
+    assert np.allclose(decode(encode(values, "float16")), np.clip(values, 0, 1), atol=1e-3)
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        encode(values, "int8")

@@ -53,19 +53,12 @@ def brain_fraction_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
 
 def robust_window(brain: np.ndarray, mask: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
     """Intensities at the given percentiles of the voxels inside the mask."""
-    # Gather only inside the mask's bounding box (about half the grid for an MNI brain): same values, less work.
-    box = _bounding_box(mask)
-    low, high = np.percentile(brain[box][mask[box]], percentiles)
+    # Boolean indexing walks the arrays in C order; nibabel's arrays are Fortran-ordered, so gather from
+    # their transposes (the same voxels, visited in memory order): twice as fast.
+    if brain.strides[0] < brain.strides[-1]:
+        brain, mask = brain.T, mask.T
+    low, high = np.percentile(brain[mask], percentiles)
     return float(low), float(high)
-
-
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...]:
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=other))
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
-    return tuple(box)
 
 
 def normalise(brain: np.ndarray, mask: np.ndarray, low: float, high: float, *, inplace: bool = False) -> np.ndarray:
@@ -78,13 +71,18 @@ def normalise(brain: np.ndarray, mask: np.ndarray, low: float, high: float, *, i
     return out
 
 
-def encode(slices: np.ndarray, dtype: str) -> np.ndarray:
-    """Store [0, 1] floats as uint8 (value * 255, rounded) or float16."""
-    if dtype == "uint8":
-        return np.rint(np.clip(slices, 0.0, 1.0) * 255.0).astype(np.uint8)
+def encode(slices: np.ndarray, dtype: str, *, inplace: bool = False) -> np.ndarray:
+    """Store [0, 1] floats as uint8 (value * 255, rounded) or float16. ``inplace`` reuses a float32
+    ``slices`` as scratch space (one array of the stack's size less to allocate and fault in)."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    work = slices if inplace and slices.dtype == np.float32 else np.array(slices, dtype=np.float32)
+    np.clip(work, 0.0, 1.0, out=work)
     if dtype == "float16":
-        return np.clip(slices, 0.0, 1.0).astype(np.float16)
-    raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+        return work.astype(np.float16)
+    work *= np.float32(255.0)
+    np.rint(work, out=work)
+    return work.astype(np.uint8)
 
 
 def decode(stored: np.ndarray) -> np.ndarray:
@@ -145,7 +143,8 @@ def extract_slices(
 
     geometry = SliceGeometry.create(axis=axis, size=size, source_shape=brain.shape, source_affine=brain_img.affine,
                                     kept_indices=kept.tolist(), dropped_indices=dropped.tolist())
-    slices = encode(geometry.slices_from_volume(normalise(brain, mask, low, high, inplace=True)), dtype)
+    slices = encode(geometry.slices_from_volume(normalise(brain, mask, low, high, inplace=True)), dtype,
+                    inplace=True)
 
     with atomic_path(out_npy) as tmp:
         np.save(tmp, slices, allow_pickle=False)
