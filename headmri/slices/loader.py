@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import sys
 
@@ -90,6 +90,9 @@ class SliceBatchLoader:
         self.paths = [Path(p) for p in npy_paths]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.arrays = [self._open(p) for p in self.paths]
+        # Plain ndarray views of the memory maps: indexing an np.memmap builds a subclass instance
+        # each time, which costs more than reading a small slice.
+        self._plain_arrays = [np.asarray(a) for a in self.arrays]
         shapes = {a.shape[1:] for a in self.arrays}
         if len(shapes) > 1:
             raise InputError(f"slice arrays have different slice sizes {sorted(shapes)}; rebuild them with one size")
@@ -171,33 +174,41 @@ class SliceBatchLoader:
     def normalise(self, raw: torch.Tensor) -> torch.Tensor:
         """(B, S, S) uint8/float16 -> (B, 3, S, S) float32 normalised, on ``self.device``."""
         if self.device.type == "cpu":
-            return torch.from_numpy(self._normalise_numpy(raw.numpy()))
+            stack = raw.numpy()
+            return torch.from_numpy(self._normalise_numpy(stack.shape[0], stack.__getitem__))
         raw = raw.to(self.device, non_blocking=True)
         return torch.addcmul(self._shift, raw[:, None].to(torch.float32), self._scale)
 
-    def _normalise_numpy(self, raw: np.ndarray) -> np.ndarray:
-        out = self._outputs.get((raw.shape[0], 3, *raw.shape[1:]), np.dtype(np.float32))
+    def _read_and_normalise(self, subject: np.ndarray, slice_: np.ndarray) -> torch.Tensor:
+        """The CPU batch straight from the memory maps: each thread reads and normalises its own slices,
+        so reading is parallel too and no intermediate uint8 batch is written."""
+        arrays = self._plain_arrays
+        return torch.from_numpy(self._normalise_numpy(subject.size, lambda i: arrays[subject[i]][slice_[i]]))
+
+    def _normalise_numpy(self, n: int, item: Callable[[int], np.ndarray]) -> np.ndarray:
+        """(n, 3, S, S) float32 from ``item(0) .. item(n - 1)``, each an (S, S) uint8 or float16 slice."""
+        out = self._outputs.get((n, 3, *self.slice_shape), np.dtype(np.float32))
         # numpy's ufuncs release the GIL, so slices split over threads normalise in parallel: 1.8x on the
         # 2-core machine (docs/benchmarks.md), where one thread cannot saturate the memory bus.
-        workers = min(self.threads, raw.shape[0])
+        workers = min(self.threads, n)
         if workers <= 1:
-            self._normalise_range(raw, out, 0, raw.shape[0])
+            self._normalise_range(item, out, 0, n)
             return out
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="slice-normalise")
-        bounds = np.linspace(0, raw.shape[0], workers + 1).astype(int)
-        for done in [self._pool.submit(self._normalise_range, raw, out, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
+        bounds = np.linspace(0, n, workers + 1).astype(int)
+        for done in [self._pool.submit(self._normalise_range, item, out, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
             done.result()
         return out
 
-    def _normalise_range(self, raw: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
+    def _normalise_range(self, item: Callable[[int], np.ndarray], out: np.ndarray, start: int, stop: int) -> None:
         # Memory-bound. Per slice: one cast to a cache-resident float32 buffer, then per channel a
         # multiply into the output and an add that finds that block still in cache, so the float32 output
         # is written about once. A mixed uint8 x float32 ufunc would cast in small buffered chunks once
         # per channel (25 % slower); torch's broadcast addcmul was 2-3x slower (docs/benchmarks.md).
-        grey = np.empty(raw.shape[1:], dtype=np.float32)
+        grey = np.empty(out.shape[2:], dtype=np.float32)
         for i in range(start, stop):
-            np.copyto(grey, raw[i], casting="unsafe")
+            np.copyto(grey, item(i), casting="unsafe")
             for c, (scale, shift) in enumerate(self._channel_affine):
                 block = out[i, c]
                 np.multiply(grey, scale, out=block)
@@ -213,11 +224,13 @@ class SliceBatchLoader:
             if self.drop_last and stop - start < self.batch_size:
                 break
             s, k = subject[start:stop], slice_[start:stop]
-            raw = torch.from_numpy(self._gather(s, k))
-            if pin:
-                raw = raw.pin_memory()
-            x = self.normalise(raw)
+            if self.device.type == "cpu":
+                x = self._read_and_normalise(s, k)
+            else:  # only uint8 crosses the bus; the device normalises
+                raw = torch.from_numpy(self._gather(s, k))
+                x = self.normalise(raw.pin_memory() if pin else raw)
+                del raw
             y = torch.from_numpy(self.labels[s]).to(self.device)
             batch = (x, y, torch.from_numpy(s.copy()))
             yield batch + (torch.from_numpy(k.copy()),) if self.with_slice_index else batch
-            del raw, x, batch  # so this generator does not keep the batch's buffer from being reused
+            del x, batch  # so this generator does not keep the batch's buffer from being reused
