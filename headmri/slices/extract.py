@@ -123,28 +123,34 @@ def extract_slices(
     if not np.allclose(brain_img.affine, mask_img.affine, atol=1e-3):
         raise InputError(f"the brain mask's affine differs from the brain's ({brain_mni}); both must be on the "
                          f"same grid", subject=subject, path=mask_mni)
-    if not brain.flags.writeable:  # normalised in place below; never touch a read-only memory map
-        brain = brain.copy()
     if not np.isfinite(brain).all():
         raise InputError("the brain image holds NaN or infinite values", subject=subject, path=brain_mni)
     if not mask.any():
         raise InputError("the brain mask is empty", subject=subject, path=mask_mni)
 
-    low, high = robust_window(brain, mask, (low_pct, high_pct))
-    if not high > low:
-        raise InputError(f"the brain has no intensity contrast inside the mask (percentiles {low_pct} and "
-                         f"{high_pct} are both {low:g})", subject=subject, path=brain_mni)
     fraction = brain_fraction_per_slice(mask, axis)
     kept = np.flatnonzero(fraction >= min_brain_fraction)
     dropped = np.flatnonzero(fraction < min_brain_fraction)
-    if kept.size == 0:
+    geometry = planes = inside = None
+    # The intensity window (a partition, which releases the GIL) on a second thread while this one cuts
+    # and pads the planes; normalising the padded planes afterwards gives the same values as normalising
+    # the volume first (zero padding stays zero: the padded mask is False there).
+    with ThreadPoolExecutor(1, thread_name_prefix="window") as pool:
+        window = pool.submit(robust_window, brain, mask, (low_pct, high_pct))
+        if kept.size:
+            geometry = SliceGeometry.create(axis=axis, size=size, source_shape=brain.shape,
+                                            source_affine=brain_img.affine, kept_indices=kept.tolist(),
+                                            dropped_indices=dropped.tolist())
+            planes, inside = geometry.padded_planes(brain), geometry.padded_planes(mask)
+        low, high = window.result()
+    if not high > low:
+        raise InputError(f"the brain has no intensity contrast inside the mask (percentiles {low_pct} and "
+                         f"{high_pct} are both {low:g})", subject=subject, path=brain_mni)
+    if geometry is None:
         raise InputError(f"no slice along axis {axis} has a brain fraction of at least {min_brain_fraction} "
                          f"(largest is {fraction.max():.4f})", subject=subject, path=mask_mni)
-
-    geometry = SliceGeometry.create(axis=axis, size=size, source_shape=brain.shape, source_affine=brain_img.affine,
-                                    kept_indices=kept.tolist(), dropped_indices=dropped.tolist())
-    slices = encode(geometry.slices_from_volume(normalise(brain, mask, low, high, inplace=True)), dtype,
-                    inplace=True)
+    normalise(planes, inside, low, high, inplace=True)
+    slices = encode(geometry.resize(planes), dtype, inplace=True)
 
     with atomic_path(out_npy) as tmp:
         np.save(tmp, slices, allow_pickle=False)

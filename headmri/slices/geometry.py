@@ -171,11 +171,19 @@ class SliceGeometry:
 
     def slices_from_volume(self, volume: np.ndarray) -> np.ndarray:
         """Cut the kept slices out of a source-shaped volume: float32 (n_kept, size, size)."""
-        volume = np.asarray(volume, dtype=np.float32)
+        return self.resize(self.padded_planes(np.asarray(volume, dtype=np.float32)))
+
+    def padded_planes(self, volume: np.ndarray) -> np.ndarray:
+        """The kept slices oriented and zero-padded to (n_kept, padded, padded), not yet resized, in the
+        volume's dtype: one strided copy (a view of the kept slices written into the padded square)."""
+        volume = np.asarray(volume)
         if volume.shape != self.source_shape:
             raise ValueError(f"volume shape {volume.shape} is not the geometry's source shape {self.source_shape}")
-        # Orient and pad in one strided copy (a view of the kept slices written into the padded square).
-        return resize_stack(self.pad_square(self._oriented(volume, self.kept_indices)), self.size).numpy()
+        return self.pad_square(self._oriented(volume, self.kept_indices))
+
+    def resize(self, padded: np.ndarray) -> np.ndarray:
+        """Padded planes (n, padded, padded) to the output size: float32 (n, size, size)."""
+        return resize_stack(padded, self.size).numpy()
 
     # ---- backward: slices -> volume -------------------------------------------------------------
     def to_volume(self, maps: np.ndarray) -> np.ndarray:
