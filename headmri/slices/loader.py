@@ -2,18 +2,18 @@
 
 Why not ``torch.utils.data.DataLoader`` over per-slice items: collating thousands of small tensors per
 second costs more Python work than the data itself (ClinicaDL reads one ``.pt`` file per slice). Here the
-arrays stay memory-mapped uint8, a batch is gathered with one fancy-index read per subject present in it,
-and the uint8 -> float -> 3-channel normalisation runs once on the whole batch in torch (on the target
-device when one is given, so only uint8 crosses the bus).
+arrays stay memory-mapped uint8. On the CPU the loader's threads each read their share of a batch's
+slices straight from the maps and write them normalised into a reused float32 array; for a GPU the batch
+is gathered as uint8 (one fancy-index read per subject present), only that crosses the bus, and the
+device normalises it.
 """
 
 from __future__ import annotations
 
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
-
-import sys
 
 import numpy as np
 import torch
