@@ -90,9 +90,6 @@ class SliceBatchLoader:
         self.paths = [Path(p) for p in npy_paths]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.arrays = [self._open(p) for p in self.paths]
-        # Plain ndarray views of the memory maps: indexing an np.memmap builds a subclass instance
-        # each time, which costs more than reading a small slice.
-        self._plain_arrays = [np.asarray(a) for a in self.arrays]
         shapes = {a.shape[1:] for a in self.arrays}
         if len(shapes) > 1:
             raise InputError(f"slice arrays have different slice sizes {sorted(shapes)}; rebuild them with one size")
@@ -130,7 +127,9 @@ class SliceBatchLoader:
         if array.ndim != 3 or array.shape[1] != array.shape[2] or array.dtype not in (np.uint8, np.float16):
             raise InputError(f"expected an (n, S, S) uint8 or float16 array, found {array.shape} {array.dtype}",
                              path=path)
-        return array
+        # A plain ndarray view of the memory map: indexing an np.memmap builds a subclass instance each
+        # time, which costs more than reading a small slice.
+        return np.asarray(array)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -175,19 +174,22 @@ class SliceBatchLoader:
         """(B, S, S) uint8/float16 -> (B, 3, S, S) float32 normalised, on ``self.device``."""
         if self.device.type == "cpu":
             stack = raw.numpy()
-            return torch.from_numpy(self._normalise_numpy(stack.shape[0], stack.__getitem__))
+            return torch.from_numpy(self._normalise_numpy(stack.shape, stack.__getitem__))
         raw = raw.to(self.device, non_blocking=True)
         return torch.addcmul(self._shift, raw[:, None].to(torch.float32), self._scale)
 
     def _read_and_normalise(self, subject: np.ndarray, slice_: np.ndarray) -> torch.Tensor:
         """The CPU batch straight from the memory maps: each thread reads and normalises its own slices,
         so reading is parallel too and no intermediate uint8 batch is written."""
-        arrays = self._plain_arrays
-        return torch.from_numpy(self._normalise_numpy(subject.size, lambda i: arrays[subject[i]][slice_[i]]))
+        arrays = self.arrays
+        return torch.from_numpy(self._normalise_numpy((subject.size, *self.slice_shape),
+                                                      lambda i: arrays[subject[i]][slice_[i]]))
 
-    def _normalise_numpy(self, n: int, item: Callable[[int], np.ndarray]) -> np.ndarray:
-        """(n, 3, S, S) float32 from ``item(0) .. item(n - 1)``, each an (S, S) uint8 or float16 slice."""
-        out = self._outputs.get((n, 3, *self.slice_shape), np.dtype(np.float32))
+    def _normalise_numpy(self, shape: tuple[int, ...], item: Callable[[int], np.ndarray]) -> np.ndarray:
+        """(n, 3, S, S) float32 from ``item(0) .. item(n - 1)``, each an (S, S) uint8 or float16 slice,
+        for a stack of ``shape`` (n, S, S)."""
+        n = shape[0]
+        out = self._outputs.get((n, 3, *shape[1:]), np.dtype(np.float32))
         # numpy's ufuncs release the GIL, so slices split over threads normalise in parallel: 1.8x on the
         # 2-core machine (docs/benchmarks.md), where one thread cannot saturate the memory bus.
         workers = min(self.threads, n)
