@@ -10,8 +10,8 @@ runs its half there, as a subprocess (the same file with ``--worker``). Create t
 Both sides do the same work on the same MNI-grid brains (bench_slices.make_brains): canonical RAS,
 intensities rescaled to [0, 1] between the 0.5 and 99.5 percentiles inside the brain mask, zero outside
 it, the same sagittal slices kept, each slice padded to a square and resized to 224 x 224; loading yields
-shuffled batches ready for the encoder: float32 (B, 3, 224, 224) normalised with BiomedCLIP's constants,
-with labels. ClinicaDL's way (its documented API): a ``BidsDataset`` with a ``TransformsHandler`` (image
+shuffled batches ready for the encoder: float32 grey (B, 1, 224, 224) in 0..1 with labels (our encoders
+fold BiomedCLIP's per-channel normalisation into the patch embedding, headmri/models/grey_input.py). ClinicaDL's way (its documented API): a ``BidsDataset`` with a ``TransformsHandler`` (image
 transforms ToCanonical, RescaleIntensity(masking_method="brain"), Mask, CropOrPad to the square and
 Resize to 224, then ``Slice`` extraction), converted once with ``to_tensors(save_transforms=True)`` so the
 transforms are not recomputed while loading; then its ``DataLoader`` over the resulting ``TensorDataset``,
@@ -29,8 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-BIOMEDCLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-BIOMEDCLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 ROOT = Path(__file__).resolve().parent.parent
 CLINICADL_PYTHON = ROOT / ".venv-clinicadl" / "bin" / "python"
 
@@ -84,8 +82,6 @@ def clinicadl_worker(args: argparse.Namespace) -> dict:
         # ours shows a sagittal slice with superior up and anterior right: plane.T[::-1]
         differences.append(float(np.abs(theirs.T[::-1] - ours_slices[index] / 255.0).mean()))
 
-    mean = torch.tensor(BIOMEDCLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(BIOMEDCLIP_STD).view(1, 3, 1, 1)
     results = {}
     for workers in args.num_workers:
         loader = DataLoader(tensors, batch_size=args.batch_size, shuffle=True, num_workers=workers,
@@ -100,10 +96,10 @@ def clinicadl_worker(args: argparse.Namespace) -> dict:
                 iterator = iter(loader)
                 batch = next(iterator)
             image = batch.get_field("image")  # (B, 1, 1, S, S): channel, then the 1-voxel slice axis
+            # one float32 grey channel in 0..1, what our loader hands the model too
             x = image.reshape(image.shape[0], 1, args.size, args.size).to(torch.float32)
-            x = (x - mean) / std  # grey value into 3 normalised channels, as our loader does
             y = batch.get_field("diagnosis")
-            assert x.shape == (image.shape[0], 3, args.size, args.size) and len(y) == image.shape[0]
+            assert len(y) == image.shape[0]
             n += x.shape[0]
         results[str(workers)] = n / (time.perf_counter() - t0)
         del iterator, loader
@@ -153,8 +149,7 @@ def ours(brains, folder: Path, args) -> tuple[dict, list[int]]:
         paths.append(npy)
     build = time.perf_counter() - start
     dropped = list(SliceGeometry.from_json(folder / "sub-b000_slices.json").dropped_indices)
-    loader = SliceBatchLoader(paths, [i % 2 for i in range(len(paths))], args.batch_size, True, 0,
-                              BIOMEDCLIP_MEAN, BIOMEDCLIP_STD)
+    loader = SliceBatchLoader(paths, [i % 2 for i in range(len(paths))], args.batch_size, True, 0)
     iterator = iter(loader)
     next(iterator)
     n, t0 = 0, time.perf_counter()

@@ -50,7 +50,7 @@ def _sync(device: torch.device) -> None:
 
 def subject_inputs(size: int, n_slices: int, device: torch.device, seed: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(seed)
-    return torch.randn(n_slices, 3, size, size, generator=generator).to(device)
+    return torch.rand(n_slices, 1, size, size, generator=generator).to(device)  # grey, as the loader gives
 
 
 def time_raw(model, inputs, batch_size, device) -> float:

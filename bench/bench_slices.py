@@ -6,10 +6,11 @@ those of real-sized inputs. Prints one line per measurement and, with --json, wr
 
     python bench/bench_slices.py --subjects 8 --threads 2
 
-Loading is measured three ways: the contract path (float32 (B, 3, 224, 224) normalised on the CPU), the
-gather stage alone (uint8 (B, 224, 224) read from the memory-mapped cache: what crosses to a GPU when
-SliceBatchLoader(device="cuda") normalises there), and the machine's memory-write ceiling for the output
-(filling a preallocated float32 (B, 3, 224, 224) tensor), which bounds any CPU loader.
+Loading is measured three ways: the contract path (float32 grey (B, 1, 224, 224) in 0..1 on the CPU, what
+the encoder takes: it folds its normalisation into the patch embedding), the gather stage alone (uint8
+(B, 224, 224) read from the memory-mapped cache: what crosses to a GPU when SliceBatchLoader(device="cuda")
+converts there), and the machine's memory-write ceiling for the output (filling a preallocated float32
+(B, 1, 224, 224) tensor), which bounds any CPU loader.
 """
 
 from __future__ import annotations
@@ -29,9 +30,6 @@ import torch
 from headmri.slices import extract_slices
 from headmri.slices.loader import SliceBatchLoader
 from headmri.templates import embedded_template
-
-BIOMEDCLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-BIOMEDCLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
 def make_brains(folder: Path, n: int, seed: int = 0) -> list[tuple[Path, Path]]:
@@ -72,7 +70,7 @@ def bench_loading(paths, batch_size: int, epochs: int, repeat: int) -> dict:
     # as a real cache of a few hundred subjects does on a training machine.
     listed = [p for p in paths for _ in range(repeat)]
     labels = [i % 2 for i in range(len(listed))]
-    loader = SliceBatchLoader(listed, labels, batch_size, True, 0, BIOMEDCLIP_MEAN, BIOMEDCLIP_STD)
+    loader = SliceBatchLoader(listed, labels, batch_size, True, 0)
     for _ in loader:  # warm the page cache and the allocator
         pass
     n, start = 0, time.perf_counter()
@@ -88,7 +86,7 @@ def bench_loading(paths, batch_size: int, epochs: int, repeat: int) -> dict:
             n += raw.shape[0]
     gather = n / (time.perf_counter() - start)
     size = loader.slice_shape[0]
-    buffer = torch.empty(batch_size, 3, size, size)
+    buffer = torch.empty(batch_size, 1, size, size)  # what a ready batch is
     buffer.fill_(0)
     reps, start = 50, time.perf_counter()
     for _ in range(reps):
@@ -121,7 +119,7 @@ def main() -> None:
               "build": build, "loading": loading}
     print(f"build:   {build['subjects_per_s']:.2f} subjects/s ({build['seconds']:.1f} s for {build['subjects']}), "
           f"{build['bytes_per_subject'] / 2**20:.2f} MiB and {build['slices_per_subject']:.0f} slices per subject")
-    print(f"loading: {loading['ready_float32_slices_per_s']:,.0f} slices/s ready float32 (B,3,{args.size},{args.size}); "
+    print(f"loading: {loading['ready_float32_slices_per_s']:,.0f} slices/s ready float32 (B,1,{args.size},{args.size}); "
           f"{loading['uint8_gather_slices_per_s']:,.0f} slices/s uint8 gather; "
           f"memory-write ceiling {loading['memory_write_ceiling_slices_per_s']:,.0f} slices/s")
     if args.json:

@@ -38,7 +38,7 @@ def measure(encoder: str, device: torch.device, *, batch: int, steps: int, warmu
     optimizer = make_optimizer(model, lr=1e-5, weight_decay=0.05, device=device)
     step_model = torch.compile(model) if compile_model else model
     size = model.input_size
-    x = torch.randn(batch, 3, size, size, device=device)
+    x = torch.rand(batch, 1, size, size, device=device)  # grey slices, as the slice loader gives them
     y = torch.randint(0, 2, (batch,), device=device)
 
     def step() -> None:

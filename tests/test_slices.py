@@ -130,18 +130,15 @@ def make_arrays(tmp_path, counts, size=8):
     return paths
 
 
-def test_loader_yields_every_slice_once_normalised_with_its_label(tmp_path):
+def test_loader_yields_every_slice_once_as_grey_with_its_label(tmp_path):
     paths = make_arrays(tmp_path, [5, 7, 3])
-    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.3)
-    loader = SliceBatchLoader(paths, [0, 1, 1], batch_size=4, shuffle=True, seed=1, mean=mean, std=std,
-                              with_slice_index=True, threads=3)
+    loader = SliceBatchLoader(paths, [0, 1, 1], batch_size=4, shuffle=True, seed=1, with_slice_index=True, threads=3)
     seen = []
     for x, y, subject, slice_index in loader:
-        assert x.dtype == torch.float32 and x.shape[1:] == (3, 8, 8) and y.dtype == torch.int64
+        assert x.dtype == torch.float32 and x.shape[1:] == (1, 8, 8) and y.dtype == torch.int64
         for b in range(x.shape[0]):
             raw = np.load(paths[subject[b]])[slice_index[b]] / 255.0
-            for c in range(3):
-                assert np.allclose(x[b, c].numpy(), (raw - mean[c]) / std[c], atol=1e-5)
+            assert np.allclose(x[b, 0].numpy(), raw, atol=1e-6)
             assert y[b] == [0, 1, 1][subject[b]]
             seen.append((int(subject[b]), int(slice_index[b])))
     assert sorted(seen) == [(s, k) for s, n in enumerate([5, 7, 3]) for k in range(n)]
@@ -151,7 +148,7 @@ def test_loader_yields_every_slice_once_normalised_with_its_label(tmp_path):
 def test_loader_batches_do_not_depend_on_the_thread_count(tmp_path):
     paths = make_arrays(tmp_path, [9, 4])
     def batches(threads):
-        loader = SliceBatchLoader(paths, [0, 1], 5, True, 3, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), threads=threads)
+        loader = SliceBatchLoader(paths, [0, 1], 5, True, 3, threads=threads)
         return [x for x, _, _ in loader]
     one, three = batches(1), batches(3)
     assert len(one) == 3 and all(torch.equal(a, b) for a, b in zip(one, three))
@@ -160,13 +157,13 @@ def test_loader_batches_do_not_depend_on_the_thread_count(tmp_path):
 def test_loader_reuses_an_output_buffer_only_once_its_batch_is_released(tmp_path):
     paths = make_arrays(tmp_path, [12, 12])
     def loader():
-        return SliceBatchLoader(paths, [0, 1], 4, True, 2, (0.5, 0.4, 0.3), (0.2, 0.25, 0.3), threads=2)
+        return SliceBatchLoader(paths, [0, 1], 4, True, 2, threads=2)
     expected = [x.clone() for x, _, _ in loader()]
     # batches (and views of them) that the caller keeps are never written over by later batches
-    kept = [(x, x[1:3, 2]) for x, _, _ in loader()]
+    kept = [(x, x[1:3, 0, 2]) for x, _, _ in loader()]
     assert len(kept) == 6
     for (x, view), want in zip(kept, expected):
-        assert torch.equal(x, want) and torch.equal(view, want[1:3, 2])
+        assert torch.equal(x, want) and torch.equal(view, want[1:3, 0, 2])
     # batches dropped as the loop moves on are recycled: a few pooled buffers serve the whole epoch
     recycling = loader()
     addresses = {x.data_ptr() for x, _, _ in recycling}
@@ -177,31 +174,33 @@ def test_loader_reuses_an_output_buffer_only_once_its_batch_is_released(tmp_path
 def test_loader_epochs_are_reproducible_and_differ(tmp_path):
     paths = make_arrays(tmp_path, [6, 6])
     def order(epoch, **kw):
-        loader = SliceBatchLoader(paths, [0, 1], 5, True, 7, (0, 0, 0), (1, 1, 1), with_slice_index=True, **kw)
+        loader = SliceBatchLoader(paths, [0, 1], 5, True, 7, with_slice_index=True, **kw)
         loader.set_epoch(epoch)
         return [(int(s), int(k)) for _, _, ss, kk in loader for s, k in zip(ss, kk)]
     assert order(0) == order(0) and order(0) != order(1)
     capped = order(0, max_slices_per_subject=2)
     assert len(capped) == 4 and sorted({s for s, _ in capped}) == [0, 1]
-    plain = SliceBatchLoader(paths, [0, 1], 5, False, 7, (0, 0, 0), (1, 1, 1), with_slice_index=True)
+    plain = SliceBatchLoader(paths, [0, 1], 5, False, 7, with_slice_index=True)
     assert [(int(s), int(k)) for _, _, ss, kk in plain for s, k in zip(ss, kk)] == [(s, k) for s in (0, 1) for k in range(6)]
 
 
 def test_loader_rejects_mismatched_arrays(tmp_path):
     paths = make_arrays(tmp_path, [3]) + make_arrays(tmp_path / "..", [2], size=6)[:1]
     with pytest.raises(InputError, match="different slice sizes"):
-        SliceBatchLoader(paths, [0, 1], 2, False, 0, (0, 0, 0), (1, 1, 1))
+        SliceBatchLoader(paths, [0, 1], 2, False, 0)
     with pytest.raises(InputError, match="does not exist"):
-        SliceBatchLoader([tmp_path / "nope.npy"], [0], 2, False, 0, (0, 0, 0), (1, 1, 1))
+        SliceBatchLoader([tmp_path / "nope.npy"], [0], 2, False, 0)
 
 
 def test_loader_reads_float16_caches_like_uint8_ones(tmp_path):
     values = np.random.default_rng(0).integers(0, 256, (4, 8, 8)).astype(np.uint8)
     np.save(tmp_path / "u8.npy", values)
     np.save(tmp_path / "f16.npy", (values / 255.0).astype(np.float16))
-    batches = [next(iter(SliceBatchLoader([tmp_path / name], [1], 4, False, 0, (0.4, 0.5, 0.6), (0.2, 0.3, 0.4))))[0]
+    batches = [next(iter(SliceBatchLoader([tmp_path / name], [1], 4, False, 0)))[0]
                for name in ("u8.npy", "f16.npy")]
     assert torch.allclose(batches[0], batches[1], atol=2e-3)
+    with pytest.raises(InputError, match="different dtypes"):
+        SliceBatchLoader([tmp_path / "u8.npy", tmp_path / "f16.npy"], [0, 1], 4, False, 0)
 
 
 def test_encode_stores_clipped_rounded_values_in_place_or_not():

@@ -120,7 +120,7 @@ def test_training_learns_the_toy_task_and_writes_every_output(cohort, reference)
     assert list(mine["slice_index"]) == kept
     model, meta = load_trained(out / "model.pt")
     assert meta["classes"] == list(CLASSES) and meta["input_size"] == 112 and meta["fold"] == 1
-    loader = SliceBatchLoader([root / f"{pid}_slices.npy"], [0], 64, shuffle=False, seed=0, mean=meta["mean"], std=meta["std"])
+    loader = SliceBatchLoader([root / f"{pid}_slices.npy"], [0], 64, shuffle=False, seed=0)
     with torch.no_grad():
         probs = torch.cat([torch.softmax(model(x), 1) for x, _, _ in loader]).numpy()
     np.testing.assert_allclose(probs[:, 1], mine["prob_migraine"], atol=1e-5)
@@ -274,7 +274,7 @@ def test_training_loader_of_the_job_is_balanced(cohort):
     assert np.bincount(fold.train["class_index"]).tolist() == [2, 3]  # imbalanced before oversampling
     picked = fold.train.iloc[oversample_subjects(fold.train["class_index"].to_numpy(), seed=0)]
     loader = SliceBatchLoader([root / f"{p}_slices.npy" for p in picked["participant_id"]], picked["class_index"].tolist(),
-                              32, shuffle=True, seed=0, mean=(0.5,) * 3, std=(0.5,) * 3)
+                              32, shuffle=True, seed=0)
     labels = torch.cat([y for _, y, _ in loader]).numpy()
     assert np.bincount(labels).tolist() == [30, 30]  # 3 subjects x 10 slices per class
 

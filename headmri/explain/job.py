@@ -142,7 +142,7 @@ def _slice_subject(model, meta, files: SubjectFiles, participant_id: str, *, met
         raise InputError("a slice model needs the subject's slices", subject=participant_id)
     geometry = read_geometry(files.geometry, subject=participant_id)
     loader = SliceBatchLoader([files.slices], [0], batch_size=max(1, len(geometry.kept_indices)), shuffle=False, seed=0,
-                              mean=meta["mean"], std=meta["std"], device=device)
+                              device=device)
     raw = loader.arrays[0]
     if raw.shape[0] != geometry.n_kept:
         raise InputError(f"the slice array holds {raw.shape[0]} slices but its geometry keeps {geometry.n_kept}",
@@ -151,7 +151,7 @@ def _slice_subject(model, meta, files: SubjectFiles, participant_id: str, *, met
     if raw.shape[1:] != (size, size):
         raise InputError(f"slices are {raw.shape[1]}x{raw.shape[2]} but the model takes {size}x{size}; "
                          f"rebuild the slices with slices.size: {size}", subject=participant_id, path=files.slices)
-    inputs = loader.normalise(torch.from_numpy(np.array(raw)))  # a writable copy of the memory map
+    inputs = loader.to_grey(torch.from_numpy(np.array(raw)))  # a writable copy of the memory map
     maps = slice_maps(model, inputs, method=method, target=target, target_layer=target_layer, batch_size=batch_size)
     volume = geometry.to_volume(maps)
     return ExplainedSubject(participant_id, volume, geometry.affine,

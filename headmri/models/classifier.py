@@ -8,12 +8,18 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from headmri.models.grey_input import GreyPatchProjection
+
 
 class Classifier(nn.Module):
     """``head(trunk(x))``: the trunk pools the class token (timm ``global_pool="token"``), the head maps it to logits.
 
     Every encoder of the registry except the 3D baseline has this layout, so Grad-CAM hooks the same
     module (``trunk.blocks[-1].norm1``) whatever the trunk's size.
+
+    ``x`` is either (B, 1, S, S) grey slices in 0..1, as the slice loader gives them, or (B, 3, S, S)
+    colour input already normalised with ``mean``/``std``: the patch embedding folds the normalisation
+    in for grey input (``GreyPatchProjection``), with the same weights and the same result.
     """
 
     kind = "slices"
@@ -32,6 +38,9 @@ class Classifier(nn.Module):
         super().__init__()
         if trunk.global_pool != "token":
             raise ValueError(f"the trunk must pool the class token, not {trunk.global_pool!r}")
+        if getattr(trunk.patch_embed, "dynamic_img_pad", False):
+            raise ValueError("the trunk pads inputs to whole patches; slices must be the trunk's input size")
+        trunk.patch_embed.proj = GreyPatchProjection.adopt(trunk.patch_embed.proj, mean, std)
         self.trunk = trunk
         self.head = nn.Linear(trunk.num_features, len(classes))
         self.encoder = encoder

@@ -1,11 +1,13 @@
-"""Fast batches of normalised slices from the per-subject slice arrays, without a DataLoader.
+"""Fast batches of grey slices from the per-subject slice arrays, without a DataLoader.
 
 Why not ``torch.utils.data.DataLoader`` over per-slice items: collating thousands of small tensors per
 second costs more Python work than the data itself (ClinicaDL reads one ``.pt`` file per slice). Here the
-arrays stay memory-mapped uint8. On the CPU the loader's threads each read their share of a batch's
-slices straight from the maps and write them normalised into a reused float32 array; for a GPU the batch
+arrays stay memory-mapped uint8. A batch is one grey channel in 0..1: the encoder's per-channel
+normalisation is folded into its patch embedding (headmri/models/grey_input.py), so nobody writes three
+normalised float32 copies of each slice. On the CPU the loader's threads each read their share of a
+batch's slices straight from the maps and write them as float32 into a reused array; for a GPU the batch
 is gathered as uint8 (one fancy-index read per subject present), only that crosses the bus, and the
-device normalises it.
+device converts it.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ from headmri.errors import InputError
 class _ReusedBuffers:
     """Output arrays handed out again once nobody holds them any more.
 
-    Why: a float32 batch of 64 x 3 x 224 x 224 is 38 MB, which glibc's malloc serves with a fresh mmap
-    and returns with munmap, so every batch pays a page fault (and the kernel's zeroing) per 4 KiB before
-    a single value is written: filling fresh arrays ran at half the speed of refilling one (2026-11-22,
-    docs/benchmarks.md). An array is free when the pool holds the only reference: a tensor made with
+    Why: a float32 batch is megabytes (64 x 224 x 224 is 12.8 MB), which glibc's malloc may serve with a
+    fresh mmap and return with munmap, so a batch pays a page fault (and the kernel's zeroing) per 4 KiB
+    before a single value is written: filling fresh arrays ran at half the speed of refilling one
+    (2026-11-22, docs/benchmarks.md). An array is free when the pool holds the only reference: a tensor made with
     ``torch.from_numpy`` (and every view of it) keeps a reference to the array it wraps, so a batch the
     caller still holds, or any slice of it, is never overwritten.
     """
@@ -55,16 +57,15 @@ class _ReusedBuffers:
 
 
 class SliceBatchLoader:
-    """Iterate over (x float32 (B, 3, S, S), y int64 (B,), subject_index int64 (B,)) batches.
+    """Iterate over (x float32 (B, 1, S, S) grey in 0..1, y int64 (B,), subject_index int64 (B,)) batches.
 
     ``npy_paths[i]`` holds subject i's slices (n_i, S, S) as uint8 (0..255 = 0..1) or float16 (0..1);
-    ``labels[i]`` is its class index. ``mean``/``std`` are the encoder's per-channel constants, applied
-    to the grey value copied into three channels. With ``shuffle`` the order is a fresh permutation per
+    ``labels[i]`` is its class index. With ``shuffle`` the order is a fresh permutation per
     epoch drawn from ``seed`` and the epoch number (``set_epoch``; each full iteration advances it), so
     runs are reproducible and resumable. ``max_slices_per_subject`` draws at most that many slices of each
     subject per epoch (a random subset when shuffling, evenly spaced otherwise).
     ``with_slice_index=True`` adds a fourth tensor: the slice's position in its subject's array.
-    ``threads`` (default: torch's intra-op thread count) split the CPU normalisation of a batch.
+    ``threads`` (default: torch's intra-op thread count) split the CPU conversion of a batch.
     """
 
     def __init__(
@@ -74,8 +75,6 @@ class SliceBatchLoader:
         batch_size: int,
         shuffle: bool,
         seed: int,
-        mean: Sequence[float],
-        std: Sequence[float],
         max_slices_per_subject: int | None = None,
         *,
         drop_last: bool = False,
@@ -103,15 +102,12 @@ class SliceBatchLoader:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.with_slice_index = with_slice_index
         self.epoch = 0
-        # x * scale + shift == ((x / 255) - mean) / std, per channel; one fused multiply-add per batch.
-        mean_t = torch.as_tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-        std_t = torch.as_tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-        uint8 = all(a.dtype == np.uint8 for a in self.arrays)
-        self._scale = ((1.0 / 255.0 if uint8 else 1.0) / std_t).to(self.device)
-        self._shift = (-mean_t / std_t).to(self.device)
-        self._channel_affine = [(np.float32(a), np.float32(b)) for a, b in
-                                zip(self._scale.flatten().tolist(), self._shift.flatten().tolist())]
-        self._uint8 = uint8
+        # A mix of uint8 and float16 arrays would need a per-subject scale; the cache writes one dtype.
+        dtypes = {a.dtype for a in self.arrays}
+        if len(dtypes) > 1:
+            raise InputError(f"slice arrays have different dtypes {sorted(map(str, dtypes))}; rebuild them with one")
+        self._uint8 = dtypes != {np.dtype(np.float16)}
+        self._scale = np.float32(1.0 / 255.0) if self._uint8 else None
         self.threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
         self._pool: ThreadPoolExecutor | None = None
         self._outputs = _ReusedBuffers()
@@ -170,51 +166,48 @@ class SliceBatchLoader:
             out[group] = self.arrays[subject[group[0]]][slice_[group]]
         return out
 
-    def normalise(self, raw: torch.Tensor) -> torch.Tensor:
-        """(B, S, S) uint8/float16 -> (B, 3, S, S) float32 normalised, on ``self.device``."""
+    def to_grey(self, raw: torch.Tensor) -> torch.Tensor:
+        """(B, S, S) uint8/float16 as read from the arrays -> (B, 1, S, S) float32 in 0..1, on ``self.device``."""
         if self.device.type == "cpu":
             stack = raw.numpy()
-            return torch.from_numpy(self._normalise_numpy(stack.shape, stack.__getitem__))
-        raw = raw.to(self.device, non_blocking=True)
-        return torch.addcmul(self._shift, raw[:, None].to(torch.float32), self._scale)
+            return torch.from_numpy(self._grey_numpy(stack.shape, stack.__getitem__))
+        grey = raw.to(self.device, non_blocking=True)[:, None].to(torch.float32)
+        return grey.mul_(float(self._scale)) if self._uint8 else grey
 
-    def _read_and_normalise(self, subject: np.ndarray, slice_: np.ndarray) -> torch.Tensor:
-        """The CPU batch straight from the memory maps: each thread reads and normalises its own slices,
+    def _read_grey(self, subject: np.ndarray, slice_: np.ndarray) -> torch.Tensor:
+        """The CPU batch straight from the memory maps: each thread reads and converts its own slices,
         so reading is parallel too and no intermediate uint8 batch is written."""
         arrays = self.arrays
-        return torch.from_numpy(self._normalise_numpy((subject.size, *self.slice_shape),
-                                                      lambda i: arrays[subject[i]][slice_[i]]))
+        return torch.from_numpy(self._grey_numpy((subject.size, *self.slice_shape),
+                                                 lambda i: arrays[subject[i]][slice_[i]]))
 
-    def _normalise_numpy(self, shape: tuple[int, ...], item: Callable[[int], np.ndarray]) -> np.ndarray:
-        """(n, 3, S, S) float32 from ``item(0) .. item(n - 1)``, each an (S, S) uint8 or float16 slice,
+    def _grey_numpy(self, shape: tuple[int, ...], item: Callable[[int], np.ndarray]) -> np.ndarray:
+        """(n, 1, S, S) float32 from ``item(0) .. item(n - 1)``, each an (S, S) uint8 or float16 slice,
         for a stack of ``shape`` (n, S, S)."""
         n = shape[0]
-        out = self._outputs.get((n, 3, *shape[1:]), np.dtype(np.float32))
-        # numpy's ufuncs release the GIL, so slices split over threads normalise in parallel: 1.8x on the
-        # 2-core machine (docs/benchmarks.md), where one thread cannot saturate the memory bus.
+        out = self._outputs.get((n, 1, *shape[1:]), np.dtype(np.float32))
+        # numpy's ufuncs release the GIL, so slices split over threads convert in parallel (the 2-core
+        # machine: docs/benchmarks.md), where one thread cannot saturate the memory bus.
         workers = min(self.threads, n)
         if workers <= 1:
-            self._normalise_range(item, out, 0, n)
+            self._grey_range(item, out, 0, n)
             return out
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="slice-normalise")
+            self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="slice-grey")
         bounds = np.linspace(0, n, workers + 1).astype(int)
-        for done in [self._pool.submit(self._normalise_range, item, out, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
+        for done in [self._pool.submit(self._grey_range, item, out, a, b) for a, b in zip(bounds[:-1], bounds[1:])]:
             done.result()
         return out
 
-    def _normalise_range(self, item: Callable[[int], np.ndarray], out: np.ndarray, start: int, stop: int) -> None:
-        # Memory-bound. Per slice: one cast to a cache-resident float32 buffer, then per channel a
-        # multiply into the output and an add that finds that block still in cache, so the float32 output
-        # is written about once. A mixed uint8 x float32 ufunc would cast in small buffered chunks once
-        # per channel (25 % slower); torch's broadcast addcmul was 2-3x slower (docs/benchmarks.md).
-        grey = np.empty(out.shape[2:], dtype=np.float32)
+    def _grey_range(self, item: Callable[[int], np.ndarray], out: np.ndarray, start: int, stop: int) -> None:
+        # Memory-bound. Per slice a cast into the output, then an in-place scale of that block while it
+        # is still in cache: 1.6x a mixed uint8 x float32 multiply, which casts in small buffered chunks
+        # (2026-11-22, 2 cores).
         for i in range(start, stop):
-            np.copyto(grey, item(i), casting="unsafe")
-            for c, (scale, shift) in enumerate(self._channel_affine):
-                block = out[i, c]
-                np.multiply(grey, scale, out=block)
-                block += shift
+            block = out[i, 0]
+            np.copyto(block, item(i), casting="unsafe")
+            if self._uint8:
+                block *= self._scale
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         epoch = self.epoch
@@ -227,10 +220,10 @@ class SliceBatchLoader:
                 break
             s, k = subject[start:stop], slice_[start:stop]
             if self.device.type == "cpu":
-                x = self._read_and_normalise(s, k)
-            else:  # only uint8 crosses the bus; the device normalises
+                x = self._read_grey(s, k)
+            else:  # only uint8 crosses the bus; the device converts
                 raw = torch.from_numpy(self._gather(s, k))
-                x = self.normalise(raw.pin_memory() if pin else raw)
+                x = self.to_grey(raw.pin_memory() if pin else raw)
                 del raw
             y = torch.from_numpy(self.labels[s]).to(self.device)
             batch = (x, y, torch.from_numpy(s.copy()))

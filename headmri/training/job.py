@@ -221,8 +221,8 @@ class _Data:
         from headmri.slices.loader import SliceBatchLoader
 
         loader = SliceBatchLoader(
-            paths, labels, self.training.batch_size, shuffle=train, seed=seed, mean=self.model.mean,
-            std=self.model.std, max_slices_per_subject=self.training.max_slices_per_subject if train else None,
+            paths, labels, self.training.batch_size, shuffle=train, seed=seed,
+            max_slices_per_subject=self.training.max_slices_per_subject if train else None,
             device=self.device, with_slice_index=not train,
         )
         return loader
