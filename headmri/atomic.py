@@ -1,12 +1,14 @@
 """Atomic file writes: write to a temporary name in the same folder, then rename.
 
 A killed job or an exception never leaves a half-written file under the final name, so Snakemake never
-mistakes a partial output for a finished one.
+mistakes a partial output for a finished one. What a SIGKILLed writer leaves under its temporary name is
+removed by the next write of the same output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import tempfile
@@ -26,10 +28,36 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
+def _pid_is_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # somebody else's live process
+        return True
+    return True
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete the temporaries that killed writers of ``path`` left behind (SIGKILL runs no cleanup).
+
+    A temporary is named after its writer's process id; it is an orphan when no process with that id
+    lives on this machine. Snakemake runs one job per output at a time, so a temporary of another live
+    writer of the same output exists only on another node of a cluster, whose id this check cannot see:
+    such a file is kept when the id happens to be alive here, which is harmless.
+    """
+    for candidate in path.parent.glob(f".{glob.escape(path.name)}.pid*.tmp*"):
+        pid = candidate.name[len(path.name) + 5:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_is_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+
+
 def _temporary_sibling(path: Path) -> Path:
+    _remove_orphans(path)
     # Keep the suffixes (".nii.gz") so libraries that choose a format from the name still do.
     suffix = "".join(path.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.pid{os.getpid()}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     # mkstemp creates 0600 files; outputs on a shared cluster must follow the user's umask like any file.
     os.chmod(tmp, 0o666 & ~_UMASK)
