@@ -92,6 +92,17 @@ def test_non_canonical_input_gives_the_same_slices_as_canonical(tmp_path):
     assert np.allclose(g1.affine, g2.affine)
 
 
+def test_masks_of_labels_or_probabilities_select_the_same_brain(tmp_path):
+    brain_path, mask_path, brain, mask = synthetic_brain(tmp_path)
+    affine = nib.load(mask_path).affine
+    expected = np.array(run(tmp_path, brain_path, mask_path)[1])
+    # an integer label mask: any non-zero label is brain; a probability mask: brain above 0.5
+    nib.save(nib.Nifti1Image(np.where(mask, 17, 0).astype(np.int16), affine), tmp_path / "labels.nii.gz")
+    nib.save(nib.Nifti1Image(np.where(mask, 0.9, 0.4).astype(np.float32), affine), tmp_path / "prob.nii.gz")
+    for name in ("labels.nii.gz", "prob.nii.gz"):
+        assert np.array_equal(np.array(run(tmp_path, brain_path, tmp_path / name)[1]), expected), name
+
+
 def test_axial_float16_slices(tmp_path):
     brain_path, mask_path, *_ = synthetic_brain(tmp_path)
     geometry, slices, meta = run(tmp_path, brain_path, mask_path, axis=2, dtype="float16")

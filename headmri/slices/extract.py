@@ -116,7 +116,9 @@ def extract_slices(
         brain_job = pool.submit(_read_canonical, brain_mni, subject, "brain", np.float32)
         mask_job = pool.submit(_read_canonical, mask_mni, subject, "brain mask", None)
         (brain_img, brain), (mask_img, mask) = brain_job.result(), mask_job.result()
-    mask = mask > 0.5
+    # An integer mask compares with an integer: against 0.5 numpy would cast every voxel to float64 first
+    # (7x slower on the MNI grid); for integers "> 0" and "> 0.5" select the same voxels.
+    mask = mask > 0 if mask.dtype.kind in "iub" else mask > 0.5
     if brain_img.shape != mask_img.shape:
         raise InputError(f"the brain mask's shape {mask_img.shape} differs from the brain's {brain_img.shape} "
                          f"({brain_mni}); both must be on the same grid", subject=subject, path=mask_mni)
