@@ -45,6 +45,31 @@ def _read_canonical(path: str | Path, subject: str | None, what: str,
     return img, np.asarray(img.dataobj, dtype=dtype)
 
 
+def _read_mask(path: str | Path, subject: str | None, axis: int, size: int,
+               min_brain_fraction: float) -> tuple[nib.Nifti1Image, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The mask (boolean), each slice's brain fraction and, where any slice is kept, the kept slices'
+    padded mask planes (the padding depends on the grid's shape only; the caller checks the brain's)."""
+    img, mask = _read_canonical(path, subject, "brain mask", None)
+    # An integer mask compares with an integer: against 0.5 numpy would cast every voxel to float64 first
+    # (7x slower on the MNI grid); for integers "> 0" and "> 0.5" select the same voxels.
+    mask = mask > 0 if mask.dtype.kind in "iub" else mask > 0.5
+    fraction = brain_fraction_per_slice(mask, axis)
+    kept = np.flatnonzero(fraction >= min_brain_fraction)
+    if not kept.size:
+        return img, mask, fraction, None
+    grid = SliceGeometry.create(axis=axis, size=size, source_shape=mask.shape, source_affine=img.affine,
+                                kept_indices=kept.tolist())
+    return img, mask, fraction, grid.padded_planes(mask)
+
+
+def _finish(planes: np.ndarray, inside: np.ndarray, low: float, high: float, geometry: SliceGeometry,
+            dtype: str, out: np.ndarray) -> None:
+    """Normalise padded planes in place, resize them and store them encoded into ``out``."""
+    if planes.shape[0]:
+        normalise(planes, inside, low, high, inplace=True)
+        out[...] = encode(geometry.resize(planes), dtype, inplace=True)
+
+
 def brain_fraction_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
     """Fraction of each slice's area (before padding) that lies inside the mask."""
     other = tuple(ax for ax in range(3) if ax != axis)
@@ -111,14 +136,12 @@ def extract_slices(
     low_pct, high_pct = (float(p) for p in percentiles)
     if not 0.0 <= low_pct < high_pct <= 100.0:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-    # Both inputs at once: decompression releases the GIL (headmri.nifti_io).
+    # Both inputs at once: decompression releases the GIL (headmri.nifti_io). The mask is smaller, so its
+    # thread also decides which slices to keep and cuts the mask's planes while the brain still inflates.
     with ThreadPoolExecutor(2, thread_name_prefix="read-nifti") as pool:
         brain_job = pool.submit(_read_canonical, brain_mni, subject, "brain", np.float32)
-        mask_job = pool.submit(_read_canonical, mask_mni, subject, "brain mask", None)
-        (brain_img, brain), (mask_img, mask) = brain_job.result(), mask_job.result()
-    # An integer mask compares with an integer: against 0.5 numpy would cast every voxel to float64 first
-    # (7x slower on the MNI grid); for integers "> 0" and "> 0.5" select the same voxels.
-    mask = mask > 0 if mask.dtype.kind in "iub" else mask > 0.5
+        mask_job = pool.submit(_read_mask, mask_mni, subject, axis, size, min_brain_fraction)
+        (brain_img, brain), (mask_img, mask, fraction, inside) = brain_job.result(), mask_job.result()
     if brain_img.shape != mask_img.shape:
         raise InputError(f"the brain mask's shape {mask_img.shape} differs from the brain's {brain_img.shape} "
                          f"({brain_mni}); both must be on the same grid", subject=subject, path=mask_mni)
@@ -130,29 +153,32 @@ def extract_slices(
     if not mask.any():
         raise InputError("the brain mask is empty", subject=subject, path=mask_mni)
 
-    fraction = brain_fraction_per_slice(mask, axis)
     kept = np.flatnonzero(fraction >= min_brain_fraction)
     dropped = np.flatnonzero(fraction < min_brain_fraction)
-    geometry = planes = inside = None
+    geometry = planes = None
     # The intensity window (a partition, which releases the GIL) on a second thread while this one cuts
     # and pads the planes; normalising the padded planes afterwards gives the same values as normalising
     # the volume first (zero padding stays zero: the padded mask is False there).
-    with ThreadPoolExecutor(1, thread_name_prefix="window") as pool:
+    with ThreadPoolExecutor(2, thread_name_prefix="slices") as pool:
         window = pool.submit(robust_window, brain, mask, (low_pct, high_pct))
         if kept.size:
             geometry = SliceGeometry.create(axis=axis, size=size, source_shape=brain.shape,
                                             source_affine=brain_img.affine, kept_indices=kept.tolist(),
                                             dropped_indices=dropped.tolist())
-            planes, inside = geometry.padded_planes(brain), geometry.padded_planes(mask)
+            planes = geometry.padded_planes(brain)
         low, high = window.result()
-    if not high > low:
-        raise InputError(f"the brain has no intensity contrast inside the mask (percentiles {low_pct} and "
-                         f"{high_pct} are both {low:g})", subject=subject, path=brain_mni)
-    if geometry is None:
-        raise InputError(f"no slice along axis {axis} has a brain fraction of at least {min_brain_fraction} "
-                         f"(largest is {fraction.max():.4f})", subject=subject, path=mask_mni)
-    normalise(planes, inside, low, high, inplace=True)
-    slices = encode(geometry.resize(planes), dtype, inplace=True)
+        if not high > low:
+            raise InputError(f"the brain has no intensity contrast inside the mask (percentiles {low_pct} and "
+                             f"{high_pct} are both {low:g})", subject=subject, path=brain_mni)
+        if geometry is None:
+            raise InputError(f"no slice along axis {axis} has a brain fraction of at least {min_brain_fraction} "
+                             f"(largest is {fraction.max():.4f})", subject=subject, path=mask_mni)
+        # Every slice is normalised, resized and encoded on its own, so halves of the stack run on two
+        # threads (numpy and torch release the GIL) and give the same bytes as the whole stack at once.
+        slices = np.empty((kept.size, size, size), dtype=np.uint8 if dtype == "uint8" else np.float16)
+        halves = [slice(0, kept.size // 2), slice(kept.size // 2, kept.size)]
+        for done in [pool.submit(_finish, planes[h], inside[h], low, high, geometry, dtype, slices[h]) for h in halves]:
+            done.result()
 
     with atomic_path(out_npy) as tmp:
         np.save(tmp, slices, allow_pickle=False)
