@@ -89,10 +89,7 @@ class SliceBatchLoader:
         self.paths = [Path(p) for p in npy_paths]
         self.labels = np.asarray(labels, dtype=np.int64)
         self.arrays = [self._open(p) for p in self.paths]
-        shapes = {a.shape[1:] for a in self.arrays}
-        if len(shapes) > 1:
-            raise InputError(f"slice arrays have different slice sizes {sorted(shapes)}; rebuild them with one size")
-        self.slice_shape = shapes.pop() if shapes else (0, 0)
+        self.slice_shape = self._one_value("slice size", [a.shape[1:] for a in self.arrays]) or (0, 0)
         self.counts = np.array([a.shape[0] for a in self.arrays], dtype=np.int64)
         self.batch_size = int(batch_size)
         self.shuffle = bool(shuffle)
@@ -103,14 +100,19 @@ class SliceBatchLoader:
         self.with_slice_index = with_slice_index
         self.epoch = 0
         # A mix of uint8 and float16 arrays would need a per-subject scale; the cache writes one dtype.
-        dtypes = {a.dtype for a in self.arrays}
-        if len(dtypes) > 1:
-            raise InputError(f"slice arrays have different dtypes {sorted(map(str, dtypes))}; rebuild them with one")
-        self._uint8 = dtypes != {np.dtype(np.float16)}
+        self._uint8 = self._one_value("dtype", [a.dtype for a in self.arrays]) != np.dtype(np.float16)
         self._scale = np.float32(1.0 / 255.0) if self._uint8 else None
         self.threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
         self._pool: ThreadPoolExecutor | None = None
         self._outputs = _ReusedBuffers()
+
+    def _one_value(self, what: str, values: list):
+        """The value all slice arrays share (None for no arrays); else an error naming one file per value."""
+        example = dict(zip(map(str, values), self.paths))  # one file per distinct value
+        if len(example) > 1:
+            listed = "; ".join(f"{value} in {path}" for value, path in example.items())
+            raise InputError(f"slice arrays differ in {what} ({listed}); rebuild them with one {what}")
+        return values[0] if values else None
 
     @staticmethod
     def _open(path: Path) -> np.ndarray:
