@@ -11,7 +11,8 @@ Both sides do the same work on the same MNI-grid brains (bench_slices.make_brain
 intensities rescaled to [0, 1] between the 0.5 and 99.5 percentiles inside the brain mask, zero outside
 it, the same sagittal slices kept, each slice padded to a square and resized to 224 x 224; loading yields
 shuffled batches ready for the encoder: float32 grey (B, 1, 224, 224) in 0..1 with labels (our encoders
-fold BiomedCLIP's per-channel normalisation into the patch embedding, headmri/models/grey_input.py). ClinicaDL's way (its documented API): a ``BidsDataset`` with a ``TransformsHandler`` (image
+fold BiomedCLIP's per-channel normalisation into the patch embedding, headmri/models/grey_input.py).
+ClinicaDL's way (its documented API): a ``BidsDataset`` with a ``TransformsHandler`` (image
 transforms ToCanonical, RescaleIntensity(masking_method="brain"), Mask, CropOrPad to the square and
 Resize to 224, then ``Slice`` extraction), converted once with ``to_tensors(save_transforms=True)`` so the
 transforms are not recomputed while loading; then its ``DataLoader`` over the resulting ``TensorDataset``,

@@ -45,10 +45,12 @@ def _read_canonical(path: str | Path, subject: str | None, what: str,
     return img, np.asarray(img.dataobj, dtype=dtype)
 
 
-def _read_mask(path: str | Path, subject: str | None, axis: int, size: int,
-               min_brain_fraction: float) -> tuple[nib.Nifti1Image, np.ndarray, np.ndarray, np.ndarray | None]:
-    """The mask (boolean), each slice's brain fraction and, where any slice is kept, the kept slices'
-    padded mask planes (the padding depends on the grid's shape only; the caller checks the brain's)."""
+def _read_mask(
+    path: str | Path, subject: str | None, axis: int, size: int, min_brain_fraction: float,
+) -> tuple[nib.Nifti1Image, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """The mask (boolean), each slice's brain fraction, the kept slices' indices and, where any slice is
+    kept, their padded mask planes (the padding depends on the grid's shape only; the caller checks the
+    brain's)."""
     img, mask = _read_canonical(path, subject, "brain mask", None)
     # An integer mask compares with an integer: against 0.5 numpy would cast every voxel to float64 first
     # (7x slower on the MNI grid); for integers "> 0" and "> 0.5" select the same voxels.
@@ -56,10 +58,10 @@ def _read_mask(path: str | Path, subject: str | None, axis: int, size: int,
     fraction = brain_fraction_per_slice(mask, axis)
     kept = np.flatnonzero(fraction >= min_brain_fraction)
     if not kept.size:
-        return img, mask, fraction, None
+        return img, mask, fraction, kept, None
     grid = SliceGeometry.create(axis=axis, size=size, source_shape=mask.shape, source_affine=img.affine,
                                 kept_indices=kept.tolist())
-    return img, mask, fraction, grid.padded_planes(mask)
+    return img, mask, fraction, kept, grid.padded_planes(mask)
 
 
 def _finish(planes: np.ndarray, inside: np.ndarray, low: float, high: float, geometry: SliceGeometry,
@@ -141,7 +143,7 @@ def extract_slices(
     with ThreadPoolExecutor(2, thread_name_prefix="read-nifti") as pool:
         brain_job = pool.submit(_read_canonical, brain_mni, subject, "brain", np.float32)
         mask_job = pool.submit(_read_mask, mask_mni, subject, axis, size, min_brain_fraction)
-        (brain_img, brain), (mask_img, mask, fraction, inside) = brain_job.result(), mask_job.result()
+        (brain_img, brain), (mask_img, mask, fraction, kept, inside) = brain_job.result(), mask_job.result()
     if brain_img.shape != mask_img.shape:
         raise InputError(f"the brain mask's shape {mask_img.shape} differs from the brain's {brain_img.shape} "
                          f"({brain_mni}); both must be on the same grid", subject=subject, path=mask_mni)
@@ -153,7 +155,6 @@ def extract_slices(
     if not mask.any():
         raise InputError("the brain mask is empty", subject=subject, path=mask_mni)
 
-    kept = np.flatnonzero(fraction >= min_brain_fraction)
     dropped = np.flatnonzero(fraction < min_brain_fraction)
     geometry = planes = None
     # The intensity window (a partition, which releases the GIL) on a second thread while this one cuts
