@@ -19,6 +19,7 @@ from headmri.atomic import atomic_path, write_json
 from headmri.errors import InputError
 from headmri.nifti_io import load_nifti
 from headmri.slices.geometry import SliceGeometry
+from headmri.slices.percentiles import linear_percentiles
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ def robust_window(brain: np.ndarray, mask: np.ndarray, percentiles: tuple[float,
     # their transposes (the same voxels, visited in memory order): twice as fast.
     if brain.strides[0] < brain.strides[-1]:
         brain, mask = brain.T, mask.T
-    low, high = np.percentile(brain[mask], percentiles)
+    low, high = linear_percentiles(brain[mask], percentiles)  # np.percentile's values, 5x faster
     return float(low), float(high)
 
 
