@@ -42,3 +42,24 @@ def test_a_damaged_gzip_stream_and_a_missing_file_are_errors(tmp_path):
         load_nifti(path)
     with pytest.raises(FileNotFoundError):
         load_nifti(tmp_path / "absent.nii.gz")
+
+
+def test_unscaled_gzipped_data_are_a_read_only_view_of_the_inflated_file(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.normal(size=(6, 5, 4)).astype(">f4")  # big-endian on disk: the view keeps the byte order
+    path = tmp_path / "brain.nii.gz"
+    nib.save(nib.Nifti1Image(data, np.diag([-2.0, 2.0, 2.0, 1.0])), path)
+    ours, theirs = load_nifti(path), nib.load(path)
+    array = np.asarray(ours.dataobj)
+    assert isinstance(ours.dataobj, np.ndarray) and not array.flags.writeable
+    assert np.array_equal(array, np.asarray(theirs.dataobj)) and np.array_equal(array, data)
+    assert ours.header.binaryblock == theirs.header.binaryblock
+    assert np.array_equal(ours.affine, theirs.affine)
+
+
+def test_gzipped_data_shorter_than_the_header_says_are_an_error(tmp_path):
+    image = nib.Nifti1Image(np.zeros((4, 4, 4), np.float32), np.eye(4))
+    path = tmp_path / "short.nii.gz"
+    path.write_bytes(gzip.compress(image.to_bytes()[:-40]))  # a whole gzip stream, but of a cut file
+    with pytest.raises(ValueError, match="truncated"):
+        load_nifti(path)
