@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from headmri.nifti_io import load_nifti
+from headmri.nifti_io import InflatingNifti, load_nifti
 
 
 @pytest.mark.parametrize("image_class", [nib.Nifti1Image, nib.Nifti2Image])
@@ -63,3 +63,44 @@ def test_gzipped_data_shorter_than_the_header_says_are_an_error(tmp_path):
     path.write_bytes(gzip.compress(image.to_bytes()[:-40]))  # a whole gzip stream, but of a cut file
     with pytest.raises(ValueError, match="truncated"):
         load_nifti(path)
+
+
+@pytest.mark.parametrize("image_class", [nib.Nifti1Image, nib.Nifti2Image])
+@pytest.mark.parametrize("shape", [(7, 6, 5), (7, 6, 5, 1)])
+def test_inflating_fills_the_array_plane_by_plane_with_what_nibabel_reads(tmp_path, image_class, shape):
+    data = np.random.default_rng(2).normal(size=shape).astype(np.float32)
+    path = tmp_path / "brain.nii.gz"
+    nib.save(image_class(data, np.diag([-2.0, 2.0, 2.0, 1.0])), path)
+    inflating = InflatingNifti(path, chunk_bytes=100)  # less than one plane (7 x 6 x 4 bytes) per step
+    assert type(inflating.image) is image_class and inflating.image.shape == shape and inflating.n_planes == 5
+    done = list(inflating.inflate())
+    assert done == sorted(done) and done[-1] == 5 and len(set(done)) == 6  # 0 first, then every plane
+    theirs = nib.load(path)
+    assert np.array_equal(np.asarray(inflating.image.dataobj), data)
+    assert inflating.image.header.binaryblock == theirs.header.binaryblock
+    assert np.array_equal(inflating.image.affine, theirs.affine)
+
+
+@pytest.mark.parametrize("suffix", [".nii.gz", ".nii"])
+def test_inflating_reads_scaled_or_plain_files_whole(tmp_path, suffix):
+    image = nib.Nifti1Image(np.arange(60, dtype=np.int16).reshape(5, 4, 3), np.eye(4))
+    if suffix == ".nii.gz":
+        image.header.set_slope_inter(0.5, 3.0)
+    path = tmp_path / f"img{suffix}"
+    nib.save(image, path)
+    inflating = InflatingNifti(path, chunk_bytes=8)
+    assert list(inflating.inflate()) == [3]
+    assert np.array_equal(np.asarray(inflating.image.dataobj), np.asarray(nib.load(path).dataobj))
+
+
+def test_inflating_a_damaged_file_is_an_error(tmp_path):
+    image = nib.Nifti1Image(np.zeros((8, 8, 8), np.float32), np.eye(4))
+    path = tmp_path / "short.nii.gz"
+    path.write_bytes(gzip.compress(image.to_bytes()[:-40]))
+    with pytest.raises(ValueError, match="truncated"):
+        list(InflatingNifti(path, chunk_bytes=512).inflate())
+    path.write_bytes(gzip.compress(b"participant_id\tgroup\n" * 40))
+    with pytest.raises(ValueError, match="not a NIfTI"):
+        InflatingNifti(path)
+    with pytest.raises(FileNotFoundError):
+        InflatingNifti(tmp_path / "absent.nii.gz")
