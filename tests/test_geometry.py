@@ -101,3 +101,18 @@ def test_non_contiguous_kept_slices_are_cut_like_contiguous_ones():
     full = geometry(0, kept=range(SHAPE[0]))
     assert np.allclose(sparse.slices_from_volume(volume), full.slices_from_volume(volume)[[4, 5, 9, 20]])
     assert np.array_equal(sparse.plane_images(volume)[2], volume[9].T[::-1])
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+@pytest.mark.parametrize("kept", [None, [4, 5, 9, 20, 21]])
+def test_planes_filled_band_by_band_along_any_axis_equal_the_whole_cut(axis, kept):
+    volume = np.random.default_rng(1).random(SHAPE).astype(np.float32)
+    grid = geometry(axis, kept=kept)
+    whole = grid.padded_planes(volume)
+    assert whole.shape[1] == whole.shape[2] == grid.padded and (whole != 0).any()
+    for source_axis in range(3):
+        edges = [0, 1, 5, 5, 6, 13, 30, SHAPE[source_axis]]  # bands of uneven widths, one empty
+        filled = np.zeros_like(whole)
+        for start, stop in zip(edges, edges[1:]):
+            grid.fill_padded(filled, volume, source_axis, start, stop)
+        assert np.array_equal(filled, whole), f"bands along axis {source_axis}"

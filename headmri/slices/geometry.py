@@ -181,6 +181,29 @@ class SliceGeometry:
             raise ValueError(f"volume shape {volume.shape} is not the geometry's source shape {self.source_shape}")
         return self.pad_square(self._oriented(volume, self.kept_indices))
 
+    def fill_padded(self, out: np.ndarray, volume: np.ndarray, source_axis: int, start: int, stop: int) -> None:
+        """Copy into ``out`` (laid out as ``padded_planes`` returns, zero padding included) the part of the
+        kept slices that comes from voxels ``start..stop-1`` along ``source_axis`` of ``volume``: the slices
+        themselves when ``source_axis`` is the slicing axis, else a band of rows or columns. Filling every
+        range of one axis gives ``padded_planes(volume)``; a volume still being read can be cut as it arrives."""
+        volume = np.asarray(volume)
+        if volume.shape != self.source_shape:
+            raise ValueError(f"volume shape {volume.shape} is not the geometry's source shape {self.source_shape}")
+        rows, cols = self.plane_shape
+        inner = out[:, self.pad_top:self.pad_top + rows, self.pad_left:self.pad_left + cols]
+        part = [slice(None)] * 3
+        part[source_axis] = slice(start, stop)
+        band = volume[tuple(part)]
+        a, b = self.in_plane_axes
+        if source_axis == self.axis:
+            first, last = np.searchsorted(self.kept_indices, [start, stop])
+            if last > first:
+                inner[first:last] = self._oriented(band, [i - start for i in self.kept_indices[first:last]])
+        elif source_axis == b:  # image rows run along b reversed
+            inner[:, rows - stop:rows - start] = self._oriented(band, self.kept_indices)
+        else:
+            inner[:, :, start:stop] = self._oriented(band, self.kept_indices)
+
     def resize(self, padded: np.ndarray) -> np.ndarray:
         """Padded planes (n, padded, padded) to the output size: float32 (n, size, size)."""
         return resize_stack(padded, self.size).numpy()
