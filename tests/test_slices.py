@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from headmri import nifti_io
 from headmri.errors import InputError
 from headmri.slices import SliceGeometry, decode, extract_slices
 from headmri.slices.loader import SliceBatchLoader
@@ -92,6 +93,33 @@ def test_non_canonical_input_gives_the_same_slices_as_canonical(tmp_path):
     assert np.allclose(g1.affine, g2.affine)
 
 
+@pytest.mark.parametrize("axis", [0, 2])
+def test_slices_do_not_depend_on_storage_order_or_on_how_the_brain_inflates(tmp_path, monkeypatch, axis):
+    """The brain is cut band by band while it inflates (voxel axis 2 as stored, which may be any canonical
+    axis, reversed or not): every storage order and chunk size must give the slices of the RAS file."""
+    brain_path, mask_path, brain, mask = synthetic_brain(tmp_path, name="ras")
+    expected = np.array(run(tmp_path, brain_path, mask_path, axis=axis)[1])
+    ras = nib.load(brain_path)
+    monkeypatch.setattr(nifti_io, "CHUNK_BYTES", 3000)  # bands of one or two planes
+    for codes in [("R", "A", "S"), ("L", "A", "S"), ("R", "A", "I"), ("S", "R", "A"), ("A", "I", "L")]:
+        name = "".join(codes)
+        transform = nib.orientations.ornt_transform(nib.io_orientation(ras.affine), nib.orientations.axcodes2ornt(codes))
+        for image, path in [(ras, tmp_path / f"{name}_brain.nii.gz"), (nib.load(mask_path), tmp_path / f"{name}_mask.nii.gz")]:
+            stored = image.as_reoriented(transform)
+            assert nib.aff2axcodes(stored.affine) == codes
+            nib.save(nib.Nifti1Image(np.asarray(stored.dataobj), stored.affine), path)
+        slices = np.array(run(tmp_path, tmp_path / f"{name}_brain.nii.gz", tmp_path / f"{name}_mask.nii.gz", axis=axis)[1])
+        assert np.array_equal(slices, expected), name
+
+
+def test_integer_brains_are_cut_like_their_float_copies(tmp_path, monkeypatch):
+    brain_path, mask_path, brain, mask = synthetic_brain(tmp_path)
+    expected = np.array(run(tmp_path, brain_path, mask_path)[1])
+    nib.save(nib.Nifti1Image(brain.astype(np.int16), nib.load(brain_path).affine), tmp_path / "int_brain.nii.gz")
+    monkeypatch.setattr(nifti_io, "CHUNK_BYTES", 3000)
+    assert np.array_equal(np.array(run(tmp_path, tmp_path / "int_brain.nii.gz", mask_path)[1]), expected)
+
+
 def test_masks_of_labels_or_probabilities_select_the_same_brain(tmp_path):
     brain_path, mask_path, brain, mask = synthetic_brain(tmp_path)
     affine = nib.load(mask_path).affine
@@ -123,6 +151,11 @@ def test_bad_inputs_name_the_subject_and_the_file(tmp_path):
         run(tmp_path, tmp_path / "flat.nii.gz", mask_path)
     with pytest.raises(InputError, match="does not exist"):
         run(tmp_path, tmp_path / "missing.nii.gz", mask_path)
+    spoilt = brain.copy()
+    spoilt[3, 4, 35] = np.nan  # outside the mask, in the last planes to inflate
+    nib.save(nib.Nifti1Image(spoilt, np.diag([2.0, 2, 2, 1])), tmp_path / "nan.nii.gz")
+    with pytest.raises(InputError, match=r"file .*nan.nii.gz: the brain image holds NaN"):
+        run(tmp_path, tmp_path / "nan.nii.gz", mask_path)
     with pytest.raises(InputError, match="no slice along axis 0"):
         run(tmp_path, brain_path, mask_path, min_brain_fraction=0.99)
     (tmp_path / "cut.nii.gz").write_bytes(brain_path.read_bytes()[:-100])

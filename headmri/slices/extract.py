@@ -9,7 +9,10 @@ cropping (open_clip's shortest-side resize + centre crop would cut the frontal a
 from __future__ import annotations
 
 import logging
+import queue
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import nibabel as nib
@@ -17,22 +20,32 @@ import numpy as np
 
 from headmri.atomic import atomic_path, write_json
 from headmri.errors import InputError
-from headmri.nifti_io import load_nifti
+from headmri.nifti_io import InflatingNifti, load_nifti
 from headmri.slices.geometry import SliceGeometry
 from headmri.slices.percentiles import linear_percentiles
 
 log = logging.getLogger(__name__)
 
 DTYPES = ("uint8", "float16")
+# Slices normalised, resized and encoded together: a few MiB of float32, which stay in the CPU cache.
+_FINISH_BLOCK = 8
 
 
-def _load_canonical(path: str | Path, subject: str | None, what: str) -> nib.Nifti1Image:
+@contextmanager
+def _reading(path: str | Path, subject: str | None, what: str) -> Iterator[None]:
+    """Turn the errors of reading a NIfTI file into an ``InputError`` that names the file."""
     try:
-        img = load_nifti(path)
+        yield
     except FileNotFoundError as exc:
         raise InputError(f"the {what} image does not exist", subject=subject, path=path) from exc
-    except Exception as exc:  # nibabel raises several types for a damaged file
+    except InputError:
+        raise
+    except Exception as exc:  # nibabel and the decompressor raise several types for a damaged file
         raise InputError(f"the {what} image cannot be read as NIfTI ({exc})", subject=subject, path=path) from exc
+
+
+def _canonical(img: nib.Nifti1Image, path: str | Path, subject: str | None, what: str) -> nib.Nifti1Image:
+    """The 3D image in canonical RAS orientation: a view of ``img``'s array where it holds one."""
     if len(img.shape) == 4 and img.shape[3] == 1:
         img = img.slicer[..., 0]
     if len(img.shape) != 3:
@@ -40,10 +53,11 @@ def _load_canonical(path: str | Path, subject: str | None, what: str) -> nib.Nif
     return nib.as_closest_canonical(img)
 
 
-def _read_canonical(path: str | Path, subject: str | None, what: str,
-                    dtype: type | None) -> tuple[nib.Nifti1Image, np.ndarray]:
-    img = _load_canonical(path, subject, what)
-    return img, np.asarray(img.dataobj, dtype=dtype)
+def _read_canonical(path: str | Path, subject: str | None, what: str) -> tuple[nib.Nifti1Image, np.ndarray]:
+    with _reading(path, subject, what):
+        img = load_nifti(path)
+    img = _canonical(img, path, subject, what)
+    return img, np.asarray(img.dataobj)
 
 
 def _read_mask(
@@ -52,7 +66,7 @@ def _read_mask(
     """The mask (boolean), each slice's brain fraction, the kept slices' indices and, where any slice is
     kept, their padded mask planes (the padding depends on the grid's shape only; the caller checks the
     brain's)."""
-    img, mask = _read_canonical(path, subject, "brain mask", None)
+    img, mask = _read_canonical(path, subject, "brain mask")
     # An integer mask compares with an integer: against 0.5 numpy would cast every voxel to float64 first
     # (7x slower on the MNI grid); for integers "> 0" and "> 0.5" select the same voxels.
     mask = mask > 0 if mask.dtype.kind in "iub" else mask > 0.5
@@ -79,14 +93,31 @@ def brain_fraction_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
     return mask.mean(axis=other)
 
 
-def robust_window(brain: np.ndarray, mask: np.ndarray, percentiles: tuple[float, float]) -> tuple[float, float]:
-    """Intensities at the given percentiles of the voxels inside the mask."""
+def _inside(brain: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The brain's values inside the mask, as float32 (their order is irrelevant to percentiles)."""
     # Boolean indexing walks the arrays in C order; nibabel's arrays are Fortran-ordered, so gather from
     # their transposes (the same voxels, visited in memory order): twice as fast.
     if brain.strides[0] < brain.strides[-1]:
         brain, mask = brain.T, mask.T
-    low, high = linear_percentiles(brain[mask], percentiles)  # np.percentile's values, 5x faster
-    return float(low), float(high)
+    return brain[mask].astype(np.float32, copy=False)
+
+
+def _inflate(brain: InflatingNifti, planes_done: queue.SimpleQueue) -> None:
+    """Inflate the brain, posting the count of complete planes after each chunk and None at the end."""
+    try:
+        for done in brain.inflate():
+            planes_done.put(done)
+    finally:
+        planes_done.put(None)
+
+
+def _canonical_bands(affine: np.ndarray, n_planes: int) -> Callable[[int, int], tuple[int, int, int]]:
+    """Where file planes ``start..stop-1`` (voxel axis 2 as stored) lie in canonical orientation:
+    a function of (start, stop) giving (canonical axis, start, stop)."""
+    axis, flip = (int(v) for v in nib.io_orientation(affine)[2])
+    if flip < 0:
+        return lambda start, stop: (axis, n_planes - stop, n_planes - start)
+    return lambda start, stop: (axis, start, stop)
 
 
 def normalise(brain: np.ndarray, mask: np.ndarray, low: float, high: float, *, inplace: bool = False) -> np.ndarray:
@@ -139,47 +170,66 @@ def extract_slices(
     low_pct, high_pct = (float(p) for p in percentiles)
     if not 0.0 <= low_pct < high_pct <= 100.0:
         raise ValueError(f"percentiles must satisfy 0 <= low < high <= 100, got {percentiles}")
-    # Both inputs at once: decompression releases the GIL (headmri.nifti_io). The mask is smaller, so its
-    # thread also decides which slices to keep and cuts the mask's planes while the brain still inflates.
-    with ThreadPoolExecutor(2, thread_name_prefix="read-nifti") as pool:
-        brain_job = pool.submit(_read_canonical, brain_mni, subject, "brain", np.float32)
-        mask_job = pool.submit(_read_mask, mask_mni, subject, axis, size, min_brain_fraction)
-        (brain_img, brain), (mask_img, mask, fraction, kept, inside) = brain_job.result(), mask_job.result()
-    if brain_img.shape != mask_img.shape:
-        raise InputError(f"the brain mask's shape {mask_img.shape} differs from the brain's {brain_img.shape} "
-                         f"({brain_mni}); both must be on the same grid", subject=subject, path=mask_mni)
-    if not np.allclose(brain_img.affine, mask_img.affine, atol=1e-3):
-        raise InputError(f"the brain mask's affine differs from the brain's ({brain_mni}); both must be on the "
-                         f"same grid", subject=subject, path=mask_mni)
-    if not np.isfinite(brain).all():
-        raise InputError("the brain image holds NaN or infinite values", subject=subject, path=brain_mni)
-    if not mask.any():
-        raise InputError("the brain mask is empty", subject=subject, path=mask_mni)
-
-    dropped = np.flatnonzero(fraction < min_brain_fraction)
-    geometry = planes = None
-    # The intensity window (a partition, which releases the GIL) on a second thread while this one cuts
-    # and pads the planes; normalising the padded planes afterwards gives the same values as normalising
-    # the volume first (zero padding stays zero: the padded mask is False there).
+    # The brain inflates chunk by chunk on one thread (decompression releases the GIL) while another reads
+    # the mask, which is smaller; then this thread checks, gathers and cuts every band of brain planes as
+    # soon as it has inflated, so little is left to do after the last chunk.
+    with _reading(brain_mni, subject, "brain"):
+        brain_file = InflatingNifti(brain_mni)
     with ThreadPoolExecutor(2, thread_name_prefix="slices") as pool:
-        window = pool.submit(robust_window, brain, mask, (low_pct, high_pct))
+        planes_done: queue.SimpleQueue = queue.SimpleQueue()
+        inflating = pool.submit(_inflate, brain_file, planes_done)
+        mask_job = pool.submit(_read_mask, mask_mni, subject, axis, size, min_brain_fraction)
+        brain_img = _canonical(brain_file.image, brain_mni, subject, "brain")
+        # A view of the array being filled; scaled data (read whole by nibabel) are scaled in float32, as before.
+        brain = (brain_img.dataobj if isinstance(brain_img.dataobj, np.ndarray)
+                 else np.asarray(brain_img.dataobj, dtype=np.float32))
+        mask_img, mask, fraction, kept, inside = mask_job.result()
+        if brain_img.shape != mask_img.shape:
+            raise InputError(f"the brain mask's shape {mask_img.shape} differs from the brain's {brain_img.shape} "
+                             f"({brain_mni}); both must be on the same grid", subject=subject, path=mask_mni)
+        if not np.allclose(brain_img.affine, mask_img.affine, atol=1e-3):
+            raise InputError(f"the brain mask's affine differs from the brain's ({brain_mni}); both must be on the "
+                             f"same grid", subject=subject, path=mask_mni)
+        if not mask.any():
+            raise InputError("the brain mask is empty", subject=subject, path=mask_mni)
+
+        dropped = np.flatnonzero(fraction < min_brain_fraction)
+        geometry = planes = None
         if kept.size:
             geometry = SliceGeometry.create(axis=axis, size=size, source_shape=brain.shape,
                                             source_affine=brain_img.affine, kept_indices=kept.tolist(),
                                             dropped_indices=dropped.tolist())
-            planes = geometry.padded_planes(brain)
-        low, high = window.result()
+            planes = np.zeros((kept.size, geometry.padded, geometry.padded), dtype=np.float32)
+        finite, values, band_start = True, [], 0
+        canonical_band = _canonical_bands(brain_file.image.affine, brain_file.n_planes)
+        for band_stop in iter(planes_done.get, None):
+            if band_stop == band_start:
+                continue
+            band_axis, start, stop = canonical_band(band_start, band_stop)
+            part = (slice(None),) * band_axis + (slice(start, stop),)
+            finite = finite and bool(np.isfinite(brain[part]).all())
+            values.append(_inside(brain[part], mask[part]))
+            if geometry is not None:
+                geometry.fill_padded(planes, brain, band_axis, start, stop)
+            band_start = band_stop
+        with _reading(brain_mni, subject, "brain"):
+            inflating.result()
+        if not finite:
+            raise InputError("the brain image holds NaN or infinite values", subject=subject, path=brain_mni)
+        # the window: np.percentile's values, 5x faster (headmri/slices/percentiles.py)
+        low, high = (float(v) for v in linear_percentiles(np.concatenate(values), (low_pct, high_pct)))
         if not high > low:
             raise InputError(f"the brain has no intensity contrast inside the mask (percentiles {low_pct} and "
                              f"{high_pct} are both {low:g})", subject=subject, path=brain_mni)
         if geometry is None:
             raise InputError(f"no slice along axis {axis} has a brain fraction of at least {min_brain_fraction} "
                              f"(largest is {fraction.max():.4f})", subject=subject, path=mask_mni)
-        # Every slice is normalised, resized and encoded on its own, so halves of the stack run on two
+        # Every slice is normalised, resized and encoded on its own, so blocks of the stack run on two
         # threads (numpy and torch release the GIL) and give the same bytes as the whole stack at once.
+        # A block of a few slices stays in the CPU's cache through all three steps.
         slices = np.empty((kept.size, size, size), dtype=np.uint8 if dtype == "uint8" else np.float16)
-        halves = [slice(0, kept.size // 2), slice(kept.size // 2, kept.size)]
-        for done in [pool.submit(_finish, planes[h], inside[h], low, high, geometry, dtype, slices[h]) for h in halves]:
+        blocks = [slice(i, i + _FINISH_BLOCK) for i in range(0, kept.size, _FINISH_BLOCK)]
+        for done in [pool.submit(_finish, planes[b], inside[b], low, high, geometry, dtype, slices[b]) for b in blocks]:
             done.result()
 
     with atomic_path(out_npy) as tmp:
