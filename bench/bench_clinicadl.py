@@ -5,7 +5,10 @@ torch 2.14, so it cannot share our environment: it lives in its own virtual envi
 runs its half there, as a subprocess (the same file with ``--worker``). Create that environment once:
 
     python3.11 -m venv .venv-clinicadl && .venv-clinicadl/bin/pip install clinicadl==2.0.0
-    python bench/bench_clinicadl.py --subjects 4
+    python bench/bench_clinicadl.py --subjects 4 --repeats 3
+
+The builds run in alternating rounds (ours, ClinicaDL, ours, ...) and the medians are compared, so that a
+slow spell of a shared machine does not decide the ratio; loading is timed once on each side.
 
 Both sides do the same work on the same MNI-grid brains (bench_slices.make_brains): canonical RAS,
 intensities rescaled to [0, 1] between the 0.5 and 99.5 percentiles inside the brain mask, zero outside
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -84,7 +88,7 @@ def clinicadl_worker(args: argparse.Namespace) -> dict:
         differences.append(float(np.abs(theirs.T[::-1] - ours_slices[index] / 255.0).mean()))
 
     results = {}
-    for workers in args.num_workers:
+    for workers in [] if args.skip_loading else args.num_workers:
         loader = DataLoader(tensors, batch_size=args.batch_size, shuffle=True, num_workers=workers,
                             pin_memory=False, **({"persistent_workers": True} if workers else {}))
         iterator = iter(loader)
@@ -136,20 +140,24 @@ def write_bids(brains, folder: Path) -> tuple[Path, Path]:
     return bids, data
 
 
-def ours(brains, folder: Path, args) -> tuple[dict, list[int]]:
-    import numpy as np
+def ours_build(brains, folder: Path, args) -> tuple[float, list[Path]]:
+    from headmri.slices import extract_slices
 
-    from headmri.slices import SliceGeometry, extract_slices
-    from headmri.slices.loader import SliceBatchLoader
-
+    folder.mkdir()
     paths = []
     start = time.perf_counter()
     for i, (brain, mask) in enumerate(brains):
         npy = folder / f"sub-b{i:03d}_slices.npy"
         extract_slices(brain, mask, npy, folder / f"sub-b{i:03d}_slices.json", size=args.size, subject=f"sub-b{i:03d}")
         paths.append(npy)
-    build = time.perf_counter() - start
-    dropped = list(SliceGeometry.from_json(folder / "sub-b000_slices.json").dropped_indices)
+    return time.perf_counter() - start, paths
+
+
+def ours_loading(paths: list[Path], args) -> dict:
+    import numpy as np
+
+    from headmri.slices.loader import SliceBatchLoader
+
     loader = SliceBatchLoader(paths, [i % 2 for i in range(len(paths))], args.batch_size, True, 0)
     iterator = iter(loader)
     next(iterator)
@@ -161,11 +169,9 @@ def ours(brains, folder: Path, args) -> tuple[dict, list[int]]:
             iterator = iter(loader)
             x, y, _ = next(iterator)
         n += x.shape[0]
-    loading = n / (time.perf_counter() - t0)
-    return {"subjects": len(paths), "slices_total": loader.n_items, "build_seconds": build,
-            "subjects_per_s": len(paths) / build,
+    return {"subjects": len(paths), "slices_total": loader.n_items,
             "bytes_per_subject": float(np.mean([p.stat().st_size for p in paths])),
-            "loading_slices_per_s": loading}, dropped
+            "loading_slices_per_s": n / (time.perf_counter() - t0)}
 
 
 def main() -> None:
@@ -178,6 +184,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n-proc", type=int, default=1, help="ClinicaDL to_tensors processes")
     parser.add_argument("--num-workers", type=int, nargs="+", default=[0, 2], help="ClinicaDL DataLoader workers to try")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating build rounds (ours, then ClinicaDL)")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--clinicadl-python", type=Path, default=CLINICADL_PYTHON)
@@ -188,6 +195,7 @@ def main() -> None:
     parser.add_argument("--dropped", help=argparse.SUPPRESS)
     parser.add_argument("--shape", type=int, nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--ours-npy", help=argparse.SUPPRESS)
+    parser.add_argument("--skip-loading", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(clinicadl_worker(args)))
@@ -201,33 +209,48 @@ def main() -> None:
     if not args.clinicadl_python.exists():
         sys.exit(f"ClinicaDL's environment is missing ({args.clinicadl_python}); create it as the docstring says")
     torch.set_num_threads(args.threads)
+    from headmri.slices import SliceGeometry
+
+    ours_seconds, their_runs = [], []
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         folder = Path(tmp)
         brains = make_brains(folder, args.subjects)
-        (folder / "ours").mkdir()
-        ours_result, dropped = ours(brains, folder / "ours", args)
         bids, data = write_bids(brains, folder)
         import nibabel as nib
 
-        command = [str(args.clinicadl_python), __file__, "--worker", "--bids", str(bids), "--data", str(data),
-                   "--dropped", json.dumps(dropped), "--ours-npy", str(folder / "ours" / "sub-b000_slices.npy"), "--shape", *map(str, nib.load(brains[0][0]).shape),
-                   "--size", str(args.size), "--batch-size", str(args.batch_size), "--batches", str(args.clinicadl_batches),
-                   "--threads", str(args.threads), "--n-proc", str(args.n_proc),
-                   "--num-workers", *map(str, args.num_workers)]
-        done = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
-        if done.returncode != 0:
-            sys.exit(f"the ClinicaDL worker failed:\n{done.stderr[-4000:]}")
-        theirs = json.loads(done.stdout.strip().splitlines()[-1])
+        # The two builds alternate, so that a slow spell of the machine falls on both sides alike; ClinicaDL's
+        # loading, which takes minutes, is timed in the first round only.
+        for repeat in range(args.repeats):
+            seconds, paths = ours_build(brains, folder / f"ours{repeat}", args)
+            ours_seconds.append(seconds)
+            dropped = list(SliceGeometry.from_json(paths[0].with_suffix(".json")).dropped_indices)
+            command = [str(args.clinicadl_python), __file__, "--worker", "--bids", str(bids), "--data", str(data),
+                       "--dropped", json.dumps(dropped), "--ours-npy", str(paths[0]),
+                       "--shape", *map(str, nib.load(brains[0][0]).shape),
+                       "--size", str(args.size), "--batch-size", str(args.batch_size), "--batches", str(args.clinicadl_batches),
+                       "--threads", str(args.threads), "--n-proc", str(args.n_proc),
+                       "--num-workers", *map(str, args.num_workers), *(["--skip-loading"] if repeat else [])]
+            done = subprocess.run(command, capture_output=True, text=True, cwd=tmp)
+            if done.returncode != 0:
+                sys.exit(f"the ClinicaDL worker failed:\n{done.stderr[-4000:]}")
+            their_runs.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        ours_result = ours_loading(paths, args)
+    theirs = their_runs[0]
+    ours_rates = [args.subjects / s for s in ours_seconds]
+    their_rates = [run["subjects_per_s"] for run in their_runs]
+    ours_result.update(build_subjects_per_s_by_round=ours_rates, subjects_per_s=statistics.median(ours_rates))
+    theirs.update(build_subjects_per_s_by_round=their_rates, subjects_per_s=statistics.median(their_rates))
     best_theirs = max(theirs["loading_slices_per_s_by_workers"].values())
     result = {"ours": ours_result, "clinicadl": theirs,
               "build_speedup": ours_result["subjects_per_s"] / theirs["subjects_per_s"],
+              "build_speedup_by_round": [o / t for o, t in zip(ours_rates, their_rates)],
               "loading_speedup": ours_result["loading_slices_per_s"] / best_theirs,
               "disk_ratio": theirs["bytes_per_subject"] / ours_result["bytes_per_subject"]}
     print(f"subjects: {ours_result['subjects']}, slices: ours {ours_result['slices_total']}, ClinicaDL {theirs['slices_total']}")
     print(f"same work: mean |ClinicaDL - ours| over sampled slices = {theirs['mean_abs_difference_to_ours']:.4f} (intensities 0..1)")
     print(f"build:   ours {ours_result['subjects_per_s']:.3f} subjects/s, ClinicaDL {theirs['subjects_per_s']:.3f} subjects/s "
-          f"(dataset construction {theirs['construct_seconds']:.1f} s + to_tensors {theirs['to_tensors_seconds']:.1f} s) "
-          f"-> {result['build_speedup']:.1f}x")
+          f"(medians of {args.repeats} alternating rounds) -> {result['build_speedup']:.1f}x; by round: "
+          + ", ".join(f"{o:.2f} / {t:.2f} = {o / t:.1f}x" for o, t in zip(ours_rates, their_rates)))
     print(f"disk:    ours {ours_result['bytes_per_subject'] / 2**20:.1f} MiB/subject, ClinicaDL "
           f"{theirs['bytes_per_subject'] / 2**20:.1f} MiB/subject -> {result['disk_ratio']:.1f}x smaller")
     print(f"loading: ours {ours_result['loading_slices_per_s']:,.0f} slices/s, ClinicaDL "
@@ -235,7 +258,6 @@ def main() -> None:
           + f" -> {result['loading_speedup']:.1f}x")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
-
 
 if __name__ == "__main__":
     main()
