@@ -69,8 +69,8 @@ class InflatingNifti:
     and its array fills as ``inflate()`` runs, in file order (voxel axis 0 fastest, axis 2 slowest).
 
     Unscaled gzipped data are inflated straight into the image's array, one chunk at a time. Anything else
-    (plain ``.nii``, scaled data, more than three dimensions with data beyond the first volume) is read
-    whole with ``load_nifti`` on the first step of ``inflate()``, which then reports every plane at once.
+    (plain ``.nii``, scaled data, more than three dimensions with data beyond the first volume) is read by
+    ``load_nifti`` when the object is made, and ``inflate()`` then reports every plane at once.
     """
 
     def __init__(self, path: str | Path, chunk_bytes: int | None = None):
