@@ -7,7 +7,7 @@ functions take the section they need (or plain values), never the whole configur
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -98,6 +98,28 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class BaselineConfig:
+    """The 3D ResNet-18 baseline (``model.baseline_resnet3d``), trained from scratch on whole volumes.
+
+    Its own hyper-parameters: a from-scratch 3D CNN wants other settings than a fine-tuned ViT, and a
+    batch holds whole volumes. A ``None`` hyper-parameter takes its value from ``training``.
+    """
+
+    voxel_size_mm: float = 2.0
+    batch_size: int = 4
+    lr: float | None = None
+    weight_decay: float | None = None
+    epochs: int | None = None
+    warmup_epochs: int | None = None
+    patience: int | None = None
+
+    def training(self, shared: TrainingConfig) -> TrainingConfig:
+        """``shared`` with this section's hyper-parameters in place of its own."""
+        own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "voxel_size_mm"}
+        return replace(shared, **{name: value for name, value in own.items() if value is not None})
+
+
+@dataclass(frozen=True)
 class EvaluationConfig:
     aggregation: str = "mean"
 
@@ -127,6 +149,7 @@ class Config:
     splits: SplitConfig = field(default_factory=SplitConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    baseline: BaselineConfig = field(default_factory=BaselineConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
 
@@ -179,6 +202,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         splits=_section(SplitConfig, raw.pop("splits", None)),
         model=_section(ModelConfig, raw.pop("model", None)),
         training=_section(TrainingConfig, raw.pop("training", None)),
+        baseline=_section(BaselineConfig, raw.pop("baseline", None)),
         evaluation=_section(EvaluationConfig, raw.pop("evaluation", None)),
         explain=_section(ExplainConfig, raw.pop("explain", None)),
         **raw,

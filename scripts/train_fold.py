@@ -27,5 +27,6 @@ train_fold(
     pretrained=p.pretrained,
     aggregation=p.aggregation,
     slice_size=p.slice_size,
+    voxel_size_mm=p.voxel_size_mm,
     threads=snakemake.threads,
 )

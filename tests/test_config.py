@@ -34,11 +34,28 @@ def test_schema_fills_defaults_for_missing_sections(tmp_path):
     assert cfg.slices.size == 224
 
 
+def test_the_baseline_takes_its_own_hyper_parameters_and_the_shared_ones_where_null(tmp_path):
+    tasks = [{"name": "mig", "classes": ["HC", "migraine"]}]
+    shared = {"epochs": 12, "batch_size": 32, "lr": 5e-4, "patience": 6, "seed": 3}
+    cfg = config.load(_write(tmp_path, {"tasks": tasks, "training": shared}))
+    assert cfg.baseline.voxel_size_mm == 2.0
+    assert cfg.baseline.training(cfg.training) == config.TrainingConfig(**{**shared, "batch_size": 4})
+    own = {"lr": 1e-3, "epochs": 40, "batch_size": 2, "voxel_size_mm": 3.0}
+    cfg = config.load(_write(tmp_path, {"tasks": tasks, "training": shared, "baseline": own}))
+    baseline = cfg.baseline.training(cfg.training)
+    assert (baseline.lr, baseline.epochs, baseline.batch_size) == (1e-3, 40, 2)
+    assert (baseline.patience, baseline.seed, baseline.weight_decay) == (6, 3, cfg.training.weight_decay)
+    assert cfg.training.lr == 5e-4 and cfg.training.batch_size == 32  # the ViT's settings are untouched
+    assert cfg.baseline.voxel_size_mm == 3.0
+
+
 @pytest.mark.parametrize(
     "bad",
     [
         {"preprocessing": {"brain_extraction": "robex"}},
         {"splits": {"folds": 1}},
+        {"baseline": {"lr": 0}},
+        {"baseline": {"learning_rate": 1e-3}},
         {"unknown_key": 1},
         {"tasks": [{"name": "Bad Name", "classes": ["HC", "migraine"]}]},
     ],

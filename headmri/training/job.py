@@ -52,8 +52,6 @@ OUTPUTS = ("model.pt", "history.tsv", "predictions_slices.tsv", "predictions_sub
 RESUME_FILE = "checkpoint_last.pt"
 BEST_FILE = "checkpoint_best.pt"
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds"]
-# The 3D baseline: 1 mm volumes are too big for a CPU or a modest GPU; 2 mm keeps the anatomy.
-VOLUME_BATCH_SIZE = 4
 
 
 @dataclass(frozen=True)
@@ -214,7 +212,7 @@ class _Data:
             from headmri.training.volumes import VolumeBatchLoader
 
             return VolumeBatchLoader(
-                paths, labels, min(VOLUME_BATCH_SIZE, self.training.batch_size), shuffle=train, seed=seed,
+                paths, labels, self.training.batch_size, shuffle=train, seed=seed,
                 voxel_size_mm=self.voxel_size_mm, subjects=list(rows["participant_id"]), device=self.device,
                 with_slice_index=not train, cache=self.cache,
             )

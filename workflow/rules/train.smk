@@ -50,7 +50,8 @@ rule train_fold:
         encoder=lambda wildcards: ENCODER_OF_MODEL[wildcards.model],
         checkpoint=lambda wildcards: None if is_baseline(wildcards.model) else CFG.model.checkpoint,
         pretrained=lambda wildcards: False if is_baseline(wildcards.model) else CFG.model.pretrained,
-        training=asdict(CFG.training),
+        training=lambda wildcards: asdict(CFG.baseline.training(CFG.training) if is_baseline(wildcards.model) else CFG.training),
+        voxel_size_mm=CFG.baseline.voxel_size_mm,
         aggregation=CFG.evaluation.aggregation,
         slice_size=CFG.slices.size,
     log:
