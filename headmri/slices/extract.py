@@ -199,6 +199,8 @@ def extract_slices(
             geometry = SliceGeometry.create(axis=axis, size=size, source_shape=brain.shape,
                                             source_affine=brain_img.affine, kept_indices=kept.tolist(),
                                             dropped_indices=dropped.tolist())
+            # Normalising the padded planes later gives the values of normalising the volume first: the
+            # padding stays zero because the padded mask is False there.
             planes = np.zeros((kept.size, geometry.padded, geometry.padded), dtype=np.float32)
         finite, values, band_start = True, [], 0
         canonical_band = _canonical_bands(brain_file.image.affine, brain_file.n_planes)
