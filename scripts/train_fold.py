@@ -27,6 +27,6 @@ train_fold(
     pretrained=p.pretrained,
     aggregation=p.aggregation,
     slice_size=p.slice_size,
-    voxel_size_mm=p.voxel_size_mm,
+    **({"voxel_size_mm": p.voxel_size_mm} if p.voxel_size_mm is not None else {}),
     threads=snakemake.threads,
 )

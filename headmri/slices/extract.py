@@ -38,8 +38,6 @@ def _reading(path: str | Path, subject: str | None, what: str) -> Iterator[None]
         yield
     except FileNotFoundError as exc:
         raise InputError(f"the {what} image does not exist", subject=subject, path=path) from exc
-    except InputError:
-        raise
     except Exception as exc:  # nibabel and the decompressor raise several types for a damaged file
         raise InputError(f"the {what} image cannot be read as NIfTI ({exc})", subject=subject, path=path) from exc
 

@@ -51,7 +51,8 @@ rule train_fold:
         checkpoint=lambda wildcards: None if is_baseline(wildcards.model) else CFG.model.checkpoint,
         pretrained=lambda wildcards: False if is_baseline(wildcards.model) else CFG.model.pretrained,
         training=lambda wildcards: asdict(CFG.baseline.training(CFG.training) if is_baseline(wildcards.model) else CFG.training),
-        voxel_size_mm=CFG.baseline.voxel_size_mm,
+        # only the baseline's jobs see (and so rerun on) the baseline section
+        voxel_size_mm=lambda wildcards: CFG.baseline.voxel_size_mm if is_baseline(wildcards.model) else None,
         aggregation=CFG.evaluation.aggregation,
         slice_size=CFG.slices.size,
     log:
