@@ -85,6 +85,25 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class LearnedCheckConfig:
+    """When a fold counts as learned (``headmri.evaluation.learned``, docs/training.md).
+
+    ``max_loss_fraction_of_chance``: the selected epoch's training loss must be below this fraction of
+    chance, ln(C) for C balanced classes. A fold at chance sits at 0.99-1.0 of it; 0.9 (0.62 for two
+    classes) is far enough below that the epoch-to-epoch noise of a chance model does not pass, and
+    lenient enough for a model that learnt slowly. ``min_probability_spread``: the validation and test
+    subjects' disease-class probabilities must differ by at least this much (max - min). Untrained folds
+    differ by 1e-5 to 1e-3, a learned one by tenths; 0.01 lies ten times above the untrained ones.
+    """
+
+    max_loss_fraction_of_chance: float = 0.9
+    min_probability_spread: float = 0.01
+
+
+SELECTION_RULES = ("loss", "auc")
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     epochs: int = 30
     batch_size: int = 64
@@ -95,6 +114,22 @@ class TrainingConfig:
     grad_clip: float | None = 1.0
     seed: int = 0
     max_slices_per_subject: int | None = None
+    # checkpoint selection on the validation subjects (docs/training.md, "Selection"):
+    # loss = lowest subject-level cross-entropy, AUC breaks ties; auc = highest AUC (the paper's way),
+    # loss breaks ties, and an AUC from probabilities that differ by less than auc_min_spread counts as none
+    selection: str = "loss"
+    min_epochs: int = 1  # no epoch before this one can be selected
+    auc_min_spread: float = 0.01
+    learned_check: LearnedCheckConfig = field(default_factory=LearnedCheckConfig)
+
+    def __post_init__(self) -> None:
+        # a plain mapping (the validated config, or asdict() passed through Snakemake params) -> the dataclass
+        if isinstance(self.learned_check, Mapping):
+            object.__setattr__(self, "learned_check", _section(LearnedCheckConfig, self.learned_check))
+        if self.selection not in SELECTION_RULES:
+            raise ConfigError(f"training.selection must be one of {list(SELECTION_RULES)}, got {self.selection!r}")
+        if not 1 <= self.min_epochs <= self.epochs:
+            raise ConfigError(f"training.min_epochs ({self.min_epochs}) must lie between 1 and epochs ({self.epochs})")
 
 
 @dataclass(frozen=True)
@@ -132,6 +167,8 @@ class ExplainConfig:
     patients: str = "test"
     top_k: int = 10
     save_nifti: bool = False
+    # leave the folds whose model did not learn (training.learned_check) out of the rankings
+    exclude_unlearned: bool = True
 
 
 @dataclass(frozen=True)
@@ -218,6 +255,11 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         unknown = [g for g in cfg.demo.group_sizes if g not in cfg.groups]
         if unknown:
             raise ConfigError(f"demo.group_sizes names groups {unknown} that are not in groups {list(cfg.groups)}")
+    if cfg.model.baseline_resnet3d:
+        try:  # the baseline's own epochs must leave room for training.min_epochs
+            cfg.baseline.training(cfg.training)
+        except ConfigError as error:
+            raise ConfigError(f"with the baseline's settings (baseline section): {error}") from error
     if cfg.preprocessing.parcellation == "freesurfer" and not cfg.preprocessing.freesurfer.license:
         raise ConfigError("the freesurfer parcellation backend needs preprocessing.freesurfer.license (license.txt path)")
     return cfg

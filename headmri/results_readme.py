@@ -58,10 +58,10 @@ def results_readme(
         "|---|---|",
         "| `splits/task-T.tsv` | subject-level splits: one row per subject and fold, `split` = train / val / test |",
         "| `train/task-T/model-M/fold-K/model.pt` | the trained model (weights and metadata: encoder, classes, input size, normalisation) |",
-        "| `train/task-T/model-M/fold-K/history.tsv` | per-epoch training loss, validation loss and AUC |",
+        "| `train/task-T/model-M/fold-K/history.tsv` | per-epoch training loss, validation loss, AUC and probability spread; the selected epoch |",
         "| `train/task-T/model-M/fold-K/predictions_slices.tsv`, `predictions_subjects.tsv` | class probabilities per slice, and per subject (slices aggregated) |",
-        "| `train/task-T/model-M/fold-K/metrics.tsv` | subject-level metrics of the fold's validation and test subjects |",
-        "| `tables/metrics.tsv`, `tables/metrics_summary.md`, `figures/metrics.png` | metrics of every task, model and fold; mean +- sd over folds (Table 3 layout) |",
+        "| `train/task-T/model-M/fold-K/metrics.tsv` | subject-level metrics of the fold's validation and test subjects, and whether its model learned (`learned`, `learned_reason`, `selected_epoch`, `selected_train_loss`, `chance_loss`, `prob_spread`) |",
+        "| `tables/metrics.tsv`, `tables/metrics_summary.md`, `figures/metrics.png` | metrics of every task, model and fold; mean +- sd over the folds that learned (Table 3 layout), with the folds that did not listed |",
         "",
         "## Explanations and regional rankings",
         "",
@@ -79,7 +79,7 @@ def results_readme(
     if save_nifti:
         lines.append(f"| `explain/task-T/model-M/fold-K/maps/sub-X_space-{SPACE}_desc-{method}_map.nii.gz` | each explained patient's 3D map |")
     lines += [
-        f"| `tables/task-T_regions.tsv` | the ranking for the main model (`{main}`): `target, rank, region, label, hemisphere, tissue, structure, mean, sd` (over folds), `folds_in_top_k` (folds in which the region is in that fold's top {top_k}), `n_folds, n_patients` |",
+        f"| `tables/task-T_regions.tsv` | the ranking for the main model (`{main}`): `target, rank, region, label, hemisphere, tissue, structure, mean, sd` (over folds), `folds_in_top_k` (folds in which the region is in that fold's top {top_k}), `n_folds` (folds ranked over: those that learned, by default), `n_learned` (0: no fold learned, no evidence), `n_patients` |",
     ]
     if baselines:
         lines.append(f"| `tables/task-T_model-M_regions.tsv` | the same ranking for the baseline model(s) ({', '.join(f'`{m}`' for m in baselines)}) |")

@@ -1,9 +1,20 @@
-"""Snakemake adapter: every fold's regions.tsv of one task and model -> the ranked table (headmri.explain.merge)."""
+"""Snakemake adapter: every fold's regions.tsv (and its training metrics.tsv, for the learned flag) of one
+task and model -> the ranked table (headmri.explain.merge)."""
 
 import logging
 
 from headmri.explain.merge import write_ranking
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-ranking = write_ranking(dict(zip(snakemake.params.folds, snakemake.input.regions)), snakemake.params.top_k, snakemake.output.ranking)
-logging.getLogger("rank_regions").info("%d regions ranked over folds %s", len(ranking), snakemake.params.folds)
+folds = snakemake.params.folds
+ranking = write_ranking(
+    dict(zip(folds, snakemake.input.regions)),
+    snakemake.params.top_k,
+    snakemake.output.ranking,
+    metrics_paths=dict(zip(folds, snakemake.input.metrics)),
+    exclude_unlearned=snakemake.params.exclude_unlearned,
+)
+logging.getLogger("rank_regions").info(
+    "%d regions ranked over %d of folds %s (%d of them learned)", len(ranking),
+    int(ranking["n_folds"].max()) if len(ranking) else 0, folds, int(ranking["n_learned"].max()) if len(ranking) else 0,
+)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from headmri.errors import InputError
-from headmri.explain.merge import RANKING_COLUMNS, merge_folds, planted_recall, rank_regions
+from headmri.explain.merge import RANKING_COLUMNS, merge_folds, planted_recall, rank_regions, write_ranking
 
 # LUT codes: ctx-lh-postcentral, ctx-rh-postcentral, Left-Hippocampus
 LH, RH, HIPPO = 1022, 2022, 17
@@ -44,9 +44,50 @@ def test_merge_averages_patients_within_folds_then_folds():
     assert by_region.loc["ctx-rh-postcentral", "folds_in_top_k"] == 1
     assert by_region.loc["Left-Hippocampus", "folds_in_top_k"] == 0
     assert set(ranked["n_folds"]) == {2} and set(ranked["n_patients"]) == {3}
+    assert set(ranked["n_learned"]) == {2}  # no flags given: every fold counts as learned
     assert by_region.loc["Left-Hippocampus", "hemisphere"] == "L" and by_region.loc["Left-Hippocampus", "tissue"] == "subcortical"
     assert by_region.loc["ctx-rh-postcentral", "structure"] == "postcentral"
     assert by_region.loc["ctx-rh-postcentral", "tissue"] == "ctx"
+
+
+# fold 3 is a chance fold: its maps have the largest values, all on the hippocampus
+CHANCE_FOLD = {"sub-d": {LH: 0.0, RH: 0.0, HIPPO: 50.0}, "sub-e": {LH: 0.0, RH: 1.0, HIPPO: 40.0}}
+
+
+def _write_fold_files(tmp_path, learned: dict[int, bool]):
+    regions, metrics = {}, {}
+    for fold, values in ((1, FOLD1), (2, FOLD2), (3, CHANCE_FOLD)):
+        regions[fold] = tmp_path / f"fold-{fold}_regions.tsv"
+        _fold(values).to_csv(regions[fold], sep="\t", index=False)
+        metrics[fold] = tmp_path / f"fold-{fold}_metrics.tsv"
+        pd.DataFrame({"split": ["test", "val"], "auc": [0.5, 1.0], "learned": learned[fold]}).to_csv(
+            metrics[fold], sep="\t", index=False)
+    return regions, metrics
+
+
+def test_a_fold_that_did_not_learn_is_left_out_of_the_ranking_and_named(tmp_path, caplog):
+    regions, metrics = _write_fold_files(tmp_path, {1: True, 2: True, 3: False})
+    with caplog.at_level("WARNING", logger="headmri.explain.merge"):
+        ranked = rank_regions(regions, top_k=1, metrics_paths=metrics)
+    by_region = ranked.set_index("region")
+    assert list(ranked["region"])[0] == "ctx-lh-postcentral"  # the chance fold's hippocampus does not lead
+    assert by_region.loc["Left-Hippocampus", "mean"] == pytest.approx(2.0)  # folds 1 and 2 only
+    assert set(ranked["n_folds"]) == {2} and set(ranked["n_learned"]) == {2} and set(ranked["n_patients"]) == {3}
+    assert any("fold(s) [3] did not learn and are left out" in r.getMessage() for r in caplog.records)
+    # configurable: kept in, the chance fold's values steer the ranking (what exclusion prevents)
+    kept = rank_regions(regions, top_k=1, metrics_paths=metrics, exclude_unlearned=False)
+    assert list(kept["region"])[0] == "Left-Hippocampus"
+    assert set(kept["n_folds"]) == {3} and set(kept["n_learned"]) == {2}
+
+
+def test_when_no_fold_learned_the_ranking_is_still_written_and_flagged(tmp_path, caplog):
+    regions, metrics = _write_fold_files(tmp_path, {1: False, 2: False, 3: False})
+    with caplog.at_level("ERROR", logger="headmri.explain.merge"):
+        ranked = write_ranking(regions, 1, tmp_path / "ranking.tsv", metrics)
+    written = pd.read_csv(tmp_path / "ranking.tsv", sep="\t")
+    assert len(written) == 3 and set(written["n_learned"]) == {0} and set(written["n_folds"]) == {3}
+    assert set(ranked["n_learned"]) == {0}
+    assert any("no fold learned" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
 
 
 def test_missing_values_of_one_patient_are_skipped_not_zeroed():

@@ -119,8 +119,50 @@ def test_metrics_table_merges_folds_into_mean_and_sd(tmp_path):
     part = merged[(merged.task == "apth") & (merged.split == "test")]
     row = summary[(summary.task == "apth") & (summary.split == "test")].iloc[0]
     assert row.accuracy_mean == pytest.approx(part.accuracy.mean())
-    assert row.accuracy_sd == pytest.approx(part.accuracy.std(ddof=1)) and row.folds == 3
+    assert row.accuracy_sd == pytest.approx(part.accuracy.std(ddof=1)) and row.n_folds == 3 and row.n_learned == 3
     text = out_md.read_text()
-    assert "| apth | vittiny | 3 | " + f"{100 * part.accuracy.mean():.2f} ± {100 * part.accuracy.std():.2f}%" in text
+    assert "| apth | vittiny | 3 / 3 | " + f"{100 * part.accuracy.mean():.2f} ± {100 * part.accuracy.std():.2f}%" in text
     assert text.index("## test") < text.index("## val")
+    assert "None: every fold's model learned" in text  # files without a learned column count as learned
     assert out_png.read_bytes()[:4] == b"\x89PNG"
+
+
+def _fold_files(tmp_path, learned: dict[int, bool], accuracy: dict[int, float]) -> list:
+    files = []
+    for fold, flag in learned.items():
+        rows = pd.DataFrame({"task": "ppth", "model": "vittiny", "fold": fold, "split": ["test", "val"],
+                             "accuracy": accuracy[fold], "precision": 0.5, "specificity": 0.5, "sensitivity": 0.5,
+                             "auc": accuracy[fold], "f1": 0.5, "balanced_accuracy": 0.5, "learned": flag,
+                             "learned_reason": "fine" if flag else "the training loss never went below 0.6238"})
+        path = tmp_path / f"fold-{fold}_metrics.tsv"
+        rows.to_csv(path, sep="\t", index=False)
+        files.append(path)
+    return files
+
+
+def test_summary_means_are_over_the_folds_that_learned_and_say_how_many(tmp_path, caplog):
+    files = _fold_files(tmp_path, {1: True, 2: False, 3: True}, {1: 1.0, 2: 0.0, 3: 0.5})
+    out = tmp_path / "out"
+    with caplog.at_level("WARNING"):
+        summary = metrics_table(files, out / "metrics.tsv", out / "summary.md", out / "metrics.png")
+    merged = pd.read_csv(out / "metrics.tsv", sep="\t")
+    assert len(merged) == 6 and merged["learned"].tolist().count(False) == 2  # the unlearned fold's rows stay
+    assert {"learned_reason"} <= set(merged.columns)
+    test = summary[summary.split == "test"].iloc[0]
+    assert test.accuracy_mean == pytest.approx(0.75)  # (1.0 + 0.5) / 2, not (1.0 + 0.0 + 0.5) / 3
+    assert test.accuracy_sd == pytest.approx(pd.Series([1.0, 0.5]).std())
+    assert (test.n_folds, test.n_learned) == (3, 2)
+    text = (out / "summary.md").read_text()
+    assert "| ppth | vittiny | 2 / 3 ⚠ | 75.00 ± 35.36%" in text
+    assert "**Warning**: 1 fold(s) did not learn" in text
+    assert "| ppth | vittiny | 2 | the training loss never went below 0.6238 |" in text
+    assert any("fold 2 did not learn" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+
+def test_a_task_with_no_fold_that_learned_has_no_mean(tmp_path):
+    files = _fold_files(tmp_path, {1: False, 2: False}, {1: 1.0, 2: 0.0})
+    out = tmp_path / "out"
+    summary = metrics_table(files, out / "metrics.tsv", out / "summary.md", out / "metrics.png")
+    test = summary[summary.split == "test"].iloc[0]
+    assert (test.n_folds, test.n_learned) == (2, 0) and pd.isna(test.accuracy_mean)
+    assert "| ppth | vittiny | 0 / 2 ⚠ | n/a |" in (out / "summary.md").read_text()

@@ -95,7 +95,8 @@ def test_training_learns_the_toy_task_and_writes_every_output(cohort, reference)
     assert all((out / name).is_file() for name in OUTPUTS)
     assert not (out / RESUME_FILE).exists()  # resume files are gone once the outputs exist
     history = pd.read_csv(out / "history.tsv", sep="\t")
-    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds", "selected"]
+    assert list(history.columns) == ["epoch", "train_loss", "val_loss", "val_auc", "val_prob_spread", "lr", "seconds",
+                                     "selected"]
     assert history["train_loss"].iloc[-1] < 0.5 * history["train_loss"].iloc[0]
     assert history["val_loss"].iloc[-1] < history["val_loss"].iloc[0]
     assert history["selected"].sum() == 1
@@ -106,6 +107,10 @@ def test_training_learns_the_toy_task_and_writes_every_output(cohort, reference)
                    "f1", "balanced_accuracy", "tp", "fp", "tn", "fn"]:
         assert column in table.columns
     assert sorted(table["split"]) == ["test", "val"]
+    # the learned-or-not verdict rides on every row
+    assert table["learned"].tolist() == [True, True]
+    assert (table["selected_epoch"] == history.loc[history["selected"], "epoch"].iloc[0]).all()
+    assert (table["selected_train_loss"] < 0.9 * table["chance_loss"]).all() and (table["prob_spread"] > 0.5).all()
 
     # Slice predictions: every slice of every val/test subject, and model.pt reproduces them.
     per_slice = pd.read_csv(out / "predictions_slices.tsv", sep="\t")
@@ -206,6 +211,19 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(cohort, reference, 
     pd.testing.assert_frame_equal(history_without_time(tmp_path), history_without_time(out))
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "predictions_slices.tsv", sep="\t"),
                                   pd.read_csv(out / "predictions_slices.tsv", sep="\t"))
+
+
+def test_a_fold_that_does_not_learn_is_flagged_in_its_metrics_and_log(cohort, tmp_path, caplog):
+    root, split_tsv = cohort
+    frozen = TrainingConfig(**{**asdict(TRAINING), "epochs": 2, "lr": 1e-9})  # the weights barely move
+    with caplog.at_level("INFO", logger="headmri.training.job"):
+        run_job(split_tsv, root, tmp_path, training=frozen)
+    table = pd.read_csv(tmp_path / "metrics.tsv", sep="\t")
+    assert table["learned"].tolist() == [False, False]
+    assert table["chance_loss"].iloc[0] == pytest.approx(np.log(2))
+    assert "never went below" in table["learned_reason"].iloc[0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("fold 1 DID NOT LEARN" in message for message in warnings)
 
 
 def test_multiclass_task_uses_the_same_path(tmp_path):

@@ -1,4 +1,11 @@
-"""Per-fold metrics merged into one table, the mean +- sd summary (the structural paper's Table 3), a figure."""
+"""Per-fold metrics merged into one table, the mean +- sd summary (the structural paper's Table 3), a figure.
+
+Folds whose model did not learn (``learned`` False in their metrics.tsv, headmri.evaluation.learned) stay
+in the merged table but not in the means: a chance-level fold's metrics are noise, not a score of the
+method. The summary says over how many folds each mean is (``n_learned`` of ``n_folds``) and lists the
+folds left out with the reason. A metrics file without a ``learned`` column (written before the check
+existed) counts as learned.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +17,7 @@ import pandas as pd
 
 from headmri.atomic import atomic_path, write_text, write_tsv
 from headmri.errors import InputError
+from headmri.evaluation.learned import as_bool
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +38,11 @@ def read_fold_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
         missing = [c for c in REQUIRED if c not in frame.columns]
         if missing:
             raise InputError(f"the per-fold metrics file lacks the column(s) {missing}", path=path)
+        if "learned" in frame.columns:
+            try:
+                frame["learned"] = frame["learned"].map(as_bool).astype(object)
+            except ValueError as exc:
+                raise InputError(f"the 'learned' column holds a value that is not a boolean ({exc})", path=path) from exc
         frames.append(frame)
     if not frames:
         raise InputError("no per-fold metrics files were given")
@@ -45,12 +58,34 @@ def read_fold_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
     return table.sort_values(["task", "model", "split", "fold"], key=key, ignore_index=True)
 
 
+def counts_as_learned(table: pd.DataFrame) -> pd.Series:
+    """True for the rows of folds that learned, or that predate the check (no ``learned`` value)."""
+    if "learned" not in table.columns:
+        return pd.Series(True, index=table.index)
+    return table["learned"].map(lambda v: as_bool(v) is not False).astype(bool)
+
+
+def unlearned_folds(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per task x model x fold that did not learn: ``task, model, fold, learned_reason``."""
+    columns = ["task", "model", "fold", "learned_reason"]
+    rows = table[~counts_as_learned(table)]
+    if "learned_reason" not in rows.columns:
+        rows = rows.assign(learned_reason="")
+    return rows[columns].drop_duplicates(["task", "model", "fold"]).reset_index(drop=True)
+
+
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample standard deviation (n - 1) over folds per task x model x split."""
+    """Mean and sample standard deviation (n - 1) per task x model x split over the folds that learned;
+    ``n_folds`` counts every fold, ``n_learned`` those behind the mean (NaN means when none learned)."""
+    keys = ["task", "model", "split"]
     metrics = [m for m, _ in SUMMARY_METRICS if m in table.columns]
-    grouped = table.groupby(["task", "model", "split"], sort=False)[metrics]
-    summary = grouped.mean().add_suffix("_mean").join(grouped.std(ddof=1).add_suffix("_sd"))
-    summary["folds"] = table.groupby(["task", "model", "split"], sort=False)["fold"].nunique()
+    learned = table[counts_as_learned(table)]
+    groups = table.groupby(keys, sort=False)
+    grouped = learned.groupby(keys, sort=False)[metrics]
+    summary = pd.DataFrame(index=groups.size().index)
+    summary = summary.join(grouped.mean().add_suffix("_mean")).join(grouped.std(ddof=1).add_suffix("_sd"))
+    summary["n_folds"] = groups["fold"].nunique()
+    summary["n_learned"] = learned.groupby(keys, sort=False)["fold"].nunique().reindex(summary.index).fillna(0).astype(int)
     return summary.reset_index()
 
 
@@ -60,20 +95,37 @@ def _cell(mean: float, sd: float) -> str:
     return f"{100 * mean:.2f} ± {100 * sd:.2f}%" if pd.notna(sd) else f"{100 * mean:.2f}%"
 
 
-def summary_markdown(summary: pd.DataFrame) -> str:
+def summary_markdown(summary: pd.DataFrame, unlearned: pd.DataFrame | None = None) -> str:
+    """The Table-3 layout; ``unlearned`` (``unlearned_folds``) adds the list of folds left out."""
     metrics = [(m, name) for m, name in SUMMARY_METRICS if f"{m}_mean" in summary.columns]
     lines = ["# Classification results", "",
              "Subject-level metrics (slice probabilities averaged per subject unless configured otherwise), "
-             "mean ± standard deviation (n - 1) over cross-validation folds, in the layout of Table 3 of "
-             "Rafsani et al. 2025. `test` = blind test subjects of each fold; `val` = the validation subjects "
-             "used to choose each checkpoint (optimistic by construction).", ""]
+             "mean ± standard deviation (n - 1) over the cross-validation folds whose model learned, in the "
+             "layout of Table 3 of Rafsani et al. 2025. `Folds` = folds that learned / all folds: a fold whose "
+             "training loss stayed near chance or whose subject probabilities are constant "
+             "(`training.learned_check`) is left out of the means and listed below. `test` = blind test "
+             "subjects of each fold; `val` = the validation subjects used to choose each checkpoint "
+             "(optimistic by construction).", ""]
     for split in sorted(summary["split"].unique(), key=lambda s: SPLIT_ORDER.get(s, 9)):
         part = summary[summary["split"] == split]
         lines += [f"## {split}", "", "| Task | Model | Folds | " + " | ".join(n for _, n in metrics) + " |",
                   "|" + "---|" * (3 + len(metrics))]
         for _, row in part.iterrows():
             cells = [_cell(row[f"{m}_mean"], row[f"{m}_sd"]) for m, _ in metrics]
-            lines.append(f"| {row['task']} | {row['model']} | {row['folds']} | " + " | ".join(cells) + " |")
+            folds = f"{row['n_learned']} / {row['n_folds']}" + ("" if row["n_learned"] == row["n_folds"] else " ⚠")
+            lines.append(f"| {row['task']} | {row['model']} | {folds} | " + " | ".join(cells) + " |")
+        lines.append("")
+    lines += ["## Folds that did not learn", ""]
+    if unlearned is None or unlearned.empty:
+        lines += ["None: every fold's model learned (`training.learned_check`).", ""]
+    else:
+        lines += [f"> **Warning**: {len(unlearned)} fold(s) did not learn. Their rows stay in `tables/metrics.tsv` "
+                  "(`learned` = False) but not in the means above; with `explain.exclude_unlearned` (the default) "
+                  "their maps are left out of the regional rankings too.", "",
+                  "| Task | Model | Fold | Why |", "|---|---|---|---|"]
+        for _, row in unlearned.iterrows():
+            reason = str(row["learned_reason"]).replace("|", "/") if pd.notna(row["learned_reason"]) else ""
+            lines.append(f"| {row['task']} | {row['model']} | {row['fold']} | {reason} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -97,11 +149,11 @@ def metrics_figure(summary: pd.DataFrame, out_png: str | Path) -> None:
             means = [row[f"{m}_mean"] for m, _ in metrics]
             sds = [0.0 if pd.isna(row[f"{m}_sd"]) else row[f"{m}_sd"] for m, _ in metrics]
             ax.bar(x + (i - (len(part) - 1) / 2) * width, means, width, yerr=sds, capsize=2,
-                   label=f"{row['task']} / {row['model']} (n={row['folds']})")
+                   label=f"{row['task']} / {row['model']} ({row['n_learned']} of {row['n_folds']} folds learned)")
         ax.set_xticks(x, [name for _, name in metrics], rotation=30, ha="right")
         ax.set_ylim(0, 1.05)
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
-        ax.set_title(f"{split} subjects: mean ± sd over folds")
+        ax.set_title(f"{split} subjects: mean ± sd over the folds that learned")
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.3), ncol=min(len(part), 3), frameon=False)
     axes[0][0].set_ylabel("score")
     fig.tight_layout()
@@ -116,7 +168,14 @@ def metrics_table(fold_metric_files: Iterable[str | Path], out_tsv: str | Path, 
     table = read_fold_metrics(fold_metric_files)
     write_tsv(table, out_tsv)
     summary = summarise(table)
-    write_text(summary_markdown(summary), out_md)
+    unlearned = unlearned_folds(table)
+    for _, row in unlearned.iterrows():
+        log.warning("task %s, model %s, fold %d did not learn and is left out of the means: %s", row["task"],
+                    row["model"], int(row["fold"]), row["learned_reason"])
+    if "learned" not in table.columns:
+        log.warning("the per-fold metrics have no 'learned' column (written before the check existed): every fold "
+                    "counts as learned")
+    write_text(summary_markdown(summary, unlearned), out_md)
     metrics_figure(summary, out_png)
     log.info("merged %d metric rows into %s; summary in %s", len(table), out_tsv, out_md)
     return summary

@@ -6,10 +6,17 @@ again, so every fold weighs the same whatever its number of patients. ``folds_in
 folds in which a region is among that fold's k highest, a simple stability measure.
 
 Multi-class tasks are ranked separately for each target (disease) class.
+
+Folds whose model did not learn (``learned`` False in the fold's metrics.tsv, headmri.evaluation.learned)
+are left out by default: an untrained model's maps are not evidence, and their raw values can be the
+largest of all. ``n_folds`` is then the number of folds the ranking is over and ``n_learned`` how many
+of those learned; when no fold learned, the ranking is over all of them and ``n_learned`` is 0 (a flag
+on every row, and an error-level log line), not a crash and not a silent average of chance folds.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Mapping
 
@@ -18,11 +25,14 @@ import pandas as pd
 from headmri import labels as lut_labels
 from headmri.atomic import write_tsv
 from headmri.errors import InputError
+from headmri.evaluation.learned import read_fold_learned
+
+log = logging.getLogger(__name__)
 
 REGION_COLUMNS = ("participant_id", "group", "split", "target", "label", "region", "value")
 RANKING_COLUMNS = (
     "target", "rank", "region", "label", "hemisphere", "tissue", "structure",
-    "mean", "sd", "folds_in_top_k", "n_folds", "n_patients",
+    "mean", "sd", "folds_in_top_k", "n_folds", "n_learned", "n_patients",
 )
 
 
@@ -67,12 +77,42 @@ def _check_same_regions(per_fold: Mapping[int, pd.DataFrame], sources: Mapping[i
                 )
 
 
-def merge_folds(fold_tables: Mapping[int, pd.DataFrame], top_k: int, sources: Mapping[int, str] | None = None) -> pd.DataFrame:
-    """The ranked table (columns ``RANKING_COLUMNS``) from per-fold regional tables keyed by fold number."""
+def folds_to_merge(folds, learned: Mapping[int, bool | None] | None, exclude_unlearned: bool) -> tuple[list[int], int]:
+    """The folds a ranking is over and how many of them learned (an unknown flag counts as learned).
+
+    With ``exclude_unlearned`` the folds flagged not learned are left out, unless that leaves none: then
+    all are kept, and the count of learned folds (0) flags the ranking.
+    """
+    folds = sorted(int(f) for f in folds)
+    learned = {int(f): v for f, v in (learned or {}).items()}
+    unlearned = [f for f in folds if learned.get(f) is False]
+    kept = [f for f in folds if f not in unlearned] if exclude_unlearned else folds
+    if not kept:
+        log.error("no fold learned (folds %s): the ranking is over all of them, every one at chance level, and is "
+                  "no evidence (n_learned = 0 in the table)", unlearned)
+        return folds, 0
+    if exclude_unlearned and unlearned:
+        log.warning("fold(s) %s did not learn and are left out of the ranking, which is over fold(s) %s",
+                    unlearned, kept)
+    elif unlearned:
+        log.warning("fold(s) %s did not learn but are ranked with the others (explain.exclude_unlearned is off)",
+                    unlearned)
+    return kept, sum(1 for f in kept if learned.get(f) is not False)
+
+
+def merge_folds(fold_tables: Mapping[int, pd.DataFrame], top_k: int, sources: Mapping[int, str] | None = None, *,
+                learned: Mapping[int, bool | None] | None = None, exclude_unlearned: bool = True) -> pd.DataFrame:
+    """The ranked table (columns ``RANKING_COLUMNS``) from per-fold regional tables keyed by fold number.
+
+    ``learned``: fold -> whether its model learned (None or absent: unknown, counted as learned); see
+    ``folds_to_merge`` for what ``exclude_unlearned`` leaves out.
+    """
     if not fold_tables:
         raise InputError("no fold tables to merge")
     if top_k < 1:
         raise ValueError("top_k must be at least 1")
+    kept, n_learned = folds_to_merge(fold_tables, learned, exclude_unlearned)
+    fold_tables = {int(fold): table for fold, table in fold_tables.items() if int(fold) in kept}
     per_fold = {int(fold): fold_means(table) for fold, table in fold_tables.items()}
     empty = [fold for fold, means in per_fold.items() if means.empty]
     if empty:
@@ -93,6 +133,7 @@ def merge_folds(fold_tables: Mapping[int, pd.DataFrame], top_k: int, sources: Ma
             "n_patients": grouped["n_patients"].sum(),
         }
     ).reset_index()
+    merged["n_learned"] = n_learned
 
     table = lut_labels.lut()
     codes = merged["label"].astype(int)
@@ -106,15 +147,20 @@ def merge_folds(fold_tables: Mapping[int, pd.DataFrame], top_k: int, sources: Ma
     return merged.loc[:, list(RANKING_COLUMNS)].reset_index(drop=True)
 
 
-def rank_regions(fold_paths: Mapping[int, str | Path], top_k: int) -> pd.DataFrame:
-    """Read every fold's ``regions.tsv`` and merge them (the ``rank_regions`` rule's library call)."""
+def rank_regions(fold_paths: Mapping[int, str | Path], top_k: int, metrics_paths: Mapping[int, str | Path] | None = None,
+                 exclude_unlearned: bool = True) -> pd.DataFrame:
+    """Read every fold's ``regions.tsv`` (and, when given, its training ``metrics.tsv`` for the ``learned``
+    flag) and merge them (the ``rank_regions`` rule's library call)."""
     tables = {int(fold): read_fold_table(path) for fold, path in fold_paths.items()}
-    return merge_folds(tables, top_k, sources={int(f): str(p) for f, p in fold_paths.items()})
+    learned = {int(fold): read_fold_learned(path) for fold, path in (metrics_paths or {}).items()}
+    return merge_folds(tables, top_k, sources={int(f): str(p) for f, p in fold_paths.items()}, learned=learned,
+                       exclude_unlearned=exclude_unlearned)
 
 
-def write_ranking(fold_paths: Mapping[int, str | Path], top_k: int, out_tsv: str | Path) -> pd.DataFrame:
+def write_ranking(fold_paths: Mapping[int, str | Path], top_k: int, out_tsv: str | Path,
+                  metrics_paths: Mapping[int, str | Path] | None = None, exclude_unlearned: bool = True) -> pd.DataFrame:
     """``rank_regions`` written to ``out_tsv`` (atomically); returns the table."""
-    ranking = rank_regions(fold_paths, top_k)
+    ranking = rank_regions(fold_paths, top_k, metrics_paths, exclude_unlearned)
     write_tsv(ranking, out_tsv, float_format="%.6g")
     return ranking
 

@@ -5,9 +5,13 @@ Order of events, which is what keeps the test set blind:
    only checked to exist, so a missing one fails now rather than after hours of training);
 2. each epoch trains on the oversampled training subjects and scores the validation subjects
    (slice probabilities -> subject probabilities by the configured aggregation -> AUC and loss);
-   the best epoch so far (highest validation AUC, ties broken by lower validation loss) is kept, and
-   training stops after ``patience`` epochs without improvement;
-3. only then is the best checkpoint reloaded and the test subjects read and scored.
+   the best epoch so far from ``min_epochs`` on is kept (``selection``: lowest validation loss, AUC
+   breaking ties, or highest AUC that rests on probabilities that actually differ, loss breaking
+   ties), and training stops after ``patience`` epochs without improvement;
+3. only then is the best checkpoint reloaded and the test subjects read and scored;
+4. the fold is checked for having learned at all (``headmri.evaluation.learned``: training loss
+   against chance, spread of the subject probabilities); the verdict goes into every row of its
+   ``metrics.tsv`` and a fold that did not learn gets a WARNING in the log.
 
 A resume file written atomically after every epoch (model, optimiser, scheduler, random generators,
 history, early-stopping state) lets a killed job continue from its last complete epoch; it is only
@@ -37,6 +41,7 @@ from headmri.atomic import write_tsv
 from headmri.config import TrainingConfig
 from headmri.errors import ConfigError, InputError
 from headmri.evaluation import aggregate_subjects, evaluate_fold, fold_metrics
+from headmri.evaluation.learned import check_learned, probability_spread
 from headmri.models import build_classifier, encoder_input_size, is_volume_encoder
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
 from headmri.splits import check_leakage, fold_table, read_split
@@ -51,7 +56,7 @@ log = logging.getLogger(__name__)
 OUTPUTS = ("model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv")
 RESUME_FILE = "checkpoint_last.pt"
 BEST_FILE = "checkpoint_best.pt"
-HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "lr", "seconds"]
+HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_prob_spread", "lr", "seconds"]
 
 
 @dataclass(frozen=True)
@@ -141,20 +146,39 @@ def check_input_shapes(files: Mapping[str, Path], *, volume: bool, input_size: i
 
 @dataclass
 class EarlyStopping:
-    """Best epoch so far by (validation AUC, -validation loss); a NaN AUC ranks below any number."""
+    """The best epoch so far on the validation subjects, and when to stop (docs/training.md, "Selection").
+
+    ``rule`` ``"loss"``: the lowest subject-level cross-entropy, a higher AUC breaking ties; ``"auc"``: the
+    highest AUC, a lower loss breaking ties. Either way an AUC only counts when the validation
+    probabilities of the disease class(es) differ by at least ``auc_min_spread`` (with one validation
+    subject per class an untrained model reaches AUC 1.0 on a 1e-5 difference); an AUC that does not
+    count, or a NaN one, ranks below every number, as does a NaN loss. Epochs before ``min_epochs`` are
+    never selected and do not count towards ``patience``.
+    """
 
     patience: int
+    rule: str = "loss"
+    min_epochs: int = 1
+    auc_min_spread: float = 0.0
     best_key: tuple[float, float] | None = None
     best_epoch: int = 0
     since_best: int = 0
 
-    @staticmethod
-    def key(val_auc: float, val_loss: float) -> tuple[float, float]:
-        return (-math.inf if math.isnan(val_auc) else val_auc, -val_loss)
+    def counted_auc(self, val_auc: float, val_spread: float) -> float:
+        """``val_auc``, or NaN when the probabilities it rests on do not differ enough."""
+        return val_auc if val_spread >= self.auc_min_spread else math.nan  # a NaN spread fails too
 
-    def update(self, epoch: int, val_auc: float, val_loss: float) -> bool:
+    def key(self, val_auc: float, val_loss: float, val_spread: float) -> tuple[float, float]:
+        auc = self.counted_auc(val_auc, val_spread)
+        auc_key = -math.inf if math.isnan(auc) else auc
+        loss_key = -math.inf if math.isnan(val_loss) else -val_loss
+        return (loss_key, auc_key) if self.rule == "loss" else (auc_key, loss_key)
+
+    def update(self, epoch: int, val_auc: float, val_loss: float, val_spread: float) -> bool:
         """Record an epoch; True when it is the new best."""
-        key = self.key(val_auc, val_loss)
+        if epoch < self.min_epochs:
+            return False
+        key = self.key(val_auc, val_loss, val_spread)
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch, self.since_best = key, epoch, 0
             return True
@@ -163,7 +187,21 @@ class EarlyStopping:
 
     @property
     def should_stop(self) -> bool:
-        return self.since_best >= self.patience
+        return self.best_key is not None and self.since_best >= self.patience
+
+    def state(self) -> dict:
+        """What the resume file keeps (the rule and its settings come from the fingerprinted config)."""
+        return {"best_key": None if self.best_key is None else list(self.best_key), "best_epoch": self.best_epoch,
+                "since_best": self.since_best}
+
+    @classmethod
+    def for_training(cls, training: TrainingConfig, state: Mapping | None = None) -> "EarlyStopping":
+        stopping = cls(training.patience, training.selection, training.min_epochs, training.auc_min_spread)
+        if state is not None:
+            key = state["best_key"]
+            stopping.best_key = None if key is None else tuple(key)
+            stopping.best_epoch, stopping.since_best = int(state["best_epoch"]), int(state["since_best"])
+        return stopping
 
 
 @dataclass
@@ -237,19 +275,21 @@ def _fingerprint(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _restore(out_dir: Path, fingerprint: str, model, optimizer, scheduler, patience: int) -> Progress:
+def _restore(out_dir: Path, fingerprint: str, model, optimizer, scheduler, training: TrainingConfig) -> Progress:
+    fresh = Progress(stopping=EarlyStopping.for_training(training))
     state = load_resume(out_dir / RESUME_FILE)
-    if state is None or not (out_dir / BEST_FILE).is_file():
-        return Progress(stopping=EarlyStopping(patience))
+    if state is None:
+        return fresh
     if state.get("fingerprint") != fingerprint:
         log.warning("%s was written for other inputs or settings; starting afresh", out_dir / RESUME_FILE)
-        return Progress(stopping=EarlyStopping(patience))
+        return fresh
+    if state["stopping"]["best_epoch"] and not (out_dir / BEST_FILE).is_file():
+        return fresh  # the best checkpoint it refers to is gone
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
-    stopping = EarlyStopping(patience, tuple(state["stopping"]["best_key"]), state["stopping"]["best_epoch"],
-                             state["stopping"]["since_best"])
+    stopping = EarlyStopping.for_training(training, state["stopping"])
     log.info("resuming from %s after epoch %d (best so far: epoch %d)", out_dir / RESUME_FILE, state["epoch"], stopping.best_epoch)
     return Progress(epoch=state["epoch"], history=list(state["history"]), stopping=stopping, finished=state["finished"])
 
@@ -261,7 +301,7 @@ def _save_progress(out_dir: Path, fingerprint: str, progress: Progress, model, o
         "epoch": progress.epoch,
         "history": progress.history,
         "finished": progress.finished,
-        "stopping": {"best_key": list(stopping.best_key), "best_epoch": stopping.best_epoch, "since_best": stopping.since_best},
+        "stopping": stopping.state(),
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
@@ -336,7 +376,7 @@ def train_fold(
             train=subjects.train[["participant_id", "class_index"]].values.tolist(),
             val=subjects.val["participant_id"].tolist(), steps_per_epoch=steps_per_epoch,
         )
-        state = _restore(out_dir, fingerprint, model, optimizer, scheduler, training.patience)
+        state = _restore(out_dir, fingerprint, model, optimizer, scheduler, training)
 
         while not state.finished:
             epoch = state.epoch + 1
@@ -351,25 +391,28 @@ def train_fold(
             )
             val_loss = subject_loss(val_subjects, classes)
             val_auc = float(fold_metrics(val_subjects, classes, task=task, model=model_name, fold=fold)["auc"].iloc[0])
-            best = state.stopping.update(epoch, val_auc, val_loss)
+            val_spread = probability_spread(val_subjects, classes)
+            best = state.stopping.update(epoch, val_auc, val_loss, val_spread)
             if best:
                 save_torch({"epoch": epoch, "model": model.state_dict()}, out_dir / BEST_FILE)
             seconds = time.perf_counter() - started
             state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": val_auc,
-                                  "lr": scheduler.get_last_lr()[0], "seconds": round(seconds, 3)})
+                                  "val_prob_spread": val_spread, "lr": scheduler.get_last_lr()[0],
+                                  "seconds": round(seconds, 3)})
             state.epoch = epoch
             state.finished = epoch >= training.epochs or state.stopping.should_stop
             _save_progress(out_dir, fingerprint, state, model, optimizer, scheduler)
-            log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.3f, lr %.2e, %.1f s%s", epoch,
-                     training.epochs, train_loss, val_loss, val_auc, scheduler.get_last_lr()[0], seconds,
-                     " (best)" if best else "")
+            log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.3f (probabilities differ by %.2g), "
+                     "lr %.2e, %.1f s%s", epoch, training.epochs, train_loss, val_loss, val_auc, val_spread,
+                     scheduler.get_last_lr()[0], seconds, " (best)" if best else "")
         if state.stopping.should_stop and state.epoch < training.epochs:
             log.info("early stop after epoch %d: no validation improvement for %d epochs", state.epoch, training.patience)
 
         # Training is over: only now are the test subjects read.
         best_state = torch.load(out_dir / BEST_FILE, map_location="cpu", weights_only=True)
         model.load_state_dict(best_state["model"])
-        log.info("selected epoch %d on validation subjects; scoring validation and test subjects", best_state["epoch"])
+        log.info("selected epoch %d on validation subjects (selection: %s, from epoch %d on); scoring validation "
+                 "and test subjects", best_state["epoch"], training.selection, training.min_epochs)
         frames = []
         for rows in (subjects.val, subjects.test):
             if rows.empty:
@@ -380,6 +423,16 @@ def train_fold(
         per_slice = pd.concat(frames, ignore_index=True)
         per_subject, metrics = evaluate_fold(per_slice, classes, task=task, model=model_name, fold=fold, method=aggregation)
 
+    verdict = check_learned([row["train_loss"] for row in state.history], int(best_state["epoch"]), per_subject,
+                            classes, training.learned_check)
+    for name, value in verdict.columns().items():
+        metrics[name] = value
+    if verdict.learned:
+        log.info("the model learned: %s", verdict.reason)
+    else:
+        log.warning("task %s, model %s, fold %d DID NOT LEARN: %s. Its metrics are kept in the tables but left out "
+                    "of the means, and its maps out of the rankings (explain.exclude_unlearned).",
+                    task, model_name, fold, verdict.reason)
     history = pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
     history["selected"] = history["epoch"] == best_state["epoch"]
     write_tsv(per_slice, out_dir / "predictions_slices.tsv", float_format="%.6g")

@@ -1,6 +1,8 @@
 # Ranking stage, per task: regional activations averaged over patients within each fold, then over
 # folds, ranked (headmri.explain.merge); the task's figures; results/README.md. The main encoder
 # (MODELS[0]) gives tables/task-T_regions.tsv and the figures; a baseline gets its own table.
+# Each fold's training metrics.tsv says whether its model learned; folds that did not are left out of
+# the ranking when explain.exclude_unlearned is on (the default).
 
 MAIN_MODEL = MODELS[0]
 BASELINE_MODELS = MODELS[1:]
@@ -28,6 +30,11 @@ def fold_region_tables(wildcards, model):
     return expand(f"{P['explain_dir']}/regions.tsv", task=wildcards.task, model=model, fold=FOLDS)
 
 
+def fold_metrics_files(wildcards, model):
+    # the learned flag of each fold (headmri.evaluation.learned), in the same fold order as the regions
+    return expand(f"{P['train_dir']}/metrics.tsv", task=wildcards.task, model=model, fold=FOLDS)
+
+
 def figure_output(name):
     path = f"{TASK_FIGURES}/{FIGURE_FILES[name]}"
     if name not in FIGURE_CAPTIONS:
@@ -44,6 +51,7 @@ def figure_output(name):
 rule rank_regions:
     input:
         regions=lambda wildcards: fold_region_tables(wildcards, MAIN_MODEL),
+        metrics=lambda wildcards: fold_metrics_files(wildcards, MAIN_MODEL),
     output:
         ranking=report(
             P["regions"],
@@ -54,6 +62,7 @@ rule rank_regions:
     params:
         folds=FOLDS,
         top_k=CFG.explain.top_k,
+        exclude_unlearned=CFG.explain.exclude_unlearned,
     log:
         f"{LOGS}/rank/task-{{task}}.log",
     threads: 1
@@ -69,6 +78,7 @@ rule rank_regions:
 rule rank_regions_baseline:
     input:
         regions=lambda wildcards: fold_region_tables(wildcards, wildcards.model),
+        metrics=lambda wildcards: fold_metrics_files(wildcards, wildcards.model),
     output:
         ranking=report(
             RANKING_BASELINE,
@@ -79,6 +89,7 @@ rule rank_regions_baseline:
     params:
         folds=FOLDS,
         top_k=CFG.explain.top_k,
+        exclude_unlearned=CFG.explain.exclude_unlearned,
     log:
         f"{LOGS}/rank/task-{{task}}_model-{{model}}.log",
     threads: 1
