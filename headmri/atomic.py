@@ -78,9 +78,25 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             tmp.unlink()
 
 
+def with_units(img: nib.Nifti1Image) -> nib.Nifti1Image:
+    """``img`` with its header's units set where they are unknown: millimetres in space, seconds in time
+    (what FSL and dcm2niix write, and what NIfTI readers assume). Changes the header in place.
+
+    An image made from an array and an affine has unknown units, and so does the MNI template nimare
+    ships; antspyx then prints "Warning: NIftI time units are 'unknown'" for every image it takes (four
+    per registration), and other readers guess. Units that are set are left alone.
+    """
+    header = img.header
+    if hasattr(header, "set_xyzt_units"):
+        space, time = header.get_xyzt_units()
+        header.set_xyzt_units("mm" if space == "unknown" else space, "sec" if time == "unknown" else time)
+    return img
+
+
 def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> None:
+    """Write ``img`` atomically, with units in its header (``with_units``)."""
     with atomic_path(path) as tmp:
-        nib.save(img, tmp)
+        nib.save(with_units(img), tmp)
 
 
 def write_text(text: str, path: str | os.PathLike) -> None:

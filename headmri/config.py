@@ -160,6 +160,27 @@ class EvaluationConfig:
 
 
 @dataclass(frozen=True)
+class ComputeConfig:
+    """Where training and explanation jobs run (``headmri.compute``, docs/cluster.md).
+
+    ``device``: ``auto`` (cuda when torch sees a GPU on the machine that runs Snakemake), ``cpu`` or
+    ``cuda``; only cuda jobs claim Snakemake's ``gpu`` resource. ``threads_per_job``: CPU threads of each
+    job, so ``--cores N`` runs N // threads jobs side by side; None: 1 on the CPU, 8 on a GPU.
+    """
+
+    device: str = "auto"
+    threads_per_job: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"compute.device must be auto, cpu or cuda, got {self.device!r}")
+        if self.threads_per_job is not None:
+            if not str(self.threads_per_job).isdigit() or int(self.threads_per_job) < 1:
+                raise ConfigError(f"compute.threads_per_job must be a whole number of at least 1, got {self.threads_per_job!r}")
+            object.__setattr__(self, "threads_per_job", int(self.threads_per_job))  # "2" from --config
+
+
+@dataclass(frozen=True)
 class ExplainConfig:
     method: str = "gradcam"
     target_layer: str = "trunk.blocks[-1].norm1"
@@ -188,6 +209,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     baseline: BaselineConfig = field(default_factory=BaselineConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    compute: ComputeConfig = field(default_factory=ComputeConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
 
     @property
@@ -241,6 +263,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         training=_section(TrainingConfig, raw.pop("training", None)),
         baseline=_section(BaselineConfig, raw.pop("baseline", None)),
         evaluation=_section(EvaluationConfig, raw.pop("evaluation", None)),
+        compute=_section(ComputeConfig, raw.pop("compute", None)),
         explain=_section(ExplainConfig, raw.pop("explain", None)),
         **raw,
     )

@@ -5,12 +5,19 @@ import sys
 
 import torch
 
+from headmri.compute import job_device
 from headmri.explain.job import SubjectFiles, explain_fold
 
 log_file = open(snakemake.log[0], "a", buffering=1)
 logging.basicConfig(stream=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+logging.captureWarnings(True)  # Python warnings as timestamped log lines
 sys.stderr = log_file
 torch.set_num_threads(snakemake.threads)
+# the device the rule claimed (resources gpu=1 only when compute.device resolved to cuda) and its threads
+device, warning = job_device(snakemake.resources.get("gpu", 0))
+if warning:
+    logging.getLogger("explain_fold").warning(warning)
+logging.getLogger("explain_fold").info("device %s, %d CPU threads (compute.threads_per_job)", device, snakemake.threads)
 p = snakemake.params
 inputs = snakemake.input
 n = len(p.subjects)
@@ -20,6 +27,10 @@ geometries = list(inputs.slices_json) if "slices_json" in inputs.keys() else [No
 subjects = {
     pid: SubjectFiles(slices=s, geometry=g, dseg=d, volume=v)
     for pid, s, g, d, v in zip(p.subjects, slices, geometries, inputs.dseg, volumes)
+}
+controls = {  # occlusion's neutral image: the task's reference-class subjects (the job keeps the fold's training ones)
+    pid: SubjectFiles(slices=s, geometry=g, dseg=None)
+    for pid, s, g in zip(p.get("controls", []), inputs.get("control_slices", []), inputs.get("control_slices_json", []))
 }
 explain_fold(
     model_path=inputs.model,
@@ -39,4 +50,7 @@ explain_fold(
     patients=p.patients,
     expected_regions_tsv=inputs.get("atlas_tsv"),
     batch_size=p.batch_size,
+    controls=controls,
+    method_options=p.get("method_options", {}),
+    device=device,
 )

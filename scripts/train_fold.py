@@ -4,12 +4,19 @@ import logging
 import sys
 from pathlib import Path
 
+from headmri.compute import job_device
 from headmri.config import TrainingConfig
 from headmri.training import train_fold
 
 log_file = open(snakemake.log[0], "a", buffering=1)
 logging.basicConfig(stream=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-sys.stderr = log_file  # the progress bar goes to the log too
+logging.captureWarnings(True)  # Python warnings as timestamped log lines
+sys.stderr = log_file  # tracebacks go to the log too; not a terminal, so no progress bars: a line per epoch
+# the device the rule claimed (resources gpu=1 only when compute.device resolved to cuda); the job logs it
+# with its thread count (compute.threads_per_job)
+device, warning = job_device(snakemake.resources.get("gpu", 0))
+if warning:
+    logging.getLogger("train_fold").warning(warning)
 p = snakemake.params
 inputs = snakemake.input.get("volumes") or snakemake.input.slices
 files = dict(zip(p.subjects, inputs))
@@ -29,4 +36,5 @@ train_fold(
     slice_size=p.slice_size,
     **({"voxel_size_mm": p.voxel_size_mm} if p.voxel_size_mm is not None else {}),
     threads=snakemake.threads,
+    device=device,
 )

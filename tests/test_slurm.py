@@ -84,9 +84,11 @@ def test_preprocessing_and_training_run_as_slurm_jobs(slurm_cluster, tmp_path):
 
     since = datetime.now().strftime("%Y-%m-%dT%H:%M:%S")
     time.sleep(1)
-    # as docs/cluster.md has users do: the cluster profile in place of the workstation's profiles/default
+    # as docs/cluster.md has users do: the cluster profile in place of the workstation's profiles/default,
+    # and compute.device cuda for GPU nodes (the machine that plans the run has no GPU)
     cmd = snakemake_command(wd, wd / "config.yaml", "--executor", "slurm", "--default-resources",
-                            "slurm_account=headmri", "runtime=15", "mem_mb=2000", "--", "preprocess_all",
+                            "slurm_account=headmri", "runtime=15", "mem_mb=2000",
+                            "--config", "compute={device: cuda}", "--", "preprocess_all",
                             TRAIN_TARGET, profile="slurm-test")
     run = subprocess.run(["timeout", "-k", "10", "900", *cmd], cwd=wd, text=True,
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -103,6 +105,7 @@ def test_preprocessing_and_training_run_as_slurm_jobs(slurm_cluster, tmp_path):
     training = [j for j in jobs if j["Comment"].startswith("rule_train_fold")]
     assert [j["Comment"] for j in training] == ["rule_train_fold_wildcards_migraine_vittinydemo_1"]
     assert {j["Account"] for j in jobs} == {"headmri"}, "the account given on the command line"
-    assert "gres/gpu=1" in training[0]["AllocTRES"], "the rule's gpu=1 became a SLURM GPU request"
+    assert "gres/gpu=1" in training[0]["AllocTRES"], "compute.device cuda: the rule's gpu=1 became a SLURM GPU request"
+    assert "training and explanation jobs: device cuda" in run.stdout
     assert (wd / TRAIN_TARGET).is_file()
     assert dry_run(wd, wd / "config.yaml", "preprocess_all", TRAIN_TARGET) == []

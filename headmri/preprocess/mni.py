@@ -10,7 +10,7 @@ import shutil
 import nibabel as nib
 import numpy as np
 
-from headmri.atomic import atomic_path
+from headmri.atomic import atomic_path, with_units
 from headmri.errors import ConfigError, InputError
 
 
@@ -32,7 +32,8 @@ def _load(path, subject) -> nib.Nifti1Image:
         raise InputError(f"cannot be read as NIfTI ({exc})", subject=subject, path=path) from exc
     header = img.header.copy()
     header.set_data_dtype(np.float32)
-    return nib.Nifti1Image(data.reshape(data.shape[:3]), img.affine, header)
+    # units set: antspyx, which registers these, prints a warning for every image with unknown units
+    return with_units(nib.Nifti1Image(data.reshape(data.shape[:3]), img.affine, header))
 
 
 def skull_stripped_template(template_brain, template_mask) -> nib.Nifti1Image:
@@ -45,7 +46,7 @@ def skull_stripped_template(template_brain, template_mask) -> nib.Nifti1Image:
     data = head.get_fdata(dtype=np.float32) * (np.asanyarray(brain_mask.dataobj) > 0)
     header = head.header.copy()
     header.set_data_dtype(np.float32)
-    return nib.Nifti1Image(data, head.affine, header)
+    return with_units(nib.Nifti1Image(data, head.affine, header))  # nimare's template: time units unknown
 
 
 def crop_to_mask(img: nib.Nifti1Image, mask: nib.Nifti1Image, margin: int = 10) -> nib.Nifti1Image:
@@ -80,7 +81,7 @@ def write_registration(brain_mni: nib.Nifti1Image, mask_mni: nib.Nifti1Image, xf
     RAS voxel order, a copy of the backend's transform file, and the 4x4 subject->MNI RAS matrix."""
     brain_mni, mask_mni = as_ras(brain_mni), as_ras(mask_mni)
     with contextlib.ExitStack() as stack:
-        nib.save(_typed(brain_mni, np.float32), stack.enter_context(atomic_path(brain_out)))
-        nib.save(_typed(mask_mni, np.uint8, binary=True), stack.enter_context(atomic_path(mask_out)))
+        nib.save(with_units(_typed(brain_mni, np.float32)), stack.enter_context(atomic_path(brain_out)))
+        nib.save(with_units(_typed(mask_mni, np.uint8, binary=True)), stack.enter_context(atomic_path(mask_out)))
         shutil.copyfile(xfm, stack.enter_context(atomic_path(xfm_out)))
         np.savetxt(stack.enter_context(atomic_path(affine_out)), np.asarray(affine), fmt="%.10f")

@@ -9,7 +9,7 @@ import os
 import nibabel as nib
 import numpy as np
 
-from headmri.atomic import atomic_path
+from headmri.atomic import atomic_path, with_units
 from headmri.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ def save_together(images: dict) -> None:
     """Write several NIfTI files so that either all appear under their final names or none does."""
     with contextlib.ExitStack() as stack:
         for path, img in images.items():
-            nib.save(img, stack.enter_context(atomic_path(path)))
+            nib.save(with_units(img), stack.enter_context(atomic_path(path)))
 
 
 def on_grid_of(reference: nib.Nifti1Image, data: np.ndarray, dtype) -> nib.Nifti1Image:

@@ -357,8 +357,9 @@ def train_fold(
                        + subjects.test["participant_id"].tolist())
     torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     out_dir.mkdir(parents=True, exist_ok=True)
-    log.info("task %s, model %s (%s), fold %d on %s: %d train, %d val, %d test subjects", task, model_name, encoder,
-             fold, torch_device, len(subjects.train), len(subjects.val), len(subjects.test))
+    log.info("task %s, model %s (%s), fold %d on %s with %d CPU threads: %d train, %d val, %d test subjects", task,
+             model_name, encoder, fold, torch_device, int(threads or torch.get_num_threads()), len(subjects.train),
+             len(subjects.val), len(subjects.test))
 
     with reproducible(training.seed, threads, torch_device):
         model = build_classifier(encoder, len(classes), pretrained=pretrained, checkpoint=checkpoint, classes=classes,

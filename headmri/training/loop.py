@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,11 +45,41 @@ def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float, device: 
     return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, fused=device.type == "cuda" or None)
 
 
+# Where stderr is not a terminal (a Snakemake job's log file), a long epoch logs a line at most this often.
+PROGRESS_LOG_SECONDS = 60.0
+
+
+class _LoggedProgress:
+    """The stand-in for a progress bar in a log file: no bar, whose redraws are carriage-return fragments
+    there, but a plain log line (``desc: batch i/n, loss x, t s``) at most every ``every`` seconds, so a
+    long epoch still shows it is alive. The line per finished epoch is the caller's."""
+
+    def __init__(self, iterable, *, total: int, desc: str, every: float):
+        self.iterable, self.total, self.desc, self.every = iterable, total, desc, every
+        self.postfix = ""
+
+    def __iter__(self):
+        started = last = time.monotonic()
+        for done, item in enumerate(self.iterable, 1):
+            yield item  # the caller's work on the batch happens here
+            now = time.monotonic()
+            if now - last >= self.every and done < self.total:
+                log.info("%s: batch %d/%d%s, %.0f s", self.desc, done, self.total, self.postfix, now - started)
+                last = now
+
+    def set_postfix(self, refresh: bool = False, **values) -> None:
+        self.postfix = "".join(f", {name} {value}" for name, value in values.items())
+
+    def close(self) -> None:
+        pass
+
+
 def _progress(iterable, *, total: int, desc: str, enabled: bool):
-    interactive = sys.stderr.isatty()
-    # In a log file a redrawn bar is noise: there, print a line at most every 30 s.
-    return tqdm(iterable, total=total, desc=desc, leave=False, disable=not enabled,
-                mininterval=0.1 if interactive else 30.0, dynamic_ncols=interactive, ascii=not interactive)
+    """A tqdm bar on an interactive terminal; in a log file (any other stderr) a line at most every
+    ``PROGRESS_LOG_SECONDS``; nothing when not ``enabled``."""
+    if enabled and sys.stderr.isatty():
+        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+    return _LoggedProgress(iterable, total=total, desc=desc, every=PROGRESS_LOG_SECONDS if enabled else float("inf"))
 
 
 def train_epoch(

@@ -60,11 +60,11 @@ rule explain_fold:
         f"{LOGS}/explain/task-{{task}}_model-{{model}}_fold-{{fold}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/explain/task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
-    threads: 8  # lowered to --cores by Snakemake
+    threads: JOB_COMPUTE.threads  # compute.threads_per_job (train.smk); lowered to --cores by Snakemake
     resources:
         mem_mb=explain_mem_mb,
         runtime=lambda wildcards: 30 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 240,
-        gpu=1,
+        **JOB_COMPUTE.gpu_resources,  # gpu=1 on cuda only
     conda:
         ENV_MAIN
     script:

@@ -2,7 +2,31 @@
 # baseline on whole volumes), chooses the checkpoint on validation subjects, then scores validation and
 # test subjects. Outputs and their columns: docs/architecture.md; library: headmri.training.train_fold.
 
+import os
 from dataclasses import asdict
+
+from snakemake.logging import logger
+
+from headmri.compute import RESOLVED_DEVICE_ENV, plan as _plan_compute
+
+# Device and threads of every training and explanation job, decided once by the Snakemake process that
+# plans the run (config `compute`; headmri.compute). Cluster jobs read the workflow again on their node
+# and take the planner's device from the environment instead of deciding `auto` again there. Only
+# jobs on cuda claim `gpu`, so CPU jobs run side by side: --cores N runs N // threads of them.
+JOB_COMPUTE = _plan_compute(CFG.compute.device, CFG.compute.threads_per_job,
+                            inherited=None if workflow.is_main_process else os.environ.get(RESOLVED_DEVICE_ENV))
+
+
+def _global_resource(name):
+    value = workflow.global_resources.get(name)
+    return getattr(value, "value", value)
+
+
+if workflow.is_main_process:
+    os.environ[RESOLVED_DEVICE_ENV] = JOB_COMPUTE.device
+    workflow.register_envvars(RESOLVED_DEVICE_ENV)
+    logger.info(JOB_COMPUTE.summary(cores=_global_resource("_cores"), jobs=_global_resource("_nodes"),
+                                    gpu_limit=_global_resource("gpu")))
 
 TRAIN_FILES = ["model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv"]
 
@@ -59,11 +83,11 @@ rule train_fold:
         f"{LOGS}/train/task-{{task}}_model-{{model}}_fold-{{fold}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/train/task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
-    threads: 16  # Snakemake lowers it to --cores; a fixed number keeps `snakemake --unlock` working without --cores
+    threads: JOB_COMPUTE.threads  # compute.threads_per_job; Snakemake lowers it to --cores
     resources:
         mem_mb=training_mem_mb,
         runtime=training_runtime,
-        gpu=1,
+        **JOB_COMPUTE.gpu_resources,  # gpu=1 on cuda only; the job runs on the device its rule claimed
     conda:
         ENV_MAIN
     script:
