@@ -34,6 +34,7 @@ rule all:
         all_evaluation_outputs(),
         all_explain_outputs(),
         provenance_outputs(),
+        demo_outputs(),
 
 
 rule preprocess_all:
@@ -41,3 +42,4 @@ rule preprocess_all:
     input:
         all_preprocessing_outputs(),
         all_slice_outputs(),
+        demo_outputs(),

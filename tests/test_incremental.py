@@ -56,7 +56,7 @@ def forced_jobs(base):
 @pytest.fixture(scope="module")
 def per_subject_rules(forced_jobs) -> set[str]:
     """The rules that run once per subject in preprocess_all."""
-    rules = {j.rule for j in forced_jobs if j.subject == "demo001"}
+    rules = {j.rule for j in forced_jobs if j.subject == "hc001"}
     assert {"make_slices", "parcellate"} <= rules, rules
     return rules
 
@@ -101,7 +101,7 @@ def test_adding_a_subject_runs_only_that_subject(base, per_subject_rules, cohort
 
 def test_replacing_a_scan_recomputes_that_subject(base, per_subject_rules, cohort_rules, tmp_path):
     wd = copy_workdir(base, tmp_path / "wd")
-    subject = "demo002"
+    subject = "hc002"
     before = snapshot(wd / "results")
     t1w = wd / "bids" / f"sub-{subject}" / "anat" / f"sub-{subject}_T1w.nii.gz"
     img = nib.load(t1w)

@@ -43,7 +43,7 @@ def code_repo(tmp_path) -> Path:
 
 def test_write_provenance_records_config_git_packages_and_tools(tmp_path, code_repo, monkeypatch):
     monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")  # the pip dcm2niix binary
-    config = {"results_dir": "results", "subjects": ["demo001"], "splits": {"folds": 3, "seed": 13}}
+    config = {"results_dir": "results", "subjects": ["hc001"], "splits": {"folds": 3, "seed": 13}}
     config_path, env_path = provenance.write_provenance(
         tmp_path / "prov", config=config, repo_dir=code_repo, tools=("dcm2niix", "surely-not-a-tool")
     )
@@ -124,5 +124,5 @@ def test_workflow_writes_provenance_and_a_config_change_reruns_it(tmp_path):
     _git(REPO, "merge-base", "--is-ancestor", env["git"]["commit"], "HEAD")
 
     assert dry_run(tmp_path, configfile, "provenance") == []
-    rerun = dry_run(tmp_path, configfile, "--config", "subjects=demo001", "--", "provenance")
+    rerun = dry_run(tmp_path, configfile, "--config", "subjects=hc001", "--", "provenance")
     assert [(j.rule, "params" in j.reason.lower()) for j in rerun] == [("provenance", True)]

@@ -72,7 +72,7 @@ def test_preprocessing_and_training_run_as_slurm_jobs(slurm_cluster, tmp_path):
     # Two subjects (one per class) are preprocessed on SLURM; the other four come from the shared
     # local run, so the training job of fold 1 has the six subjects its split needs.
     wd = copy_workdir(preprocessed_workdir(), tmp_path / "wd")
-    fresh = ["demo001", "demo005"]
+    fresh = ["hc001", "migraine001"]
     for label in fresh:
         for path in sorted((wd / "results").rglob(f"*sub-{label}*"), key=lambda p: len(p.parts)):
             if path.is_dir():

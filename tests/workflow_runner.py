@@ -108,7 +108,7 @@ def dry_run(workdir: Path, configfile: Path, *args: str) -> list[PlannedJob]:
 # Three controls and three migraine patients (the least a 2-fold split with one validation and one test
 # subject per class accepts), plus one more control held back, for the tests that add a subject.
 COHORT_GROUPS = {"HC": 4, "migraine": 3}
-HELD_BACK = "demo004"
+HELD_BACK = "hc004"
 COHORT_SEED = 7
 TINY_CONFIG = {
     "bids_dir": "bids",

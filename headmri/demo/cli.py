@@ -19,7 +19,8 @@ DEFAULT_EFFECTS = Path(__file__).resolve().parents[2] / "resources" / "demo_effe
 
 
 def parse_sizes(text: str) -> dict[str, int]:
-    """'HC=8,migraine=8' -> {'HC': 8, 'migraine': 8} (order kept: it fixes the subject labels)."""
+    """'HC=8,migraine=8' -> {'HC': 8, 'migraine': 8} (order kept: it orders participants.tsv; labels are
+    per group, hc001.. and migraine001..)."""
     sizes: dict[str, int] = {}
     for item in text.split(","):
         if not item.strip():

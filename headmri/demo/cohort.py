@@ -5,21 +5,29 @@ Every subject starts from the MNI152NLin6Asym whole head. Patients get their gro
 Then each head is placed in a scanner with a random affine (up to 10 degrees, 10 mm, 5 % scale), warped by
 a smooth random displacement field (a few mm: anatomy an affine registration cannot undo), sampled on a
 native-like grid (1 x 1 x 1.25 mm, LIA, slightly oblique), and given a smooth bias field, a site's
-contrast, Rician noise and a random intensity scale. Everything random is drawn from the seed and the
-subject's index, so a cohort is reproducible, and anyone can make a new one with another seed.
+contrast, Rician noise and a random intensity scale.
+
+A subject is a function of (seed, label, group) only: its random draws come from
+``numpy.random.default_rng([seed, key(label)])`` (``key``: a stable hash of the label), its site from its
+number within the group (sites alternate within each group). Labels are per group (``hc001``,
+``migraine001``, see ``headmri.demo``), so a larger group adds subjects and leaves every existing one,
+bytes and label, as it was; the workflow makes each subject in its own job (``make_demo_subject``) and the
+cohort's tables in another, from the configuration alone (``write_cohort_tables``). ``make_demo_cohort``
+makes all of it in one process (the ``headmri-demo`` command).
 
 Written (each file atomically):
 
-- ``sub-<label>/anat/sub-<label>_T1w.nii.gz``, ``participants.tsv`` (participant_id, group, site, age,
-  sex), ``dataset_description.json``, ``README``, ``.bidsignore``
-- ``ground_truth.tsv``: group, region, name, label (LUT code), hemisphere, tissue, effect
-- ``derivatives/truth/sub-<label>/anat/``: the true brain mask in native space
-  (``_desc-brain_mask.nii.gz``) and the true scanner -> MNI affine (``_from-T1w_to-MNI152NLin6Asym_affine.txt``,
-  the affine part; the warp comes on top), and ``derivatives/truth/parameters.tsv`` with every draw.
+- per subject: ``sub-<label>/anat/sub-<label>_T1w.nii.gz``, and in ``derivatives/truth/sub-<label>/anat/``
+  the true brain mask in native space (``_desc-brain_mask.nii.gz``) and the true scanner -> MNI affine
+  (``_from-T1w_to-MNI152NLin6Asym_affine.txt``, the affine part; the warp comes on top)
+- per cohort: ``participants.tsv`` (participant_id, group, site, age, sex), ``dataset_description.json``,
+  ``README``, ``.bidsignore``, ``ground_truth.tsv`` (group, region, name, label (LUT code), hemisphere,
+  tissue, effect) and ``derivatives/truth/parameters.tsv`` with every draw
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import multiprocessing
 import os
@@ -37,9 +45,9 @@ from scipy import ndimage
 
 from headmri import __version__
 from headmri.atomic import atomic_path, save_nifti, write_json, write_text, write_tsv
-from headmri.demo import demo_participants
+from headmri.demo import demo_participants, subject_number
 from headmri.demo import synth
-from headmri.demo.effects import PlantedEffect, effect_map, ground_truth_table
+from headmri.demo.effects import PlantedEffect, effect_map, ground_truth_table, missing_from_atlas
 from headmri.errors import ConfigError
 from headmri.templates import SPACE, embedded_template
 
@@ -61,6 +69,7 @@ class CohortAnatomy:
     affine: np.ndarray  # template voxel -> MNI mm
     white_matter_level: float  # median white-matter intensity: the reference for noise and contrast
     centre_mm: np.ndarray  # centre of the brain in MNI mm: the head rotates about it
+    labels: frozenset[int]  # the LUT codes the atlas holds: what an effect can be planted in
 
 
 def load_anatomy(atlas: str | os.PathLike | None = None) -> CohortAnatomy:
@@ -92,31 +101,71 @@ def _load_anatomy(atlas: str | None) -> CohortAnatomy:
         affine=head_img.affine.copy(),
         white_matter_level=float(np.median(head[wm])),
         centre_mm=head_img.affine[:3, :3] @ centre + head_img.affine[:3, 3],
+        labels=frozenset(int(c) for c in np.unique(codes) if c > 0),
     )
+
+
+def check_effects_in_atlas(effects: Sequence[PlantedEffect], anatomy: CohortAnatomy, atlas=None) -> None:
+    """Every planted LUT label must be in the atlas the effects are planted into; a ConfigError names those
+    that are not (the embedded atlas holds Desikan-Killiany cortex and white matter, 14 subcortical
+    structures, the brainstem and the cerebellar cortex: docs/parcellation.md)."""
+    missing = missing_from_atlas(list(effects), anatomy.labels)
+    if missing:
+        source = f"the atlas {atlas}" if atlas is not None else "the embedded atlas"
+        raise ConfigError(
+            f"planted effects name labels that {source} does not hold, so nothing would be planted there: "
+            f"{', '.join(missing)}; the embedded atlas has Desikan-Killiany cortex and white matter, "
+            "14 subcortical structures, the brainstem and the cerebellar cortex (docs/parcellation.md)"
+        )
 
 
 @dataclass(frozen=True)
 class SubjectPlan:
     label: str
     group: str
-    index: int  # 1-based position in the cohort: with the seed, it fixes every random draw
+    number: int  # 1-based position within its group (from the label): sites alternate with it
     site: synth.SiteProfile
 
 
+def plan_subject(label: str, group: str) -> SubjectPlan:
+    """A subject from its label and group alone. Sites alternate within each group (odd numbers siteA,
+    even siteB), so site and group are independent (a classifier cannot reach the group through the site)."""
+    number = subject_number(label, group)
+    return SubjectPlan(label=label, group=group, number=number, site=synth.SITES[(number - 1) % len(synth.SITES)])
+
+
 def plan_subjects(group_sizes: Mapping[str, int]) -> list[SubjectPlan]:
-    """Subjects in demo_participants order; sites alternate within each group, so site and group are
-    independent (a classifier cannot reach the group through the site)."""
-    plans = []
-    seen: dict[str, int] = {}
-    for index, (label, group) in enumerate(demo_participants(group_sizes), start=1):
-        k = seen.get(group, 0)
-        seen[group] = k + 1
-        plans.append(SubjectPlan(label=label, group=group, index=index, site=synth.SITES[k % len(synth.SITES)]))
-    return plans
+    """Every subject of a cohort, in demo_participants order."""
+    return [plan_subject(label, group) for label, group in demo_participants(group_sizes)]
 
 
-def subject_rng(seed: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(index)])
+def label_key(label: str) -> int:
+    """A stable 64-bit number for a label (SHA-256; Python's own hash() differs between processes)."""
+    return int.from_bytes(hashlib.sha256(label.encode("utf-8")).digest()[:8], "little")
+
+
+def subject_rng(seed: int, label: str) -> np.random.Generator:
+    """The generator of every image draw of one subject: a function of the seed and the label only."""
+    return np.random.default_rng([int(seed), label_key(label)])
+
+
+def participant_row(seed: int, plan: SubjectPlan) -> dict:
+    """participants.tsv's row of a subject; age and sex come from a stream apart from the image draws."""
+    demographics = np.random.default_rng([int(seed), label_key(plan.label), 1])
+    return {
+        "participant_id": f"sub-{plan.label}",
+        "group": plan.group,
+        "site": plan.site.name,
+        "age": int(demographics.integers(18, 66)),
+        "sex": str(demographics.choice(["F", "M"])),
+    }
+
+
+def parameters_row(seed: int, plan: SubjectPlan) -> dict:
+    """The subject's draws (rotation, translation, ..., effect strength) as its image job makes them: the
+    first draws of subject_rng, so the table needs no image."""
+    draw = synth.draw_subject(subject_rng(seed, plan.label), plan.site)
+    return {"participant_id": f"sub-{plan.label}", "group": plan.group, "site": plan.site.name, **draw.row()}
 
 
 @dataclass(frozen=True)
@@ -137,7 +186,7 @@ def synthesize_subject(
     orientation: str = "LIA",
 ) -> SyntheticSubject:
     """One subject: effect in MNI space, then affine + warp + native grid, bias, contrast, noise, scale."""
-    draw = synth.draw_subject(rng, site)
+    draw = synth.draw_subject(rng, site)  # the generator's first draws: parameters_row repeats them
     head = anatomy.head
     if group_effect is not None:
         head = head * (1.0 + np.float32(draw.effect_scale) * group_effect)
@@ -180,10 +229,15 @@ def _scanner_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
 def check_parameters(
     group_sizes: Mapping[str, int], native_voxel_mm: Sequence[float], orientation: str, seed: int = 0
 ) -> tuple[tuple[float, float, float], str]:
-    if int(seed) < 0:
-        raise ConfigError(f"the demo seed must be a non-negative integer, got {seed}")
     if any(int(n) < 0 for n in group_sizes.values()) or sum(int(n) for n in group_sizes.values()) < 1:
         raise ConfigError(f"demo group sizes must be >= 0 with at least one subject in all, got {dict(group_sizes)}")
+    return check_grid(native_voxel_mm, orientation, seed)
+
+
+def check_grid(native_voxel_mm: Sequence[float], orientation: str, seed: int = 0) -> tuple[tuple[float, float, float], str]:
+    """The seed, native voxel size and orientation code, checked; (voxel, upper-case code)."""
+    if int(seed) < 0:
+        raise ConfigError(f"the demo seed must be a non-negative integer, got {seed}")
     voxel = tuple(float(v) for v in native_voxel_mm)
     if len(voxel) != 3 or any(not 0.2 <= v <= 4.0 for v in voxel):
         raise ConfigError(f"native_voxel_mm must be three sizes between 0.2 and 4 mm, got {native_voxel_mm}")
@@ -223,10 +277,15 @@ def _init_pool_worker(anatomy: CohortAnatomy, effects: list[PlantedEffect]) -> N
 def _write_subject(
     plan: SubjectPlan, out_dir: str, seed: int, voxel_mm: tuple[float, float, float], orientation: str
 ) -> dict:
+    """Make and write one subject (its image and truth files); return its id, group and the seconds taken."""
     start = time.perf_counter()
-    rng = subject_rng(seed, plan.index)
     subject = synthesize_subject(
-        _WORKER["anatomy"], _group_effect(plan.group), rng, plan.site, voxel_mm=voxel_mm, orientation=orientation
+        _WORKER["anatomy"],
+        _group_effect(plan.group),
+        subject_rng(seed, plan.label),
+        plan.site,
+        voxel_mm=voxel_mm,
+        orientation=orientation,
     )
     sub = f"sub-{plan.label}"
     bids = Path(out_dir)
@@ -235,16 +294,88 @@ def _write_subject(
     save_nifti(subject.brain_mask, truth / f"{sub}_desc-brain_mask.nii.gz")
     with atomic_path(truth / f"{sub}_from-T1w_to-{SPACE}_affine.txt") as tmp:
         np.savetxt(tmp, subject.subject_to_mni, fmt="%.8f")
-    demographics = np.random.default_rng([int(seed), plan.index, 1])  # apart from the image draws
-    return {
-        "participant_id": sub,
-        "group": plan.group,
-        "site": plan.site.name,
-        "age": int(demographics.integers(18, 66)),
-        "sex": str(demographics.choice(["F", "M"])),
-        "seconds": round(time.perf_counter() - start, 2),
-        **subject.draw.row(),
-    }
+    return {"participant_id": sub, "group": plan.group, "seconds": round(time.perf_counter() - start, 2)}
+
+
+def make_demo_subject(
+    out_bids_dir: str | os.PathLike,
+    *,
+    label: str,
+    group: str,
+    seed: int,
+    effects: Sequence[PlantedEffect],
+    native_voxel_mm: Sequence[float] = (1.0, 1.0, 1.25),
+    orientation: str = "LIA",
+    threads: int = 1,
+    atlas: str | os.PathLike | None = None,
+) -> float:
+    """Write one subject of a demo cohort (image and truth files) to ``out_bids_dir``; return the seconds.
+
+    The subject depends on (seed, label, group) and its group's effects only (``effects`` of other groups
+    are ignored), so it is the same file whichever cohort it belongs to. ``label`` must be a label of
+    ``group`` (``hc003`` for HC).
+    """
+    voxel, code = check_grid(native_voxel_mm, orientation, seed)
+    plan = plan_subject(label, group)
+    used = [e for e in effects if e.group == group]
+    anatomy = load_anatomy(atlas)
+    check_effects_in_atlas(used, anatomy, atlas)
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))  # the caller's thread budget, restored afterwards
+    try:
+        _init_worker(anatomy, used)
+        row = _write_subject(plan, str(out_bids_dir), int(seed), voxel, code)
+    finally:
+        _WORKER.clear()
+        torch.set_num_threads(previous)
+    log.info("%s (%s) written in %.1f s", row["participant_id"], group, row["seconds"])
+    return float(row["seconds"])
+
+
+def write_cohort_tables(
+    out_bids_dir: str | os.PathLike,
+    *,
+    group_sizes: Mapping[str, int],
+    seed: int,
+    native_voxel_mm: Sequence[float] = (1.0, 1.0, 1.25),
+    orientation: str = "LIA",
+) -> pd.DataFrame:
+    """Write the cohort's tables and metadata from the seed and group sizes alone (no image is read):
+    dataset_description.json, README, .bidsignore, derivatives/truth/ (dataset_description.json,
+    parameters.tsv) and, last, participants.tsv. Return participants.tsv as a table."""
+    voxel, code = check_parameters(group_sizes, native_voxel_mm, orientation, seed)
+    group_sizes = {g: int(n) for g, n in group_sizes.items() if int(n) > 0}  # size 0 leaves a group out
+    out = Path(out_bids_dir)
+    plans = plan_subjects(group_sizes)
+    participants = pd.DataFrame(
+        [participant_row(seed, plan) for plan in plans], columns=["participant_id", "group", "site", "age", "sex"]
+    )
+    write_tsv(pd.DataFrame([parameters_row(seed, plan) for plan in plans]),
+              out / "derivatives" / "truth" / "parameters.tsv")
+    write_json(_description(group_sizes, seed, voxel, code), out / "dataset_description.json")
+    write_json(
+        {
+            "Name": "headmri demo cohort: ground truth",
+            "BIDSVersion": "1.9.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "headmri-demo", "Version": __version__}],
+        },
+        out / "derivatives" / "truth" / "dataset_description.json",
+    )
+    write_text(_README.format(seed=seed, sizes=dict(group_sizes)), out / "README")
+    write_text("ground_truth.tsv\n", out / ".bidsignore")
+    write_tsv(participants, out / "participants.tsv")  # last: with make_demo_cohort, its presence means complete
+    return participants
+
+
+def write_ground_truth(out_bids_dir: str | os.PathLike, *, effects: Sequence[PlantedEffect]) -> pd.DataFrame:
+    """Write ground_truth.tsv (one row per group and LUT label changed) for the effects given (those of
+    the cohort's groups); return it."""
+    table = ground_truth_table(list(effects))
+    write_tsv(table, Path(out_bids_dir) / "ground_truth.tsv")
+    return table
 
 
 def make_demo_cohort(
@@ -258,10 +389,12 @@ def make_demo_cohort(
     threads: int = 1,
     atlas: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
-    """Write the demo BIDS dataset to ``out_bids_dir``; return participants.tsv as a table.
+    """Write a whole demo BIDS dataset to ``out_bids_dir`` in this process; return participants.tsv as a table.
 
-    ``effects`` for groups absent from ``group_sizes`` are ignored. ``atlas`` is the embedded atlas file
-    (the workflow's cached one); without it the atlas is built in memory.
+    Each subject is what make_demo_subject writes (byte for byte), the tables what write_ground_truth and
+    write_cohort_tables write (participants.tsv last: when it exists, the cohort is complete). ``effects`` for groups absent from
+    ``group_sizes`` are ignored. ``atlas`` is the embedded atlas file (the workflow's cached one); without
+    it the atlas is built in memory. ``threads`` > 1 makes subjects in parallel processes.
     """
     voxel, code = check_parameters(group_sizes, native_voxel_mm, orientation, seed)
     group_sizes = {g: int(n) for g, n in group_sizes.items() if int(n) > 0}  # size 0 leaves a group out
@@ -275,6 +408,7 @@ def make_demo_cohort(
     log.info("groups without a planted effect (controls): %s", controls)
     log.info("loading the template and the embedded atlas")
     anatomy = load_anatomy(atlas)
+    check_effects_in_atlas(used, anatomy, atlas)
     jobs = [(plan, str(out), int(seed), voxel, code) for plan in plans]
     # Worker processes are forked: they inherit the module state, and a Snakemake script (which has no
     # __main__ guard) must not be re-imported as spawn would do. Without fork, subjects run in turn.
@@ -286,7 +420,7 @@ def make_demo_cohort(
             initializer=_init_pool_worker,
             initargs=(anatomy, list(used)),
         ) as pool:
-            rows = _collect(pool.map(_write_subject, *zip(*jobs)), len(jobs))
+            _collect(pool.map(_write_subject, *zip(*jobs)), len(jobs))
     else:
         import torch
 
@@ -294,28 +428,12 @@ def make_demo_cohort(
         torch.set_num_threads(max(1, int(threads)))  # the caller's thread budget, restored afterwards
         try:
             _init_worker(anatomy, list(used))
-            rows = _collect((_write_subject(*job) for job in jobs), len(jobs))
+            _collect((_write_subject(*job) for job in jobs), len(jobs))
         finally:
             _WORKER.clear()
             torch.set_num_threads(previous)
-    table = pd.DataFrame(rows)
-    participants = table[["participant_id", "group", "site", "age", "sex"]]
-    write_tsv(table.drop(columns=["age", "sex"]), out / "derivatives" / "truth" / "parameters.tsv")
-    write_tsv(ground_truth_table(list(used)), out / "ground_truth.tsv")
-    write_json(_description(group_sizes, seed, voxel, code), out / "dataset_description.json")
-    write_json(
-        {
-            "Name": "headmri demo cohort: ground truth",
-            "BIDSVersion": "1.9.0",
-            "DatasetType": "derivative",
-            "GeneratedBy": [{"Name": "headmri-demo", "Version": __version__}],
-        },
-        out / "derivatives" / "truth" / "dataset_description.json",
-    )
-    write_text(_README.format(seed=seed, sizes=dict(group_sizes)), out / "README")
-    write_text("ground_truth.tsv\n", out / ".bidsignore")
-    write_tsv(participants, out / "participants.tsv")  # last: its presence means the cohort is complete
-    return participants
+    write_ground_truth(out, effects=used)
+    return write_cohort_tables(out, group_sizes=group_sizes, seed=seed, native_voxel_mm=voxel, orientation=code)
 
 
 def _collect(results, total: int) -> list[dict]:

