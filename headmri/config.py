@@ -181,6 +181,21 @@ class ComputeConfig:
 
 
 @dataclass(frozen=True)
+class OcclusionConfig:
+    """Region occlusion (``explain.method: occlusion``): its cost is one forward pass per region and slice
+    that holds the region. ``batch_size``: occluded slices per forward pass (they mix regions);
+    ``only_slices_with_region``: occlude only the slices that hold some of the region (the same values:
+    the other slices are unchanged by the occlusion; false passes every slice, for checking)."""
+
+    batch_size: int = 128
+    only_slices_with_region: bool = True
+
+    def options(self) -> dict[str, Any]:
+        """The keyword options of the method's class."""
+        return {"batch_size": int(self.batch_size), "only_slices_with_region": bool(self.only_slices_with_region)}
+
+
+@dataclass(frozen=True)
 class ExplainConfig:
     method: str = "gradcam"
     target_layer: str = "trunk.blocks[-1].norm1"
@@ -188,8 +203,20 @@ class ExplainConfig:
     patients: str = "test"
     top_k: int = 10
     save_nifti: bool = False
+    occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
     # leave the folds whose model did not learn (training.learned_check) out of the rankings
     exclude_unlearned: bool = True
+
+    def __post_init__(self) -> None:
+        from headmri.explain.methods import check_name  # the registry's names; imports no torch
+
+        check_name(self.method)
+        if isinstance(self.occlusion, Mapping):  # a plain mapping (the validated config) -> the dataclass
+            object.__setattr__(self, "occlusion", _section(OcclusionConfig, self.occlusion))
+
+    def method_options(self) -> dict[str, Any]:
+        """Keyword options for the class of ``method`` (occlusion's section; none for the other methods)."""
+        return self.occlusion.options() if self.method == "occlusion" else {}
 
 
 @dataclass(frozen=True)

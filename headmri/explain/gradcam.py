@@ -1,4 +1,4 @@
-"""Grad-CAM with raw (unscaled) maps, through pytorch-grad-cam.
+"""Grad-CAM with raw (unscaled) maps, through pytorch-grad-cam: the ``gradcam`` explanation method.
 
 pytorch-grad-cam computes the Grad-CAM of Selvaraju et al. (channel weights = mean gradient over the
 spatial grid, map = ReLU(sum_c w_c A_c)), then min-max scales every image on its own
@@ -9,17 +9,19 @@ grid (14 x 14 tokens for a ViT-B/16 at 224, the feature grid for a 3D CNN). Upsa
 separate, explicit step (``upsample``).
 
 Two things the library does not do and we need:
-- an explicit target class, always (the disease class), never the arg-max of the output;
+- an explicit target class, always (the disease class), never the arg-max of the output; one per image;
 - a cheap backward: every parameter is frozen and the target layer's output is made the only tensor that
   needs a gradient, so autograd records nothing before that layer (no activations kept for the first
   11 blocks of a ViT-B) and the backward pass stops there. The gradient at the layer is the same.
+
+``GradCAMMethod`` is the method behind ``explain.method: gradcam`` (interface: ``headmri.explain.methods``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +29,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from headmri.errors import ConfigError
+from headmri.explain.methods import MapMethod, as_targets, token_layout
 
 _PATH_SYNTAX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[-?[0-9]+\])*")
 _PATH_TOKEN = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(-?[0-9]+)\]")
@@ -130,15 +133,18 @@ def gradient_only_from(model: torch.nn.Module, layer: torch.nn.Module) -> Iterat
 def raw_gradcam(
     model: torch.nn.Module,
     inputs: torch.Tensor | np.ndarray,
-    target: int,
+    target: int | Sequence[int] | torch.Tensor,
     layer: torch.nn.Module,
     reshape_transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     batch_size: int = 32,
 ) -> np.ndarray:
-    """Raw Grad-CAM maps for class index ``target``: (N, gh, gw) for images, (N, d, h, w) for volumes.
+    """Raw Grad-CAM maps for class index ``target`` (one for all inputs, or one per input): (N, gh, gw)
+    for images, (N, d, h, w) for volumes.
 
-    ``inputs`` are model-ready (normalised) tensors; they are sent to the model's device chunk by chunk.
+    ``inputs`` are what the model takes (grey slices in 0..1, or normalised tensors); they are sent to the
+    model's device chunk by chunk.
     """
+    targets_all = as_targets(target, len(inputs)).tolist()
     device = next(model.parameters()).device
     out: list[np.ndarray] = []
     was_training = model.training
@@ -147,7 +153,7 @@ def raw_gradcam(
         try:
             for start in range(0, len(inputs), batch_size):
                 chunk = torch.as_tensor(inputs[start : start + batch_size]).to(device, torch.float32)
-                targets = [ClassifierOutputTarget(target)] * len(chunk)
+                targets = [ClassifierOutputTarget(t) for t in targets_all[start : start + batch_size]]
                 out.append(np.asarray(cam(chunk, targets), dtype=np.float32))
         finally:
             cam.activations_and_grads.release()
@@ -169,3 +175,39 @@ def upsample(maps: np.ndarray, size: Sequence[int]) -> np.ndarray:
     mode = "bilinear" if len(size) == 2 else "trilinear"
     tensor = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
     return torch.nn.functional.interpolate(tensor, size=size, mode=mode, align_corners=False)[:, 0].numpy()
+
+
+class GradCAMMethod(MapMethod):
+    """Raw Grad-CAM on one layer (default: the model's ``target_layer_name``, ``trunk.blocks[-1].norm1`` for
+    the ViTs), its token grid upsampled bilinearly to the slice size. Class-specific: the gradients are
+    those of the target class's logit."""
+
+    name = "gradcam"
+    class_specific = True
+    model_kinds = ("slices", "volume")
+    uses_target_layer = True
+
+    def __init__(self, model: torch.nn.Module, *, batch_size: int = 32, target_layer: str | None = None, **options: Any):
+        super().__init__(model, batch_size=batch_size, target_layer=target_layer or getattr(model, "target_layer_name", None),
+                         **options)
+        if self.target_layer is None:
+            raise ConfigError(f"Grad-CAM needs a target layer; {type(model).__name__} names none (explain.target_layer)")
+        self.layer = resolve_module(model, self.target_layer)
+
+    def slice_maps(self, slices, targets) -> np.ndarray:
+        n_prefix, grid = token_layout(self.model)
+        coarse = raw_gradcam(self.model, slices, as_targets(targets, len(slices)), self.layer,
+                             vit_token_grid(n_prefix, grid), self.batch_size)
+        return upsample(coarse, slices.shape[-2:])
+
+    def volume_map(self, volume: torch.Tensor, target: int, output_shape: Sequence[int]) -> np.ndarray:
+        """Grad-CAM of a 3D CNN for one model-ready volume (1, 1, D, H, W), upsampled to ``output_shape``.
+
+        The network's input grid and the output grid cover the same field of view (the input is a
+        resampling of the MNI grid), so a trilinear resize with half-voxel centres maps one onto the other.
+        """
+        coarse = raw_gradcam(self.model, volume, target, self.layer, reshape_transform=None, batch_size=1)
+        if coarse.ndim != 4:
+            raise ConfigError(f"Grad-CAM on {self.target_layer!r} gave maps of shape {coarse.shape}; a 3D CNN layer gives "
+                              "(N, d, h, w)")
+        return upsample(coarse, output_shape)[0]

@@ -1,8 +1,10 @@
 """The ``explain_fold`` job: explain one fold's model on its patients, score every region, save the maps.
 
 For each selected patient (default: the fold's held-out test patients of the disease classes), the
-trained model's map for the patient's own disease class is put on the MNI grid, checked against the
-patient's parcellation grid, and reduced to one value per region (max, as in the paper, or mean). The
+registered method (``explain.method``, ``headmri.explain.methods``) explains the trained model for the
+patient's own disease class. A map method's map is put on the MNI grid, checked against the patient's
+parcellation grid, and reduced to one value per region (max, as in the paper, or mean); a region method
+(occlusion) gives one value per region directly, and its 3D map paints those values on the regions. The
 fold's outputs: ``regions.tsv`` (one row per patient and region), the mean map over those patients
 (NIfTI on the MNI grid), a JSON of what was done, a montage of a few patients' slices with their maps,
 and optionally every patient's 3D map as NIfTI.
@@ -11,9 +13,10 @@ and optionally every patient's 3D map as NIfTI.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -22,9 +25,9 @@ import torch
 
 from headmri.atomic import save_nifti, write_json, write_tsv
 from headmri.errors import ConfigError, InputError
+from headmri.explain import methods
 from headmri.explain import regions as regional
 from headmri.explain.gradcam import target_index
-from headmri.explain.maps import check_method, slice_maps, volume_map
 from headmri.explain.merge import REGION_COLUMNS
 from headmri.splits import fold_table, read_split
 
@@ -37,11 +40,11 @@ MONTAGE_PATIENTS = 3
 @dataclass(frozen=True)
 class SubjectFiles:
     """One subject's inputs: its slices and their geometry (slice models), its volume (3D models), its
-    parcellation on the MNI grid."""
+    parcellation on the MNI grid (``None`` for the controls that only lend occlusion its neutral image)."""
 
     slices: Path | None
     geometry: Path | None
-    dseg: Path
+    dseg: Path | None
     volume: Path | None = None
 
 
@@ -52,6 +55,7 @@ class ExplainedSubject:
     affine: np.ndarray
     slices: np.ndarray | None = None  # (n, S, S) inputs and maps, kept for the montage only
     maps: np.ndarray | None = None
+    region_values: Mapping[int, float] | None = None  # region methods: the value of every region
 
 
 def load_fold_model(model_path: str | Path, *, task: str, fold: int, device: torch.device):
@@ -134,8 +138,30 @@ def check_input_grid(dseg: nib.Nifti1Image, files: SubjectFiles, subject: str, k
                                  what=f"slice geometry's ({files.geometry})")
 
 
-def _slice_subject(model, meta, files: SubjectFiles, participant_id: str, *, method: str, target: int,
-                   target_layer: str, batch_size: int, device: torch.device, keep_slices: bool) -> ExplainedSubject:
+def neutral_slices(split: pd.DataFrame, fold: int, reference_class: str, controls: Mapping[str, SubjectFiles] | None,
+                   like, *, path: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
+    """Occlusion's neutral image: the mean slices of the fold's training controls (reference class, split
+    ``train``) at every slice position, and those controls' IDs. Validation and test controls never count."""
+    from headmri.explain.occlusion import control_mean_slices, training_controls
+
+    chosen = training_controls(fold_table(split, fold), reference_class)
+    if not chosen:
+        raise InputError(f"fold {fold} has no training subject of the reference class {reference_class!r} for the "
+                         "occlusion's neutral image", path=path)
+    missing = sorted(set(chosen) - set(controls or {}))
+    if missing:
+        raise InputError(f"no slice files given for the training controls {missing[:10]} of fold {fold} "
+                         "(region occlusion needs them for its neutral image)", path=path)
+    for pid in chosen:
+        if controls[pid].slices is None or controls[pid].geometry is None:
+            raise InputError("region occlusion needs the control's slices and their geometry JSON", subject=pid)
+    return control_mean_slices({pid: (controls[pid].slices, controls[pid].geometry) for pid in chosen}, like), chosen
+
+
+def _slice_subject(model, meta, files: SubjectFiles, participant_id: str, *, explainer: methods.ExplanationMethod,
+                   target: int, device: torch.device, keep_slices: bool, labels: np.ndarray | None = None,
+                   codes: Sequence[int] = (), neutral: np.ndarray | None = None,
+                   like=None) -> ExplainedSubject:
     from headmri.slices.loader import SliceBatchLoader
 
     if files.slices is None:
@@ -152,13 +178,25 @@ def _slice_subject(model, meta, files: SubjectFiles, participant_id: str, *, met
         raise InputError(f"slices are {raw.shape[1]}x{raw.shape[2]} but the model takes {size}x{size}; "
                          f"rebuild the slices with slices.size: {size}", subject=participant_id, path=files.slices)
     inputs = loader.to_grey(torch.from_numpy(np.array(raw)))  # a writable copy of the memory map
-    maps = slice_maps(model, inputs, method=method, target=target, target_layer=target_layer, batch_size=batch_size)
-    volume = geometry.to_volume(maps)
-    return ExplainedSubject(participant_id, volume, geometry.affine,
-                            np.asarray(raw) if keep_slices else None, maps if keep_slices else None)
+    if not explainer.scores_regions:
+        maps = explainer.slice_maps(inputs, target)
+        volume = geometry.to_volume(maps)
+        return ExplainedSubject(participant_id, volume, geometry.affine,
+                                np.asarray(raw) if keep_slices else None, maps if keep_slices else None)
+    from headmri.explain.occlusion import SliceRegions, paint_regions, same_slicing
+
+    if like is not None and not same_slicing(geometry, like):
+        raise InputError("the patient's slices were not cut like the other subjects' (axis, size, grid)",
+                         subject=participant_id, path=files.geometry)
+    values = explainer.region_values(inputs, target, SliceRegions(geometry, labels, codes),
+                                     neutral[list(geometry.kept_indices)])
+    volume = paint_regions(labels, values)
+    maps = geometry.slices_from_volume(volume) if keep_slices else None
+    return ExplainedSubject(participant_id, volume, geometry.affine, np.asarray(raw) if keep_slices else None, maps,
+                            region_values=values)
 
 
-def _volume_subject(model, meta, files: SubjectFiles, participant_id: str, *, target: int, target_layer: str,
+def _volume_subject(model, meta, files: SubjectFiles, participant_id: str, *, explainer, target: int,
                     device: torch.device, grid_shape: Sequence[int], grid_affine: np.ndarray,
                     keep_slices: bool) -> ExplainedSubject:
     from headmri.training.volumes import load_volume  # the training stage owns the volume preprocessing
@@ -166,7 +204,7 @@ def _volume_subject(model, meta, files: SubjectFiles, participant_id: str, *, ta
     if files.volume is None:
         raise InputError("a volume model needs the subject's MNI-space volume", subject=participant_id)
     tensor = torch.as_tensor(load_volume(files.volume, meta, subject=participant_id))[None].to(device)  # (1, 1, D, H, W)
-    volume = volume_map(model, tensor, target=target, target_layer=target_layer, output_shape=grid_shape)
+    volume = explainer.volume_map(tensor, target, grid_shape)
     slices = maps = None
     if keep_slices:  # sagittal planes of the brain and the map, shown the way the slice models see them
         brain = np.asarray(nib.as_closest_canonical(nib.load(str(files.volume))).dataobj, dtype=np.float32)
@@ -196,10 +234,16 @@ def explain_fold(
     expected_regions_tsv: str | Path | None = None,
     batch_size: int = 32,
     device: str | None = None,
+    controls: Mapping[str, SubjectFiles] | None = None,
+    method_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Explain one fold's model on its patients and write the fold's outputs; returns the regions table.
 
     ``subjects`` maps participant IDs (``sub-X``) to their files and must cover every selected patient.
+    ``controls``: slices and geometry of the task's reference-class subjects, for methods that need a
+    neutral image (occlusion); the fold's training controls among them are used, and must be there.
+    ``method_options``: keyword options of the method's class (occlusion: ``batch_size``,
+    ``only_slices_with_region``); a ``batch_size`` there replaces ``batch_size``.
     ``target_layer`` defaults to the layer the model names (ViT: ``trunk.blocks[-1].norm1``; 3D CNN: its
     last convolutional stage). ``expected_regions_tsv``: a table whose ``label`` column lists the regions
     each parcellation must hold; without it, every scored region any patient has (optional FreeSurfer
@@ -214,7 +258,8 @@ def explain_fold(
         raise InputError(f"the model was trained on classes {list(meta.get('classes', ()))}, but task {task} has {list(classes)}",
                          path=model_path)
     kind = meta.get("kind", "slices")
-    check_method(method, kind)
+    method_cls = methods.check_method(method, kind)
+    by_region = method_cls.scores_regions
     # explain.target_layer names a layer of the ViT; the 3D baseline always uses its last convolutional stage
     if kind == "volume":
         layer_path = meta.get("target_layer_name") or model.target_layer_name
@@ -226,7 +271,8 @@ def explain_fold(
     if missing:
         raise InputError(f"no input files given for patients {missing[:10]} of fold {fold}", path=split_tsv)
     log.info("task %s fold %d: explaining %d patients with %s on %s (%s, %s)", task, fold, len(chosen), method,
-             layer_path, torch_device, statistic)
+             layer_path if method_cls.uses_target_layer else "-", torch_device,
+             "value per region" if by_region else statistic)
 
     # Parcellations and grids first (cheap): every grid and region set is checked before the expensive part.
     parcellations: dict[str, nib.Nifti1Image] = {}
@@ -247,6 +293,15 @@ def explain_fold(
     for pid, codes in codes_of.items():
         regional.check_codes(codes, expected, subject=pid, path=subjects[pid].dseg)
 
+    options = {"batch_size": batch_size, **dict(method_options or {})}
+    explainer = method_cls(model, target_layer=layer_path if method_cls.uses_target_layer else None, **options)
+    neutral = like = None
+    reference_controls: list[str] = []
+    if method_cls.needs_reference:
+        like = read_geometry(subjects[chosen["participant_id"].iloc[0]].geometry, subject=chosen["participant_id"].iloc[0])
+        neutral, reference_controls = neutral_slices(split, fold, classes[0], controls, like, path=split_tsv)
+        log.info("neutral image: the mean slices of %d training controls %s", len(reference_controls), reference_controls)
+
     rows: list[pd.DataFrame] = []
     total: np.ndarray | None = None
     reference_affine: np.ndarray | None = None
@@ -260,16 +315,21 @@ def explain_fold(
         files = subjects[pid]
         target = target_index(classes, record.target)
         dseg = parcellations[pid]
+        labels = np.asarray(dseg.dataobj).astype(np.int32)
+        started = time.perf_counter()
         if kind == "volume":
-            explained = _volume_subject(model, meta, files, pid, target=target, target_layer=layer_path,
+            explained = _volume_subject(model, meta, files, pid, explainer=explainer, target=target,
                                         device=torch_device, grid_shape=dseg.shape, grid_affine=dseg.affine,
                                         keep_slices=want_montage())
         else:
-            explained = _slice_subject(model, meta, files, pid, method=method, target=target, target_layer=layer_path,
-                                       batch_size=batch_size, device=torch_device,
-                                       keep_slices=want_montage())
-        labels = np.asarray(dseg.dataobj).astype(np.int32)
-        values = regional.regional_values(explained.volume, labels, expected, statistic)
+            explained = _slice_subject(model, meta, files, pid, explainer=explainer, target=target, device=torch_device,
+                                       keep_slices=want_montage(), labels=labels, codes=expected, neutral=neutral,
+                                       like=like)
+        seconds = time.perf_counter() - started
+        if explained.region_values is not None:
+            values = np.array([explained.region_values[c] for c in expected], dtype=np.float64)
+        else:
+            values = regional.regional_values(explained.volume, labels, expected, statistic)
         table = regional.region_rows(values, expected)
         table.insert(0, "target", record.target)
         table.insert(0, "split", record.split)
@@ -283,7 +343,9 @@ def explain_fold(
                        Path(maps_dir) / f"{pid}_space-MNI152NLin6Asym_desc-{method}_map.nii.gz")
         if explained.maps is not None:
             montage_subjects.append(explained)
-        log.info("  %d/%d %s (%s): map max %.4g", i + 1, len(chosen), pid, record.target, float(explained.volume.max()))
+        log.info("  %d/%d %s (%s): map max %.4g, %.1f s%s", i + 1, len(chosen), pid, record.target,
+                 float(explained.volume.max()), seconds,
+                 f", {explainer.forward_passes} slices through the model" if hasattr(explainer, "forward_passes") else "")
 
     result = pd.concat(rows, ignore_index=True).loc[:, list(REGION_COLUMNS)]
     write_tsv(result, regions_tsv)
@@ -292,10 +354,16 @@ def explain_fold(
     write_json(
         {
             "task": task, "fold": int(fold), "classes": list(classes), "encoder": meta.get("encoder"),
-            "method": method, "target_layer": layer_path if method == "gradcam" else None,
-            "targets": sorted(set(chosen["target"])), "region_statistic": statistic, "patients": patients,
-            "participants": list(chosen["participant_id"]), "n_regions": len(expected),
-            "device": str(torch_device), "map_scaling": "raw (ReLU, no per-slice min-max)",
+            "method": method, "class_specific": bool(method_cls.class_specific),
+            "target_layer": layer_path if method_cls.uses_target_layer else None,
+            "targets": sorted(set(chosen["target"])), "region_statistic": None if by_region else statistic,
+            "patients": patients, "participants": list(chosen["participant_id"]), "n_regions": len(expected),
+            "device": str(torch_device),
+            "map_scaling": ("value per region: drop in the subject-level target probability when the region is "
+                            "replaced by the training controls' mean slices; the 3D maps paint it on the region")
+            if by_region else "raw (no per-slice min-max)",
+            "method_options": {k: v for k, v in options.items()},
+            **({"reference_controls": reference_controls} if method_cls.needs_reference else {}),
         },
         summary_json,
     )

@@ -1,9 +1,10 @@
-"""Attention rollout (Abnar & Zuidema 2020) for timm Vision Transformers: the second explanation method.
+"""Attention rollout (Abnar & Zuidema 2020) for timm Vision Transformers: the ``rollout`` explanation method.
 
 Each block's attention is averaged over heads, the residual connection is added as an identity
 (A' = 0.5 A + 0.5 I, rows renormalised), and the blocks are multiplied from first to last; the CLS
-token's row over the patch tokens is the map. Rollout is class-agnostic: it shows where the CLS token
-gathers information, not evidence for one class (Grad-CAM does that).
+token's row over the patch tokens is the map (for a trunk that pools the mean of its patch tokens
+instead, the mean of the patch tokens' rows). Rollout is class-agnostic: it shows where the CLS token
+gathers information, not evidence for one class (Grad-CAM and ``chefer`` do that).
 
 The attention matrices are read with timm's own ``AttentionExtract`` (forward hooks on each block's
 ``attn_drop``, which sees the softmax attention). Those hooks only fire on timm's non-fused attention
@@ -21,6 +22,7 @@ from timm.layers import Attention
 from timm.utils import AttentionExtract
 
 from headmri.errors import ConfigError
+from headmri.explain.methods import MapMethod, pooling, token_layout
 
 
 def attention_modules(model: torch.nn.Module) -> dict[str, Attention]:
@@ -43,8 +45,27 @@ def unfused_attention(modules: dict[str, Attention]) -> Iterator[None]:
             module.fused_attn = saved[name]
 
 
-def rollout_from_attentions(attentions: list[torch.Tensor], n_prefix_tokens: int, grid: tuple[int, int]) -> torch.Tensor:
-    """Roll (B, heads, N, N) attentions of consecutive blocks out into (B, gh, gw) CLS-to-patch maps."""
+def pooled_relevance(rolled: torch.Tensor, n_prefix_tokens: int, grid: tuple[int, int], pool: str = "token",
+                     include_prefix: bool = False) -> torch.Tensor:
+    """The rows of a rolled-out (B, N, N) token matrix that the head reads, over the patch columns, as
+    (B, gh, gw) maps: the class token's row (``token``), or the mean of the pooled tokens' rows (``avg``:
+    the patch tokens, prefix tokens too when the trunk's ``pool_include_prefix`` says so)."""
+    if pool == "token":
+        rows = rolled[:, 0, n_prefix_tokens:]
+    elif pool == "avg":
+        rows = rolled[:, (0 if include_prefix else n_prefix_tokens):, n_prefix_tokens:].mean(dim=1)
+    else:
+        raise ConfigError(f"cannot read a map for a trunk that pools with {pool!r}")
+    gh, gw = grid
+    if rows.shape[1] != gh * gw:
+        raise ValueError(f"expected {gh * gw} patch tokens, got {rows.shape[1]}")
+    return rows.reshape(-1, gh, gw)
+
+
+def rollout_from_attentions(attentions: list[torch.Tensor], n_prefix_tokens: int, grid: tuple[int, int],
+                            pool: str = "token", include_prefix: bool = False) -> torch.Tensor:
+    """Roll (B, heads, N, N) attentions of consecutive blocks out into (B, gh, gw) maps (class token to
+    patches; ``pooled_relevance`` for a mean-pooling trunk)."""
     rolled = None
     for attention in attentions:
         fused = attention.float().mean(dim=1)  # average over heads
@@ -54,11 +75,7 @@ def rollout_from_attentions(attentions: list[torch.Tensor], n_prefix_tokens: int
         rolled = fused if rolled is None else fused @ rolled
     if rolled is None:
         raise ConfigError("attention rollout found no attention maps")
-    cls_row = rolled[:, 0, n_prefix_tokens:]
-    gh, gw = grid
-    if cls_row.shape[1] != gh * gw:
-        raise ValueError(f"expected {gh * gw} patch tokens, got {cls_row.shape[1]}")
-    return cls_row.reshape(-1, gh, gw)
+    return pooled_relevance(rolled, n_prefix_tokens, grid, pool, include_prefix)
 
 
 def attention_rollout(
@@ -67,6 +84,8 @@ def attention_rollout(
     n_prefix_tokens: int,
     grid: tuple[int, int],
     batch_size: int = 32,
+    pool: str = "token",
+    include_prefix: bool = False,
 ) -> np.ndarray:
     """Rollout maps (N, gh, gw) for model-ready inputs; no gradients are needed."""
     modules = attention_modules(model)
@@ -81,9 +100,26 @@ def attention_rollout(
                 chunk = torch.as_tensor(inputs[start : start + batch_size]).to(device, torch.float32)
                 found = extractor(chunk)
                 attentions = [found[name] for name in names]
-                out.append(rollout_from_attentions(attentions, n_prefix_tokens, grid).cpu().numpy())
+                out.append(rollout_from_attentions(attentions, n_prefix_tokens, grid, pool, include_prefix).cpu().numpy())
         finally:
             for handle in getattr(extractor.hooks, "_handles", []):
                 handle.remove()
             model.train(was_training)
     return np.concatenate(out, axis=0) if out else np.zeros((0, *grid), np.float32)
+
+
+class AttentionRollout(MapMethod):
+    """Attention rollout through every block, upsampled bilinearly to the slice size. Class-agnostic:
+    the targets are accepted (one interface) and ignored."""
+
+    name = "rollout"
+    class_specific = False
+
+    def slice_maps(self, slices, targets) -> np.ndarray:
+        from headmri.explain.gradcam import upsample
+
+        n_prefix, grid = token_layout(self.model)
+        pool = pooling(self.model)
+        coarse = attention_rollout(self.model, slices, n_prefix, grid, self.batch_size, pool=pool,
+                                   include_prefix=bool(getattr(self.model.trunk, "pool_include_prefix", False)))
+        return upsample(coarse, slices.shape[-2:])

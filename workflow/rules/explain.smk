@@ -1,6 +1,7 @@
-# Explanation stage, per task x model x fold: Grad-CAM (or attention rollout) of the fold's trained model
-# on the fold's patients, raw maps put back on the MNI grid, the maximum (or mean) per region of each
-# patient's parcellation. Library: headmri.explain.job.explain_fold; method: docs/explanations.md.
+# Explanation stage, per task x model x fold: the registered explain.method (Grad-CAM, attention rollout,
+# gradient-weighted rollout: raw maps put back on the MNI grid, the maximum (or mean) per region of each
+# patient's parcellation; region occlusion: one value per region directly) of the fold's trained model on
+# the fold's patients. Library: headmri.explain.job.explain_fold; methods: docs/explanations.md.
 
 EXPLAIN_MEAN_MAP = f"{P['explain_dir']}/space-{SPACE}_desc-mean_map.nii.gz"
 EXPLAIN_MONTAGE = f"{P['figures']}/task-{{task}}/montage_model-{{model}}_fold-{{fold}}.png"
@@ -10,6 +11,16 @@ def explain_patients(task):
     """Labels of the task's subjects in a disease class: the only ones a fold job may explain."""
     disease = CFG.task(task).disease_classes
     return [s for s in task_subjects(task) if SUBJECT_GROUP[s] in disease]
+
+
+def explain_controls(task):
+    """Labels of the task's reference-class subjects: occlusion's neutral image is the mean slice of those
+    that are training subjects in the fold (the job reads the split). Other methods need none, so their
+    jobs keep the inputs and params they had."""
+    if CFG.explain.method != "occlusion":
+        return []
+    reference = CFG.task(task).reference_class
+    return [s for s in task_subjects(task) if SUBJECT_GROUP[s] == reference]
 
 
 def explain_inputs(wildcards):
@@ -24,6 +35,10 @@ def explain_inputs(wildcards):
     else:
         inputs["slices"] = expand(P["slices"], subject=subjects)
         inputs["slices_json"] = expand(P["slices_json"], subject=subjects)
+        controls = explain_controls(wildcards.task)
+        if controls:
+            inputs["control_slices"] = expand(P["slices"], subject=controls)
+            inputs["control_slices_json"] = expand(P["slices_json"], subject=controls)
     if CFG.preprocessing.parcellation == "embedded":
         inputs["atlas_tsv"] = P["atlas_tsv"]  # the regions every parcellation must hold
     return inputs
@@ -56,6 +71,14 @@ rule explain_fold:
         statistic=CFG.explain.region_statistic,
         patients=CFG.explain.patients,
         batch_size=CFG.training.batch_size,
+        **(
+            {
+                "controls": lambda wildcards: [f"sub-{s}" for s in explain_controls(wildcards.task)],
+                "method_options": CFG.explain.method_options(),
+            }
+            if CFG.explain.method == "occlusion"
+            else {}
+        ),
     log:
         f"{LOGS}/explain/task-{{task}}_model-{{model}}_fold-{{fold}}.log",
     benchmark:

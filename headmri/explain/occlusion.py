@@ -1,0 +1,214 @@
+"""Region occlusion: the ``occlusion`` explanation method, model-agnostic and scored in atlas space.
+
+For every atlas region of a patient's parcellation, the region is replaced in every slice by a neutral
+image and the drop in the patient's target-class probability is recorded:
+
+    value(region) = p(target | slices) - p(target | slices with the region replaced)
+
+where p is the subject-level probability the evaluation uses: the mean over the subject's slices of the
+softmax probability of the target class. Each region gets one number directly, so there is no map
+statistic (max or mean) and no bias towards large regions from taking a maximum over more voxels.
+
+**Neutral image.** The mean slice of the fold's *training* controls (reference-class subjects with
+``split == train`` in that fold) at the same slice position (the same index along the slicing axis of
+the MNI grid); a control whose slice at that position was dropped (too little brain) counts as an empty
+slice there, so the neutral stack is the slice cut of the controls' mean image. Validation and test
+subjects never enter it.
+
+**Regions in slice space.** The slices were cut from the MNI grid by ``SliceGeometry`` (orient, pad to a
+square, resize). Each region's indicator is cut exactly the same way, so a region's mask on a slice is
+the fraction of each pixel that the region covers (1 inside, between 0 and 1 on its border when the
+slices were resized). Occlusion blends: ``x + mask * (neutral - x)``. A slice that holds no voxel of the
+region is unchanged, so its probability need not be computed again (``only_slices_with_region``: the
+same numbers, fewer forward passes).
+
+**Cost.** One forward pass per (region, slice that holds it), in batches of ``batch_size`` that mix
+regions; no gradients. The 3D map paints every region's value on its voxels of the parcellation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from headmri.errors import InputError
+from headmri.explain.methods import RegionMethod
+from headmri.slices.geometry import SliceGeometry, resize_stack
+
+
+def same_slicing(geometry: SliceGeometry, other: SliceGeometry) -> bool:
+    """Do two subjects' slices come from the same grid cut the same way (kept slices aside)?"""
+    return (geometry.axis == other.axis and geometry.size == other.size and geometry.source_shape == other.source_shape
+            and np.allclose(geometry.affine, other.affine, atol=1e-3))
+
+
+def read_grey_slices(path: str | Path, *, subject: str | None = None) -> np.ndarray:
+    """A subject's stored slices as float32 (n, S, S) in 0..1 (the values the loader gives the model)."""
+    from headmri.slices.extract import decode
+
+    try:
+        stored = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise InputError(f"cannot read the slices: {error}", subject=subject, path=path) from error
+    if stored.ndim != 3 or stored.dtype not in (np.uint8, np.float16):
+        raise InputError(f"slices must be an (n, S, S) uint8 or float16 array, got {stored.dtype} {stored.shape}",
+                         subject=subject, path=path)
+    return decode(np.asarray(stored))
+
+
+def control_mean_slices(controls: Mapping[str, tuple[str | Path, str | Path]], like: SliceGeometry) -> np.ndarray:
+    """The mean slice at every position along the slicing axis, (source_shape[axis], S, S) float32, over the
+    ``controls`` given (participant ID -> (slices .npy, geometry .json)); a control without a slice at a
+    position counts as an empty slice there. Every control must be cut like ``like``."""
+    if not controls:
+        raise InputError("region occlusion needs at least one training control of the fold for its neutral image")
+    n_positions = like.source_shape[like.axis]
+    total = np.zeros((n_positions, like.size, like.size), dtype=np.float64)
+    for pid, (slices_path, geometry_path) in controls.items():
+        try:
+            geometry = SliceGeometry.from_json(geometry_path)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise InputError(f"cannot read the slice geometry: {error}", subject=pid, path=geometry_path) from error
+        if not same_slicing(geometry, like):
+            raise InputError("the control's slices were not cut from the same grid the same way as the patients' "
+                             f"(axis, size, grid shape and affine must agree; {geometry.axis}/{geometry.size}/"
+                             f"{geometry.source_shape} against {like.axis}/{like.size}/{like.source_shape})",
+                             subject=pid, path=geometry_path)
+        slices = read_grey_slices(slices_path, subject=pid)
+        if slices.shape != (geometry.n_kept, like.size, like.size):
+            raise InputError(f"the slice array is {slices.shape}, its geometry keeps {geometry.n_kept} slices of "
+                             f"{like.size} x {like.size}", subject=pid, path=slices_path)
+        total[list(geometry.kept_indices)] += slices
+    return (total / len(controls)).astype(np.float32)
+
+
+def training_controls(split_rows, reference_class: str) -> list[str]:
+    """Participant IDs of one fold's training subjects of the reference class (the rows of one fold)."""
+    rows = split_rows[(split_rows["split"] == "train") & (split_rows["group"] == reference_class)]
+    return sorted(rows["participant_id"])
+
+
+class SliceRegions:
+    """A subject's parcellation cut into its slices exactly as its image was: per region code, the slices
+    that hold it and its coverage mask on them (float32, 0..1)."""
+
+    def __init__(self, geometry: SliceGeometry, labels: np.ndarray, codes: Sequence[int]):
+        labels = np.asarray(labels)
+        if labels.shape != geometry.source_shape:
+            raise ValueError(f"labels {labels.shape} are not on the slices' grid {geometry.source_shape}")
+        self.geometry = geometry
+        self.codes = [int(c) for c in codes]
+        # (n_kept, padded, padded): oriented and padded like the slices, not yet resized
+        self.planes = geometry.padded_planes(labels.astype(np.int32, copy=False))
+        wanted = set(self.codes)
+        self._positions: dict[int, list[int]] = {code: [] for code in self.codes}
+        for position, plane in enumerate(self.planes):
+            counts = np.bincount(plane.ravel())
+            for code in np.flatnonzero(counts):
+                if int(code) in wanted:
+                    self._positions[int(code)].append(position)
+
+    @property
+    def n_slices(self) -> int:
+        return self.geometry.n_kept
+
+    def positions(self, code: int) -> np.ndarray:
+        """Indices (into the subject's kept slices) of the slices that hold some of region ``code``."""
+        return np.asarray(self._positions.get(int(code), []), dtype=np.int64)
+
+    def masks(self, code: int, positions: np.ndarray | None = None) -> np.ndarray:
+        """The region's coverage (k, S, S) on the slices at ``positions`` (default: those that hold it)."""
+        positions = self.positions(code) if positions is None else np.asarray(positions, dtype=np.int64)
+        if not len(positions):
+            return np.zeros((0, self.geometry.size, self.geometry.size), np.float32)
+        inside = (self.planes[positions] == int(code)).astype(np.float32)
+        return np.clip(resize_stack(inside, self.geometry.size).numpy(), 0.0, 1.0)
+
+
+def paint_regions(labels: np.ndarray, values: Mapping[int, float]) -> np.ndarray:
+    """A float32 volume with each region's value on its voxels, 0 elsewhere."""
+    labels = np.asarray(labels).astype(np.int64, copy=False)
+    table = np.zeros(int(max([labels.max(initial=0), *values])) + 1, dtype=np.float32)
+    for code, value in values.items():
+        table[int(code)] = np.float32(value) if np.isfinite(value) else 0.0
+    return table[labels]
+
+
+class RegionOcclusion(RegionMethod):
+    """Replace one atlas region at a time by the training controls' mean slices and record the drop in the
+    subject-level target probability. Works for any slice classifier that returns logits."""
+
+    name = "occlusion"
+    class_specific = True
+    needs_reference = True
+
+    def __init__(self, model: torch.nn.Module, *, batch_size: int = 128, target_layer: str | None = None,
+                 only_slices_with_region: bool = True, **options: Any):
+        super().__init__(model, batch_size=batch_size, target_layer=target_layer, **options)
+        self.only_slices_with_region = bool(only_slices_with_region)
+        self.forward_passes = 0  # slices put through the model by the last region_values call
+
+    def _probabilities(self, images: torch.Tensor, target: int) -> torch.Tensor:
+        logits = self.model(images.to(self.device, torch.float32))
+        return torch.softmax(logits.float(), dim=1)[:, target].double().cpu()
+
+    def region_values(self, slices, target: int, regions: SliceRegions, reference: np.ndarray) -> dict[int, float]:
+        slices = torch.as_tensor(np.asarray(slices) if not isinstance(slices, torch.Tensor) else slices).float().cpu()
+        n = len(slices)
+        if slices.ndim != 4 or slices.shape[1] != 1:
+            raise ValueError(f"slices must be (n, 1, S, S) grey images, got {tuple(slices.shape)}")
+        if n != regions.n_slices:
+            raise ValueError(f"{n} slices but the regions were cut for {regions.n_slices}")
+        reference = torch.as_tensor(np.asarray(reference, dtype=np.float32))
+        if tuple(reference.shape) != (n, *slices.shape[-2:]):
+            raise ValueError(f"the neutral image must be one slice per slice, {(n, *slices.shape[-2:])}, got "
+                             f"{tuple(reference.shape)}")
+        target = int(target)
+        was_training = self.model.training
+        self.model.eval()
+        self.forward_passes = 0
+        try:
+            with torch.no_grad():
+                base = torch.cat([self._probabilities(slices[i:i + self.batch_size], target)
+                                  for i in range(0, n, self.batch_size)]) if n else torch.zeros(0, dtype=torch.float64)
+                self.forward_passes += n
+                occluded_sum = {code: 0.0 for code in regions.codes}
+                original_sum = {code: 0.0 for code in regions.codes}
+                for owners, probabilities in self._batches(slices, reference, regions, base, original_sum, target):
+                    self.forward_passes += len(owners)
+                    for code, p in zip(owners, probabilities.tolist()):
+                        occluded_sum[code] += p
+        finally:
+            self.model.train(was_training)
+        return {code: (original_sum[code] - occluded_sum[code]) / n if n else float("nan") for code in regions.codes}
+
+    def _occluded(self, slices, reference, regions: SliceRegions) -> Iterator[tuple[int, torch.Tensor, np.ndarray]]:
+        """(region code, occluded slices (k, 1, S, S), their positions) per region and run of slices."""
+        every = np.arange(regions.n_slices)
+        for code in regions.codes:
+            positions = regions.positions(code) if self.only_slices_with_region else every
+            for start in range(0, len(positions), self.batch_size):  # bounded memory for large regions
+                part = positions[start:start + self.batch_size]
+                mask = torch.from_numpy(regions.masks(code, part))[:, None]
+                index = torch.from_numpy(part)
+                original = slices[index]
+                yield code, original + mask * (reference[index][:, None] - original), part
+
+    def _batches(self, slices, reference, regions, base, original_sum, target: int) -> Iterator[tuple[list[int], torch.Tensor]]:
+        """Occluded slices of consecutive regions packed into batches of ``batch_size``, run through the model."""
+        pending: list[torch.Tensor] = []
+        owners: list[int] = []
+        for code, images, positions in self._occluded(slices, reference, regions):
+            original_sum[code] += float(base[torch.from_numpy(positions)].sum())
+            pending.append(images)
+            owners.extend([code] * len(images))
+            while len(owners) >= self.batch_size:
+                stacked = torch.cat(pending)
+                batch, rest = stacked[:self.batch_size], stacked[self.batch_size:]
+                yield owners[:self.batch_size], self._probabilities(batch, target)
+                pending, owners = ([rest] if len(rest) else []), owners[self.batch_size:]
+        if owners:
+            yield owners, self._probabilities(torch.cat(pending), target)
