@@ -195,6 +195,10 @@ class OcclusionConfig:
         return {"batch_size": int(self.batch_size), "only_slices_with_region": bool(self.only_slices_with_region)}
 
 
+NORMALISATIONS = ("zscore", "rank", "none")  # explain.normalisation (headmri.explain.merge)
+RANKINGS = ("mean", "contrast")  # explain.ranking
+
+
 @dataclass(frozen=True)
 class ExplainConfig:
     method: str = "gradcam"
@@ -206,6 +210,23 @@ class ExplainConfig:
     occlusion: OcclusionConfig = field(default_factory=OcclusionConfig)
     # leave the folds whose model did not learn (training.learned_check) out of the rankings
     exclude_unlearned: bool = True
+    # region statistics (headmri.explain.merge, docs/explanations.md "Region statistics"): each subject's
+    # region scores standardised over its regions before any mean (zscore | rank | none = raw, the paper);
+    # the ranking statistic (mean over patients then folds | contrast = Hedges' g patients vs controls);
+    # whether the explain jobs also explain the controls for the disease class (None: when ranking is
+    # contrast); bootstrap replicates over subjects for the intervals (0: none) and their seed
+    normalisation: str = "zscore"
+    ranking: str = "mean"
+    controls: bool | None = None
+    bootstrap: int = 1000
+    seed: int = 0
+    # the model-parameter randomisation test (headmri.explain.sanity): re-initialise the last 2 blocks and
+    # the head sanity_repeats times, score sanity_patients patients (0: all) again, pass if the median
+    # Spearman correlation with the trained model's region scores is below sanity_threshold
+    sanity_check: bool = True
+    sanity_patients: int = 2
+    sanity_repeats: int = 3
+    sanity_threshold: float = 0.5
 
     def __post_init__(self) -> None:
         from headmri.explain.methods import check_name  # the registry's names; imports no torch
@@ -213,6 +234,28 @@ class ExplainConfig:
         check_name(self.method)
         if isinstance(self.occlusion, Mapping):  # a plain mapping (the validated config) -> the dataclass
             object.__setattr__(self, "occlusion", _section(OcclusionConfig, self.occlusion))
+        if self.normalisation not in NORMALISATIONS:
+            raise ConfigError(f"explain.normalisation must be one of {list(NORMALISATIONS)}, got {self.normalisation!r}")
+        if self.ranking not in RANKINGS:
+            raise ConfigError(f"explain.ranking must be one of {list(RANKINGS)}, got {self.ranking!r}")
+        if self.ranking == "contrast" and self.controls is False:
+            raise ConfigError("explain.ranking: contrast compares patients with controls, so it needs explain.controls "
+                              "true (or null)")
+
+    @property
+    def explains_controls(self) -> bool:
+        """Whether the explain jobs also explain the controls (explicit, or implied by ranking: contrast)."""
+        return bool(self.controls) if self.controls is not None else self.ranking == "contrast"
+
+    def ranking_options(self, reference_class: str | None = None) -> dict[str, Any]:
+        """Keyword arguments of headmri.explain.merge.RankingOptions."""
+        return {"normalisation": self.normalisation, "ranking": self.ranking, "bootstrap": int(self.bootstrap),
+                "seed": int(self.seed), "reference_class": reference_class}
+
+    def sanity_options(self) -> dict[str, Any]:
+        """Keyword arguments of the explain job's randomisation test (``sanity`` of explain_fold)."""
+        return {"patients": int(self.sanity_patients), "repeats": int(self.sanity_repeats),
+                "threshold": float(self.sanity_threshold), "seed": int(self.seed)}
 
     def method_options(self) -> dict[str, Any]:
         """Keyword options for the class of ``method`` (occlusion's section; none for the other methods)."""

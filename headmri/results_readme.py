@@ -24,10 +24,29 @@ def results_readme(
     patients: str,
     statistic: str,
     save_nifti: bool,
+    normalisation: str = "none",
+    ranking: str = "mean",
+    controls: bool = False,
+    bootstrap: int = 0,
+    sanity_check: bool = False,
+    sanity_threshold: float = 0.5,
 ) -> str:
     """The Markdown text of ``results/README.md`` for one run's settings."""
     main, baselines = models[0], list(models[1:])
     who = "the held-out test patients of each fold" if patients == "test" else "every patient of the task's disease class(es) in each fold"
+    if controls:
+        who += (", and the fold's controls (" + ("test" if patients == "test" else "all") +
+                " subjects of the reference class) explained for the disease class")
+    described = {
+        "gradcam": "Grad-CAM for the disease class on the last attention block",
+        "rollout": "attention rollout, class-agnostic",
+        "chefer": "gradient-weighted attention rollout for the disease class",
+        "occlusion": "region occlusion: the drop in the disease-class probability when a region is replaced by the training controls' mean",
+    }.get(method, method)
+    scale = {"zscore": "z-scored over its regions", "rank": "turned into percentile ranks over its regions",
+             "none": "left raw"}.get(normalisation, normalisation)
+    by = ("the mean over patients within each fold, then over folds" if ranking == "mean" else
+          "the contrast: Hedges' g of the patients' scores against the controls' within each fold, then the mean over folds")
     lines = [
         "# results/",
         "",
@@ -65,26 +84,37 @@ def results_readme(
         "",
         "## Explanations and regional rankings",
         "",
-        f"Maps: {method} ({'Grad-CAM for the disease class on the last attention block' if method == 'gradcam' else 'attention rollout'}; "
-        "the 3D baseline uses Grad-CAM on its last convolutional stage), raw values (no per-slice",
-        f"min-max scaling), explained for {who}. Each region's value per patient is the {statistic} of the",
-        "map inside it; values are averaged over patients within a fold, then over folds. See docs/explanations.md.",
+        f"Maps: {method} ({described}; the 3D baseline uses Grad-CAM on its last convolutional stage), raw values",
+        f"(no per-slice min-max scaling), explained for {who}. Each region's value per subject is the {statistic}",
+        f"of the map inside it (occlusion: the region's own value); each subject's values are {scale}; regions",
+        f"are ranked by {by}"
+        + (f", with 95 % bootstrap intervals over subjects ({bootstrap} replicates)." if bootstrap else "."),
+        "See docs/explanations.md.",
         "",
         "| path | what |",
         "|---|---|",
-        "| `explain/task-T/model-M/fold-K/regions.tsv` | one row per explained patient and region: `participant_id, group, split, target, label` (LUT code), `region` (LUT name), `value` |",
+        "| `explain/task-T/model-M/fold-K/regions.tsv` | one row per explained subject and region: `participant_id, group, split, target, label` (LUT code), `region` (LUT name), `value`; controls have their own `group` and the disease class as `target` |",
         f"| `explain/task-T/model-M/fold-K/space-{SPACE}_desc-mean_map.nii.gz` | the fold's mean map over its explained patients, on the MNI grid |",
-        "| `explain/task-T/model-M/fold-K/explain.json` | what the fold job did: method, layer, target classes, patients, device |",
+        "| `explain/task-T/model-M/fold-K/explain.json` | what the fold job did: method, layer, target classes, patients, controls, device"
+        + (", and the randomisation test (`sanity`)" if sanity_check else "") + " |",
     ]
     if save_nifti:
         lines.append(f"| `explain/task-T/model-M/fold-K/maps/sub-X_space-{SPACE}_desc-{method}_map.nii.gz` | each explained patient's 3D map |")
     lines += [
-        f"| `tables/task-T_regions.tsv` | the ranking for the main model (`{main}`): `target, rank, region, label, hemisphere, tissue, structure, mean, sd` (over folds), `folds_in_top_k` (folds in which the region is in that fold's top {top_k}), `n_folds` (folds ranked over: those that learned, by default), `n_learned` (0: no fold learned, no evidence), `n_patients` |",
+        f"| `tables/task-T_regions.tsv` | the ranking for the main model (`{main}`): `target, rank, region, label, hemisphere, tissue, structure`, "
+        f"`score` (the ranking statistic, `{ranking}`), `ci_low, ci_high` (its 95 % bootstrap interval) and `rank_ci` (the rank's), "
+        "`mean, sd` (of the patients' normalised scores, over folds), `contrast` (Hedges' g patients vs controls, mean over folds; empty without controls), "
+        f"`folds_in_top_k` (folds in which the region is in that fold's top {top_k}), `n_folds` (folds ranked over: those that learned, by default), "
+        "`n_learned` (0: no fold learned, no evidence), `n_patients, n_controls`, `statistic, normalisation` |",
     ]
+    if sanity_check:
+        lines.append(f"| `tables/sanity.tsv` | the model-parameter randomisation test per task, model, method and fold: `spearman` "
+                     f"(median rank correlation of trained vs re-initialised region scores), `passed` (below {sanity_threshold:g}: "
+                     "the maps depend on the learnt weights) |")
     if baselines:
         lines.append(f"| `tables/task-T_model-M_regions.tsv` | the same ranking for the baseline model(s) ({', '.join(f'`{m}`' for m in baselines)}) |")
     lines += [
-        "| `figures/task-T/regions_ranked.png` | the top regions' mean activation, sd over folds as error bars |",
+        "| `figures/task-T/regions_ranked.png` | the top regions' ranking score with its bootstrap interval (or the sd over folds), the rank interval beside each name, the randomisation test in the title |",
         f"| `figures/task-T/space-{SPACE}_desc-mean_map.nii.gz`, `mean_map.png` | the mean map over patients and folds, and its picture over the MNI template |",
         f"| `figures/task-T/top_regions.png` | the top {top_k} regions drawn on the atlas |",
         "| `figures/task-T/roc.png`, `confusion.png` | ROC curves of the test subjects (one per fold) and the confusion matrix summed over folds |",

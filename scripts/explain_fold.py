@@ -28,9 +28,19 @@ subjects = {
     pid: SubjectFiles(slices=s, geometry=g, dseg=d, volume=v)
     for pid, s, g, d, v in zip(p.subjects, slices, geometries, inputs.dseg, volumes)
 }
-controls = {  # occlusion's neutral image: the task's reference-class subjects (the job keeps the fold's training ones)
-    pid: SubjectFiles(slices=s, geometry=g, dseg=None)
-    for pid, s, g in zip(p.get("controls", []), inputs.get("control_slices", []), inputs.get("control_slices_json", []))
+# the task's reference-class subjects: occlusion's neutral image (the job keeps the fold's training ones) and,
+# with explain.controls, the controls explained for the disease class (parcellations and, for 3D models, volumes)
+control_ids = list(p.get("controls", []))
+
+
+def control_files(name):
+    return list(inputs.get(name, [])) if name in inputs.keys() else [None] * len(control_ids)
+
+
+controls = {
+    pid: SubjectFiles(slices=s, geometry=g, dseg=d, volume=v)
+    for pid, s, g, d, v in zip(control_ids, control_files("control_slices"), control_files("control_slices_json"),
+                               control_files("control_dseg"), control_files("control_volumes"))
 }
 explain_fold(
     model_path=inputs.model,
@@ -52,5 +62,7 @@ explain_fold(
     batch_size=p.batch_size,
     controls=controls,
     method_options=p.get("method_options", {}),
+    explain_controls=bool(p.get("explain_controls", False)),
+    sanity=p.get("sanity"),
     device=device,
 )

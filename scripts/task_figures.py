@@ -25,4 +25,5 @@ task_figures(
     out_top_regions=out.top_regions,
     out_roc=out.roc,
     out_confusion=out.confusion,
+    summaries=list(snakemake.input.get("summaries", [])),
 )

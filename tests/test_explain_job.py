@@ -180,3 +180,40 @@ def test_the_3d_baseline_is_explained_with_gradcam_on_its_last_stage(tmp_path):
     assert json.loads((tmp_path / "explain.json").read_text())["target_layer"] == "backbone.layer4"
     with pytest.raises(ConfigError, match="rollout needs a Vision Transformer"):
         _run(tmp_path, files, tmp_path, method="rollout")
+
+
+def test_the_folds_controls_are_explained_for_the_disease_class_when_asked(fold, tmp_path):
+    root, files, _ = fold
+    patients = {p: f for p, f in files.items() if SUBJECTS[p] == "migraine"}
+    controls = {p: f for p, f in files.items() if SUBJECTS[p] == "HC"}
+    plain = _run(root, patients, tmp_path / "plain")
+    table = _run(root, patients, tmp_path / "both", controls=controls, explain_controls=True, maps_dir=tmp_path / "maps")
+    # the fold's test control, by the patients' rule, explained for migraine; the patients' rows unchanged
+    control = table[table["participant_id"] == "sub-h1"]
+    assert set(control["group"]) == {"HC"} and set(control["target"]) == {"migraine"} and set(control["split"]) == {"test"}
+    assert sorted(control["label"]) == CODES
+    pd.testing.assert_frame_equal(table[table["participant_id"] != "sub-h1"].reset_index(drop=True), plain)
+    summary = json.loads((tmp_path / "both" / "explain.json").read_text())
+    assert summary["participants"] == ["sub-p1"] and summary["controls"] == ["sub-h1"]
+    # the mean map stays the patients' mean
+    np.testing.assert_array_equal(np.asarray(nib.load(tmp_path / "both" / "mean_map.nii.gz").dataobj),
+                                  np.asarray(nib.load(tmp_path / "plain" / "mean_map.nii.gz").dataobj))
+    assert (tmp_path / "maps" / "sub-h1_target-migraine_space-MNI152NLin6Asym_desc-gradcam_map.nii.gz").is_file()
+    # fold 2 has no test control (h1 is its validation subject): nothing to contrast with, an error
+    with pytest.raises(InputError, match="fold 2 has no test controls of 'HC' to explain"):
+        _run(root, patients, tmp_path / "fold2", fold=2, controls=controls, explain_controls=True)
+    with pytest.raises(InputError, match="no input files given for controls \\['sub-h1'\\]"):
+        _run(root, patients, tmp_path / "none", explain_controls=True)
+
+
+def test_the_randomisation_test_is_recorded_in_the_fold_summary(fold, tmp_path):
+    root, files, _ = fold
+    table = _run(root, files, tmp_path, patients="all", sanity={"patients": 1, "repeats": 2, "threshold": 0.5, "seed": 0})
+    record = json.loads((tmp_path / "explain.json").read_text())["sanity"]
+    assert record["n_patients"] == 1 and list(record["spearman_per_patient"]) == ["sub-p1"] and record["seeds"] == [0, 1]
+    assert record["randomised"] == ["trunk.blocks.3", "trunk.blocks.2", "trunk.norm", "head"]
+    assert -1 <= record["spearman"] <= 1 and record["passed"] == (record["spearman"] < 0.5)
+    # the trained side of the comparison is the table's own row for that patient
+    assert set(table["participant_id"]) == {"sub-p1", "sub-p2"}
+    _run(root, files, tmp_path / "off")
+    assert json.loads((tmp_path / "off" / "explain.json").read_text())["sanity"] is None

@@ -30,8 +30,32 @@ def _save(fig: plt.Figure, path: str | Path) -> None:
     plt.close(fig)
 
 
+def _bar_values(rows: pd.DataFrame) -> tuple[pd.Series, np.ndarray, str]:
+    """The ranked value of each bar, its error bars (2, n) and the axis label: the ranking score with its
+    bootstrap interval when the table has them, else the mean with the sd over folds (older tables)."""
+    has_score = "score" in rows and rows["score"].notna().any()
+    values = rows["score"] if has_score else rows["mean"]
+    if has_score and {"ci_low", "ci_high"} <= set(rows.columns) and rows["ci_low"].notna().any():
+        low = (values - rows["ci_low"]).clip(lower=0).fillna(0).to_numpy()
+        high = (rows["ci_high"] - values).clip(lower=0).fillna(0).to_numpy()
+        spread = "95 % bootstrap interval over subjects"
+    else:
+        low = high = rows["sd"].fillna(0).to_numpy() if "sd" in rows else np.zeros(len(rows))
+        spread = "sd over folds"
+    statistic = str(rows["statistic"].iloc[0]) if "statistic" in rows and len(rows) else "mean"
+    normalisation = str(rows["normalisation"].iloc[0]) if "normalisation" in rows and len(rows) else "none"
+    scale = {"zscore": "z-scored per subject", "rank": "percentile rank per subject"}.get(normalisation, "raw units")
+    if statistic == "contrast":
+        label = f"patients vs controls, Hedges' g per fold, mean over folds ({scale}); bars: {spread}"
+    else:
+        label = f"mean regional score over patients, then folds ({scale}); bars: {spread}"
+    return values, np.vstack([low, high]), label
+
+
 def ranking_bars(ranking: pd.DataFrame, path: str | Path, *, title: str, top_n: int = 20, top_k: int | None = None) -> None:
-    """Horizontal bars of the top regions' mean activation (error bars: sd over folds), one panel per target."""
+    """Horizontal bars of the top regions' ranking score, one panel per target. Error bars: the bootstrap
+    interval (``ci_low``, ``ci_high``) when the ranking has one, else the sd over folds; the rank interval
+    (``rank_ci``) follows the region's name; ``folds_in_top_k`` is written beside each bar."""
     targets = list(dict.fromkeys(ranking["target"])) if "target" in ranking.columns else [None]
     fig, axes = plt.subplots(1, len(targets), figsize=(6.5 * len(targets), 0.32 * top_n + 1.6), squeeze=False)
     for ax, target in zip(axes[0], targets):
@@ -39,21 +63,33 @@ def ranking_bars(ranking: pd.DataFrame, path: str | Path, *, title: str, top_n: 
         rows = rows.sort_values("rank").head(top_n)
         y = np.arange(len(rows))[::-1]
         colours = [TISSUE_COLOURS.get(t, OTHER_COLOUR) for t in rows["tissue"]]
-        ax.barh(y, rows["mean"], xerr=rows["sd"].fillna(0), color=colours, ecolor="#333333", capsize=2)
-        ax.set_yticks(y, [f"{r}. {n}" for r, n in zip(rows["rank"], rows["region"])], fontsize=8)
+        values, errors, xlabel = _bar_values(rows)
+        ax.barh(y, values, xerr=errors, color=colours, ecolor="#333333", capsize=2)
+        intervals = rows["rank_ci"].fillna("").astype(str) if "rank_ci" in rows else pd.Series([""] * len(rows))
+        ax.set_yticks(y, [f"{r}. {n}" + (f" [{ci}]" if ci else "") for r, n, ci in zip(rows["rank"], rows["region"], intervals)],
+                      fontsize=8)
         n_folds = int(rows["n_folds"].max()) if "n_folds" in rows and len(rows) else None
+        ends = (values + errors[1]).to_numpy() if len(rows) else np.zeros(0)
         if "folds_in_top_k" in rows and top_k is not None:
-            ends = rows["mean"] + rows["sd"].fillna(0)
             for yi, end, count in zip(y, ends, rows["folds_in_top_k"]):
-                ax.text(end, yi, f"  {count}/{n_folds}", va="center", fontsize=7, color="#333333")
-        ax.set_xlabel("mean regional activation over patients, then folds (raw units)")
+                ax.text(max(end, 0), yi, f"  {count}/{n_folds}", va="center", fontsize=7, color="#333333")
+        ax.set_xlabel(xlabel, fontsize=8)
         ax.set_title(f"{title}" + (f" - target {target}" if target is not None and len(targets) > 1 else ""), fontsize=10)
-        ax.set_xlim(0, float((rows["mean"] + rows["sd"].fillna(0)).max()) * 1.18 if len(rows) else 1)
+        if len(rows):
+            lowest = float(np.nanmin((values - errors[0]).to_numpy()))
+            highest = float(np.nanmax(ends))
+            ax.set_xlim(min(0.0, lowest * 1.1), max(highest, 0.0) * 1.18 if highest > 0 else 1.0)
+            if lowest < 0:
+                ax.axvline(0, color="#333333", linewidth=0.6)
+        else:
+            ax.set_xlim(0, 1)
     handles = [Patch(color=c, label=t) for t, c in TISSUE_COLOURS.items()]
+    notes = [f"n/N beside a bar: folds with the region in their own top {top_k}"] if top_k else []
+    if "rank_ci" in ranking and ranking["rank_ci"].fillna("").astype(str).ne("").any():
+        notes.append("[a-b]: 95 % bootstrap interval of the rank")
     fig.subplots_adjust(bottom=1.1 / fig.get_size_inches()[1])
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False, bbox_to_anchor=(0.5, 0.0),
-               title="tissue" + (f"   (n/N beside a bar: folds with the region in their own top {top_k})" if top_k else ""),
-               title_fontsize=8)
+               title="tissue" + (f"   ({'; '.join(notes)})" if notes else ""), title_fontsize=8)
     _save(fig, path)
 
 

@@ -7,7 +7,10 @@ parcellation grid, and reduced to one value per region (max, as in the paper, or
 (occlusion) gives one value per region directly, and its 3D map paints those values on the regions. The
 fold's outputs: ``regions.tsv`` (one row per patient and region), the mean map over those patients
 (NIfTI on the MNI grid), a JSON of what was done, a montage of a few patients' slices with their maps,
-and optionally every patient's 3D map as NIfTI.
+and optionally every patient's 3D map as NIfTI. Optionally (``explain.controls``) the fold's controls are
+explained for the disease class too, for the patient-versus-control contrast (headmri.explain.merge),
+and (``explain.sanity_check``) the model-parameter randomisation test (headmri.explain.sanity) is run
+on a few of the patients and recorded in the JSON.
 """
 
 from __future__ import annotations
@@ -73,9 +76,10 @@ def load_fold_model(model_path: str | Path, *, task: str, fold: int, device: tor
     return model.eval(), dict(meta)
 
 
-def select_patients(split: pd.DataFrame, fold: int, classes: Sequence[str], which: str, *, path: str | Path | None = None) -> pd.DataFrame:
-    """The split rows of the patients to explain in ``fold`` (its test patients, or all its patients of
-    the disease classes ``classes[1:]``), with a ``target`` column: the patient's own class."""
+def _fold_rows(split: pd.DataFrame, fold: int, classes: Sequence[str], which: str, *,
+               path: str | Path | None = None) -> pd.DataFrame:
+    """The split rows of ``fold`` (only its test subjects with ``which`` test), each with its own class in
+    ``target``, checked against the task's classes."""
     if which not in PATIENT_SETS:
         raise ConfigError(f"explain.patients must be one of {PATIENT_SETS}, got {which!r}")
     needed = {"participant_id", "group", "class_index", "fold", "split"}
@@ -94,12 +98,30 @@ def select_patients(split: pd.DataFrame, fold: int, classes: Sequence[str], whic
         first = mismatch.iloc[0]
         raise InputError(f"{first['participant_id']} is in group {first['group']!r} but has class index {first['class_index']} "
                          f"({first['target']!r}) for classes {list(classes)}: the split was made for another task", path=path)
+    return rows[rows["split"] == "test"] if which == "test" else rows
+
+
+def select_patients(split: pd.DataFrame, fold: int, classes: Sequence[str], which: str, *, path: str | Path | None = None) -> pd.DataFrame:
+    """The split rows of the patients to explain in ``fold`` (its test patients, or all its patients of
+    the disease classes ``classes[1:]``), with a ``target`` column: the patient's own class."""
+    rows = _fold_rows(split, fold, classes, which, path=path)
     rows = rows[rows["target"].isin(classes[1:])]
-    if which == "test":
-        rows = rows[rows["split"] == "test"]
     if rows.empty:
         raise InputError(f"fold {fold} has no {'test ' if which == 'test' else ''}patients of {list(classes[1:])} to explain", path=path)
     return rows.sort_values("participant_id").reset_index(drop=True)
+
+
+def select_controls(split: pd.DataFrame, fold: int, classes: Sequence[str], which: str, *, path: str | Path | None = None) -> pd.DataFrame:
+    """The split rows of the controls to explain in ``fold`` by the same rule as the patients (its test
+    subjects of the reference class ``classes[0]``, or all of them), once per disease class: ``target``
+    is the disease class each is explained for (the patient-versus-control contrast compares them with
+    that class's patients)."""
+    rows = _fold_rows(split, fold, classes, which, path=path)
+    rows = rows[rows["target"] == classes[0]].sort_values("participant_id")
+    if rows.empty:
+        raise InputError(f"fold {fold} has no {'test ' if which == 'test' else ''}controls of {classes[0]!r} to explain "
+                         "(explain.controls, or explain.ranking: contrast)", path=path)
+    return pd.concat([rows.assign(target=disease) for disease in classes[1:]], ignore_index=True)
 
 
 def load_parcellation(path: Path, *, subject: str) -> nib.Nifti1Image:
@@ -236,12 +258,21 @@ def explain_fold(
     device: str | None = None,
     controls: Mapping[str, SubjectFiles] | None = None,
     method_options: Mapping[str, Any] | None = None,
+    explain_controls: bool = False,
+    sanity: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Explain one fold's model on its patients and write the fold's outputs; returns the regions table.
 
     ``subjects`` maps participant IDs (``sub-X``) to their files and must cover every selected patient.
-    ``controls``: slices and geometry of the task's reference-class subjects, for methods that need a
-    neutral image (occlusion); the fold's training controls among them are used, and must be there.
+    ``controls``: files of the task's reference-class subjects: slices and geometry for methods that need a
+    neutral image (occlusion; the fold's training controls among them are used, and must be there), and
+    with ``explain_controls`` also the parcellation (and the volume for a 3D model) of the controls that are
+    explained. ``explain_controls``: also explain the fold's controls (``select_controls``: the same rule as
+    the patients) for each disease class; their rows go to the same table (``group`` is the reference
+    class, ``target`` the disease class), not into the mean map, the montage or the randomisation test.
+    ``sanity``: run the model-parameter randomisation test (headmri.explain.sanity) with these options
+    (``patients``: how many of the explained patients, 0 for all; ``repeats``; ``threshold``; ``seed``) and
+    record it in the JSON under ``sanity``; None: no test.
     ``method_options``: keyword options of the method's class (occlusion: ``batch_size``,
     ``only_slices_with_region``); a ``batch_size`` there replaces ``batch_size``.
     ``target_layer`` defaults to the layer the model names (ViT: ``trunk.blocks[-1].norm1``; 3D CNN: its
@@ -270,19 +301,34 @@ def explain_fold(
     missing = sorted(set(chosen["participant_id"]) - set(subjects))
     if missing:
         raise InputError(f"no input files given for patients {missing[:10]} of fold {fold}", path=split_tsv)
-    log.info("task %s fold %d: explaining %d patients with %s on %s (%s, %s)", task, fold, len(chosen), method,
+    files_of: dict[str, SubjectFiles] = {pid: subjects[pid] for pid in chosen["participant_id"]}
+    records = chosen.assign(role="patient")
+    control_ids: list[str] = []
+    if explain_controls:
+        chosen_controls = select_controls(split, fold, classes, patients, path=split_tsv)
+        control_ids = list(dict.fromkeys(chosen_controls["participant_id"]))
+        missing = sorted(set(control_ids) - set(controls or {}))
+        if missing:
+            raise InputError(f"no input files given for controls {missing[:10]} of fold {fold} (explain.controls)", path=split_tsv)
+        for pid in control_ids:
+            if controls[pid].dseg is None:
+                raise InputError("explaining a control needs its parcellation", subject=pid)
+            files_of[pid] = controls[pid]
+        records = pd.concat([records, chosen_controls.assign(role="control")], ignore_index=True)
+    log.info("task %s fold %d: explaining %d patients%s with %s on %s (%s, %s)", task, fold, len(chosen),
+             f" and {len(control_ids)} controls (for {list(classes[1:])})" if control_ids else "", method,
              layer_path if method_cls.uses_target_layer else "-", torch_device,
              "value per region" if by_region else statistic)
 
     # Parcellations and grids first (cheap): every grid and region set is checked before the expensive part.
     parcellations: dict[str, nib.Nifti1Image] = {}
     codes_of: dict[str, np.ndarray] = {}
-    for pid in chosen["participant_id"]:
-        image = load_parcellation(subjects[pid].dseg, subject=pid)
-        check_input_grid(image, subjects[pid], pid, kind)
-        if parcellations:  # one grid for every patient, or the mean map would mix grids
+    for pid, files in files_of.items():
+        image = load_parcellation(files.dseg, subject=pid)
+        check_input_grid(image, files, pid, kind)
+        if parcellations:  # one grid for every subject, or the mean map would mix grids
             first = next(iter(parcellations.values()))
-            regional.check_same_grid(image, first.shape, first.affine, subject=pid, path=subjects[pid].dseg,
+            regional.check_same_grid(image, first.shape, first.affine, subject=pid, path=files.dseg,
                                      what=f"first patient's ({next(iter(parcellations))}) parcellation")
         parcellations[pid] = image
         codes_of[pid] = regional.present_codes(np.asarray(image.dataobj))
@@ -291,10 +337,14 @@ def explain_fold(
     else:
         expected = regional.expected_codes_from_subjects(codes_of.values())
     for pid, codes in codes_of.items():
-        regional.check_codes(codes, expected, subject=pid, path=subjects[pid].dseg)
+        regional.check_codes(codes, expected, subject=pid, path=files_of[pid].dseg)
 
     options = {"batch_size": batch_size, **dict(method_options or {})}
-    explainer = method_cls(model, target_layer=layer_path if method_cls.uses_target_layer else None, **options)
+
+    def make_explainer(network: torch.nn.Module) -> methods.ExplanationMethod:
+        return method_cls(network, target_layer=layer_path if method_cls.uses_target_layer else None, **options)
+
+    explainer = make_explainer(model)
     neutral = like = None
     reference_controls: list[str] = []
     if method_cls.needs_reference:
@@ -302,50 +352,78 @@ def explain_fold(
         neutral, reference_controls = neutral_slices(split, fold, classes[0], controls, like, path=split_tsv)
         log.info("neutral image: the mean slices of %d training controls %s", len(reference_controls), reference_controls)
 
-    rows: list[pd.DataFrame] = []
-    total: np.ndarray | None = None
-    reference_affine: np.ndarray | None = None
-    montage_subjects: list[ExplainedSubject] = []
-
-    def want_montage() -> bool:
-        return montage_png is not None and len(montage_subjects) < MONTAGE_PATIENTS
-
-    for i, record in enumerate(chosen.itertuples(index=False)):
-        pid = record.participant_id
-        files = subjects[pid]
-        target = target_index(classes, record.target)
+    def explain_subject(method_instance, network, pid: str, target_name: str, keep_slices: bool):
+        """One subject's explanation for one target class and its value per expected region."""
+        files = files_of[pid]
         dseg = parcellations[pid]
         labels = np.asarray(dseg.dataobj).astype(np.int32)
-        started = time.perf_counter()
+        target = target_index(classes, target_name)
         if kind == "volume":
-            explained = _volume_subject(model, meta, files, pid, explainer=explainer, target=target,
+            explained = _volume_subject(network, meta, files, pid, explainer=method_instance, target=target,
                                         device=torch_device, grid_shape=dseg.shape, grid_affine=dseg.affine,
-                                        keep_slices=want_montage())
+                                        keep_slices=keep_slices)
         else:
-            explained = _slice_subject(model, meta, files, pid, explainer=explainer, target=target, device=torch_device,
-                                       keep_slices=want_montage(), labels=labels, codes=expected, neutral=neutral,
-                                       like=like)
-        seconds = time.perf_counter() - started
+            explained = _slice_subject(network, meta, files, pid, explainer=method_instance, target=target,
+                                       device=torch_device, keep_slices=keep_slices, labels=labels, codes=expected,
+                                       neutral=neutral, like=like)
         if explained.region_values is not None:
             values = np.array([explained.region_values[c] for c in expected], dtype=np.float64)
         else:
             values = regional.regional_values(explained.volume, labels, expected, statistic)
+        return explained, values
+
+    rows: list[pd.DataFrame] = []
+    total: np.ndarray | None = None
+    reference_affine: np.ndarray | None = None
+    montage_subjects: list[ExplainedSubject] = []
+    patient_values: dict[str, np.ndarray] = {}
+
+    def want_montage() -> bool:
+        return montage_png is not None and len(montage_subjects) < MONTAGE_PATIENTS
+
+    for i, record in enumerate(records.itertuples(index=False)):
+        pid = record.participant_id
+        is_patient = record.role == "patient"
+        started = time.perf_counter()
+        explained, values = explain_subject(explainer, model, pid, record.target, is_patient and want_montage())
+        seconds = time.perf_counter() - started
         table = regional.region_rows(values, expected)
         table.insert(0, "target", record.target)
         table.insert(0, "split", record.split)
         table.insert(0, "group", record.group)
         table.insert(0, "participant_id", pid)
         rows.append(table)
-        total = explained.volume.astype(np.float64) if total is None else total + explained.volume
-        reference_affine = dseg.affine if reference_affine is None else reference_affine
+        affine = parcellations[pid].affine
+        if is_patient:
+            patient_values[pid] = values
+            total = explained.volume.astype(np.float64) if total is None else total + explained.volume
+            reference_affine = affine if reference_affine is None else reference_affine
         if maps_dir is not None:
-            save_nifti(nib.Nifti1Image(explained.volume.astype(np.float32), dseg.affine),
-                       Path(maps_dir) / f"{pid}_space-MNI152NLin6Asym_desc-{method}_map.nii.gz")
+            name = f"{pid}_space-MNI152NLin6Asym_desc-{method}_map.nii.gz" if is_patient else \
+                f"{pid}_target-{record.target}_space-MNI152NLin6Asym_desc-{method}_map.nii.gz"
+            save_nifti(nib.Nifti1Image(explained.volume.astype(np.float32), affine), Path(maps_dir) / name)
         if explained.maps is not None:
             montage_subjects.append(explained)
-        log.info("  %d/%d %s (%s): map max %.4g, %.1f s%s", i + 1, len(chosen), pid, record.target,
-                 float(explained.volume.max()), seconds,
+        log.info("  %d/%d %s (%s%s): map max %.4g, %.1f s%s", i + 1, len(records), pid, record.target,
+                 "" if is_patient else f", control of {record.group}", float(explained.volume.max()), seconds,
                  f", {explainer.forward_passes} slices through the model" if hasattr(explainer, "forward_passes") else "")
+
+    sanity_record = None
+    if sanity is not None:
+        from headmri.explain import sanity as randomisation
+
+        wanted = int(sanity.get("patients", 0))
+        tested = list(chosen["participant_id"])[: wanted or None]
+        target_of = dict(zip(chosen["participant_id"], chosen["target"]))
+
+        def score(network: torch.nn.Module) -> dict[str, np.ndarray]:
+            method_instance = make_explainer(network)
+            return {pid: explain_subject(method_instance, network, pid, target_of[pid], False)[1] for pid in tested}
+
+        sanity_record = randomisation.randomisation_test(
+            model, score, seed=int(sanity.get("seed", 0)), repeats=int(sanity.get("repeats", randomisation.DEFAULT_REPEATS)),
+            threshold=float(sanity.get("threshold", randomisation.DEFAULT_THRESHOLD)),
+            trained={pid: patient_values[pid] for pid in tested})
 
     result = pd.concat(rows, ignore_index=True).loc[:, list(REGION_COLUMNS)]
     write_tsv(result, regions_tsv)
@@ -357,13 +435,15 @@ def explain_fold(
             "method": method, "class_specific": bool(method_cls.class_specific),
             "target_layer": layer_path if method_cls.uses_target_layer else None,
             "targets": sorted(set(chosen["target"])), "region_statistic": None if by_region else statistic,
-            "patients": patients, "participants": list(chosen["participant_id"]), "n_regions": len(expected),
+            "patients": patients, "participants": list(chosen["participant_id"]),
+            "controls": control_ids, "n_regions": len(expected),
             "device": str(torch_device),
             "map_scaling": ("value per region: drop in the subject-level target probability when the region is "
                             "replaced by the training controls' mean slices; the 3D maps paint it on the region")
             if by_region else "raw (no per-slice min-max)",
             "method_options": {k: v for k, v in options.items()},
             **({"reference_controls": reference_controls} if method_cls.needs_reference else {}),
+            "sanity": sanity_record,
         },
         summary_json,
     )

@@ -19,6 +19,27 @@ from headmri.explain import figures
 log = logging.getLogger(__name__)
 
 
+def sanity_line(summaries: Sequence[str | Path] | None) -> str | None:
+    """One line on the folds' model-parameter randomisation tests (from their explain.json), or None when
+    no fold has one: the median Spearman correlation of each fold and how many passed."""
+    import json
+
+    records = []
+    for path in summaries or ():
+        try:
+            record = json.loads(Path(path).read_text()).get("sanity")
+        except (OSError, ValueError) as error:
+            raise InputError(f"cannot read the explanation summary: {error}", path=path) from error
+        if record:
+            records.append(record)
+    if not records:
+        return None
+    rhos = ", ".join("n/a" if r.get("spearman") is None else f"{r['spearman']:.2f}" for r in records)
+    passed = sum(1 for r in records if r.get("passed") is True)
+    return (f"randomisation test (last blocks re-initialised): Spearman {rhos} per fold; "
+            f"passed (< {records[0].get('threshold', 0.5):g}) in {passed} of {len(records)}")
+
+
 def mean_over_folds(paths: Sequence[str | Path]) -> nib.Nifti1Image:
     """The mean of the folds' mean maps (every fold weighs the same, as in the ranking)."""
     if not paths:
@@ -104,11 +125,14 @@ def task_figures(
     out_top_regions: str | Path,
     out_roc: str | Path,
     out_confusion: str | Path,
+    summaries: Sequence[str | Path] | None = None,
 ) -> None:
-    """Write every per-task figure (and the mean map NIfTI) for the main model of ``task``."""
+    """Write every per-task figure (and the mean map NIfTI) for the main model of ``task``. ``summaries``:
+    the folds' explain.json, whose randomisation tests the ranking figure's title reports."""
     ranking = pd.read_csv(ranking_tsv, sep="\t")
-    figures.ranking_bars(ranking, out_bars, title=f"task {task}: regions ranked by {method} ({len(fold_mean_maps)} folds)",
-                         top_n=max(20, top_k), top_k=top_k)
+    sanity = sanity_line(summaries)
+    figures.ranking_bars(ranking, out_bars, title=f"task {task}: regions ranked by {method} ({len(fold_mean_maps)} folds)"
+                         + (f"\n{sanity}" if sanity else ""), top_n=max(20, top_k), top_k=top_k)
     mean = mean_over_folds(fold_mean_maps)
     save_nifti(mean, out_mean_nifti)
     figures.mean_map_figure(mean, template, out_mean_png, title=f"task {task}: mean {method} map (patients, then folds)",

@@ -1,6 +1,7 @@
-# Ranking stage, per task: regional activations averaged over patients within each fold, then over
-# folds, ranked (headmri.explain.merge); the task's figures; results/README.md. The main encoder
-# (MODELS[0]) gives tables/task-T_regions.tsv and the figures; a baseline gets its own table.
+# Ranking stage, per task: regional scores normalised per subject, averaged over patients (or contrasted
+# with the controls) within each fold, then over folds, ranked with bootstrap intervals
+# (headmri.explain.merge); the task's figures; the randomisation-test table; results/README.md. The
+# main encoder (MODELS[0]) gives tables/task-T_regions.tsv and the figures; a baseline gets its own table.
 # Each fold's training metrics.tsv says whether its model learned; folds that did not are left out of
 # the ranking when explain.exclude_unlearned is on (the default).
 
@@ -24,6 +25,7 @@ FIGURE_CAPTIONS = {
     "confusion": "confusion",
 }
 RESULTS_README = f"{RESULTS}/README.md"
+SANITY_TABLE = f"{P['tables']}/sanity.tsv"
 
 
 def fold_region_tables(wildcards, model):
@@ -33,6 +35,11 @@ def fold_region_tables(wildcards, model):
 def fold_metrics_files(wildcards, model):
     # the learned flag of each fold (headmri.evaluation.learned), in the same fold order as the regions
     return expand(f"{P['train_dir']}/metrics.tsv", task=wildcards.task, model=model, fold=FOLDS)
+
+
+def ranking_options(wildcards):
+    # explain.normalisation, ranking, bootstrap, seed; the task's reference class marks the control rows
+    return CFG.explain.ranking_options(CFG.task(wildcards.task).reference_class)
 
 
 def figure_output(name):
@@ -63,6 +70,7 @@ rule rank_regions:
         folds=FOLDS,
         top_k=CFG.explain.top_k,
         exclude_unlearned=CFG.explain.exclude_unlearned,
+        options=ranking_options,
     log:
         f"{LOGS}/rank/task-{{task}}.log",
     threads: 1
@@ -90,6 +98,7 @@ rule rank_regions_baseline:
         folds=FOLDS,
         top_k=CFG.explain.top_k,
         exclude_unlearned=CFG.explain.exclude_unlearned,
+        options=ranking_options,
     log:
         f"{LOGS}/rank/task-{{task}}_model-{{model}}.log",
     threads: 1
@@ -115,6 +124,10 @@ rule task_figures:
         predictions=lambda wildcards: expand(
             f"{P['train_dir']}/predictions_subjects.tsv", task=wildcards.task, model=MAIN_MODEL, fold=FOLDS
         ),
+        # the randomisation test of each fold, shown in the ranking figure's title
+        summaries=lambda wildcards: expand(
+            f"{P['explain_dir']}/explain.json", task=wildcards.task, model=MAIN_MODEL, fold=FOLDS
+        ),
     output:
         **{name: figure_output(name) for name in FIGURE_FILES},
     params:
@@ -134,6 +147,30 @@ rule task_figures:
         "../../scripts/task_figures.py"
 
 
+rule sanity_table:
+    input:
+        summaries=expand(f"{P['explain_dir']}/explain.json", task=TASKS, model=MODELS, fold=FOLDS),
+    output:
+        table=report(
+            SANITY_TABLE,
+            caption="../report/sanity.rst",
+            category="Explanations",
+            labels={"table": "randomisation test"},
+        ),
+    params:
+        task_models=[(task, model) for task in TASKS for model in MODELS for fold in FOLDS],
+    log:
+        f"{LOGS}/rank/sanity.log",
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=2,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/sanity_table.py"
+
+
 rule results_readme:
     output:
         readme=RESULTS_README,
@@ -146,6 +183,12 @@ rule results_readme:
         patients=CFG.explain.patients,
         statistic=CFG.explain.region_statistic,
         save_nifti=CFG.explain.save_nifti,
+        normalisation=CFG.explain.normalisation,
+        ranking=CFG.explain.ranking,
+        controls=CFG.explain.explains_controls,
+        bootstrap=CFG.explain.bootstrap,
+        sanity_check=CFG.explain.sanity_check,
+        sanity_threshold=CFG.explain.sanity_threshold,
     log:
         f"{LOGS}/results_readme.log",
     threads: 1
@@ -159,12 +202,15 @@ rule results_readme:
 
 
 def all_explain_outputs():
-    """Rankings, baseline tables, figures and montages of every task, and results/README.md."""
+    """Rankings, baseline tables, figures and montages of every task, the randomisation-test table, and
+    results/README.md."""
     outputs = expand(P["regions"], task=TASKS)
     outputs += expand(RANKING_BASELINE, task=TASKS, model=BASELINE_MODELS)
     outputs += expand(f"{TASK_FIGURES}/{{name}}", task=TASKS, name=FIGURE_FILES.values())
     outputs += expand(EXPLAIN_MONTAGE, task=TASKS, model=MODELS, fold=FOLDS)
     if CFG.explain.save_nifti:
         outputs += expand(f"{P['explain_dir']}/maps", task=TASKS, model=MODELS, fold=FOLDS)
+    if CFG.explain.sanity_check:
+        outputs.append(SANITY_TABLE)
     outputs.append(RESULTS_README)
     return outputs
