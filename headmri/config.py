@@ -202,7 +202,7 @@ RANKINGS = ("mean", "contrast")  # explain.ranking
 @dataclass(frozen=True)
 class ExplainConfig:
     method: str = "gradcam"
-    target_layer: str = "trunk.blocks[-1].norm1"
+    target_layer: str | None = None  # None: the layer the model names (ViT: trunk.blocks[-1].norm1)
     region_statistic: str = "max"
     patients: str = "test"
     top_k: int = 10

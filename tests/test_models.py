@@ -12,7 +12,16 @@ import torch
 from headmri.atomic import write_tsv
 from headmri.config import TrainingConfig
 from headmri.errors import ConfigError, InputError
-from headmri.models import KNOWN_ENCODERS, Classifier, VolumeClassifier, build_architecture, build_classifier, encoder_input_size
+from headmri.models import (
+    KNOWN_ENCODERS,
+    Classifier,
+    SliceCNN,
+    VolumeClassifier,
+    build_architecture,
+    build_classifier,
+    encoder_input_size,
+    is_light_encoder,
+)
 from headmri.models import biomedclip
 from headmri.models.resnet3d import TEMPLATE_SHAPE, volume_shape
 from headmri.splits import make_splits
@@ -56,11 +65,12 @@ def test_timm_vit_from_a_local_checkpoint_file(tmp_path):
 @pytest.mark.parametrize(
     "encoder, kwargs, pattern",
     [
-        ("vit_giant_typo", {}, r"unknown encoder 'vit_giant_typo'.*biomedclip, vit_tiny_demo, resnet3d, timm:<name>"),
+        ("vit_giant_typo", {}, r"unknown encoder 'vit_giant_typo'.*biomedclip, vit_tiny_demo, cnn_demo, resnet3d, timm:<name>"),
         ("timm:no_such_net", {}, r"timm has no model 'no_such_net'"),
         ("timm:resnet18", {}, r"must be a Vision Transformer with a class token"),
         ("vit_tiny_demo", {"pretrained": True}, r"has no pretrained weights"),
         ("resnet3d", {"checkpoint": "x.pt"}, r"has no pretrained weights"),
+        ("cnn_demo", {"pretrained": True}, r"has no pretrained weights"),
         ("timm:vit_tiny_patch16_224", {"checkpoint": "/nowhere/x.pth"}, r"is not a file"),
     ],
 )
@@ -83,10 +93,25 @@ def test_resnet3d_forward_shape_and_target_layer():
     assert features["x"].ndim == 5 and features["x"].shape[:2] == (2, 512)
 
 
-@pytest.mark.parametrize("encoder", ["vit_tiny_demo", "resnet3d"])
+def test_demo_cnn_takes_grey_slices_and_gives_a_14x14_grid_at_its_target_layer():
+    torch.manual_seed(0)
+    model = build_classifier("cnn_demo", 2, classes=CLASSES)
+    assert isinstance(model, SliceCNN) and model.kind == "slices" and model.classes == CLASSES
+    assert model.input_size == 112 == encoder_input_size("cnn_demo") and is_light_encoder("cnn_demo")
+    features = {}
+    model.get_submodule(model.target_layer_name).register_forward_hook(lambda m, i, o: features.setdefault("x", o))
+    assert model(torch.rand(3, 1, 112, 112)).shape == (3, 2)
+    assert features["x"].shape[-2:] == (14, 14)  # the ViTs' token grid, so maps have the same resolution
+    with pytest.raises(ValueError, match="grey slices"):
+        model(torch.rand(3, 3, 112, 112))
+
+
+@pytest.mark.parametrize("encoder", ["vit_tiny_demo", "cnn_demo", "resnet3d"])
 def test_saved_model_reloads_identically(encoder, tmp_path):
     torch.manual_seed(0)
     model = VolumeClassifier(CLASSES, voxel_size_mm=8.0) if encoder == "resnet3d" else build_classifier(encoder, 2, classes=CLASSES)
+    if encoder == "cnn_demo":
+        model(torch.rand(4, 1, 112, 112))  # training-mode pass: batch-norm statistics away from their initial values
     model.eval()
     save_trained(model, tmp_path / "model.pt", task="migraine", fold=2)
     loaded, meta = load_trained(tmp_path / "model.pt")

@@ -195,9 +195,12 @@ class GradCAMMethod(MapMethod):
         self.layer = resolve_module(model, self.target_layer)
 
     def slice_maps(self, slices, targets) -> np.ndarray:
-        n_prefix, grid = token_layout(self.model)
-        coarse = raw_gradcam(self.model, slices, as_targets(targets, len(slices)), self.layer,
-                             vit_token_grid(n_prefix, grid), self.batch_size)
+        # A ViT's layer gives tokens, reshaped to their patch grid; a CNN's layer gives a feature grid already.
+        reshape = vit_token_grid(*token_layout(self.model)) if hasattr(self.model, "trunk") else None
+        coarse = raw_gradcam(self.model, slices, as_targets(targets, len(slices)), self.layer, reshape, self.batch_size)
+        if coarse.ndim != 3:
+            raise ConfigError(f"Grad-CAM on {self.target_layer!r} gave maps of shape {coarse.shape}; a slice model's layer "
+                              "must give (N, h, w) maps")
         return upsample(coarse, slices.shape[-2:])
 
     def volume_map(self, volume: torch.Tensor, target: int, output_shape: Sequence[int]) -> np.ndarray:

@@ -11,6 +11,10 @@ Names:
   its maps have the paper's resolution (about 16 mm per token on the MNI grid, not 31 mm as with patch
   16 at 112 px); width 96 keeps the cost per image near that of the coarser model. Which map method
   finds the demo's planted regions with it: docs/explanations.md.
+- ``cnn_demo``: a small 2D CNN (five 3x3 convolution blocks, 112 px, a 14 x 14 last feature grid), the
+  CPU demo's default: trained from scratch it leaves chance level within a few epochs on every demo
+  fold measured, where ``vit_tiny_demo`` stayed at chance on some (docs/training.md). Explained with
+  Grad-CAM on its last block or region occlusion (the attention methods need a ViT).
 - ``resnet3d``: the 3D ResNet-18 baseline on whole volumes (not a slice classifier).
 """
 
@@ -25,17 +29,16 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
+from headmri.encoder_names import CNN_DEMO, KNOWN_ENCODERS, TIMM_PREFIX, TINY_DEMO, is_light_encoder  # noqa: F401
 from headmri.errors import ConfigError
 from headmri.models import biomedclip
+from headmri.models import cnn
 from headmri.models.classifier import Classifier
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM, VolumeClassifier
 
 log = logging.getLogger(__name__)
 
-TINY_DEMO = "vit_tiny_demo"
 TINY_DEMO_SIZE = 112
-TIMM_PREFIX = "timm:"
-KNOWN_ENCODERS = ("biomedclip", TINY_DEMO, "resnet3d", "timm:<name>")
 
 
 def build_classifier(
@@ -46,7 +49,7 @@ def build_classifier(
     checkpoint: str | Path | None = None,
     classes: Sequence[str] | None = None,
     voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM,
-) -> Classifier | VolumeClassifier:
+) -> Classifier | cnn.SliceCNN | VolumeClassifier:
     """A classifier for ``encoder`` with its weights (see the module docstring for what each name loads).
 
     ``voxel_size_mm`` only concerns the volume baseline: the grid its inputs are resampled to.
@@ -58,7 +61,7 @@ def build_classifier(
         return _biomedclip_classifier(biomedclip.load_biomedclip_trunk(checkpoint), classes)
     if encoder.startswith(TIMM_PREFIX):
         return _timm_classifier(encoder, classes, pretrained=pretrained, checkpoint=checkpoint)
-    if encoder in (TINY_DEMO, "resnet3d"):
+    if encoder in (TINY_DEMO, CNN_DEMO, "resnet3d"):
         if pretrained or checkpoint is not None:
             raise ConfigError(f"encoder {encoder!r} has no pretrained weights; set model.pretrained: false and model.checkpoint: null")
         return build_architecture(encoder, classes, voxel_size_mm=voxel_size_mm)
@@ -71,7 +74,7 @@ def build_architecture(
     *,
     device: str | torch.device | None = None,
     voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM,
-) -> Classifier | VolumeClassifier:
+) -> Classifier | cnn.SliceCNN | VolumeClassifier:
     """The network for ``encoder`` with random weights and no downloads (to load a trained state dict into).
 
     ``device="meta"`` skips allocation and initialisation for the transformer trunks.
@@ -90,6 +93,9 @@ def build_architecture(
                 num_classes=0, global_pool="token",
             )
         return Classifier(trunk, encoder=encoder, classes=classes, input_size=TINY_DEMO_SIZE, mean=biomedclip.MEAN, std=biomedclip.STD)
+    if encoder == CNN_DEMO:
+        with torch.device(device or "cpu"):
+            return cnn.SliceCNN(encoder=encoder, classes=classes)
     if encoder == "resnet3d":
         return VolumeClassifier(classes, voxel_size_mm=voxel_size_mm)
     raise unknown_encoder(encoder)

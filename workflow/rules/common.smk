@@ -9,6 +9,7 @@ sys.path.insert(0, workflow.basedir)  # the headmri package lives beside the Sna
 from headmri import bids as _bids
 from headmri import config as _config
 from headmri.demo import demo_participants
+from headmri.encoder_names import is_light_encoder
 from headmri.t1w import check_header
 
 CFG = _config.from_mapping(config)

@@ -52,7 +52,7 @@ def explain_inputs(wildcards):
 
 
 def explain_mem_mb(wildcards):
-    return 3000 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 12000
+    return 3000 if is_light_encoder(ENCODER_OF_MODEL[wildcards.model]) else 12000
 
 
 rule explain_fold:
@@ -96,7 +96,7 @@ rule explain_fold:
     threads: JOB_COMPUTE.threads  # compute.threads_per_job (train.smk); lowered to --cores by Snakemake
     resources:
         mem_mb=explain_mem_mb,
-        runtime=lambda wildcards: 30 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 240,
+        runtime=lambda wildcards: 30 if is_light_encoder(ENCODER_OF_MODEL[wildcards.model]) else 240,
         **JOB_COMPUTE.gpu_resources,  # gpu=1 on cuda only
     conda:
         ENV_MAIN

@@ -54,12 +54,12 @@ def training_inputs(wildcards):
 def training_mem_mb(wildcards):
     # ViT-B/16 or the 3D ResNet with a batch in flight and the optimiser state: about 12 GB of host
     # memory on CPU; the small demo ViT needs far less.
-    return 4000 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 16000
+    return 4000 if is_light_encoder(ENCODER_OF_MODEL[wildcards.model]) else 16000
 
 
 def training_runtime(wildcards):
     # minutes; BiomedCLIP on a GPU takes well under an hour per fold at the paper's cohort size
-    return 60 if ENCODER_OF_MODEL[wildcards.model] == "vit_tiny_demo" else 720
+    return 60 if is_light_encoder(ENCODER_OF_MODEL[wildcards.model]) else 720
 
 
 rule train_fold:

@@ -1,0 +1,18 @@
+"""Encoder names and their size class, without importing torch (the workflow reads them when it plans jobs).
+
+The registry (``headmri.models.registry``) builds the networks behind these names.
+"""
+
+from __future__ import annotations
+
+TINY_DEMO = "vit_tiny_demo"
+CNN_DEMO = "cnn_demo"
+VOLUME_BASELINE = "resnet3d"
+TIMM_PREFIX = "timm:"
+KNOWN_ENCODERS = ("biomedclip", TINY_DEMO, CNN_DEMO, VOLUME_BASELINE, "timm:<name>")
+LIGHT_ENCODERS = (TINY_DEMO, CNN_DEMO)  # small enough for a CPU job with a few GB of memory and minutes of time
+
+
+def is_light_encoder(encoder: str) -> bool:
+    """A demo-sized encoder: the workflow gives its jobs little memory and a short runtime."""
+    return encoder in LIGHT_ENCODERS
