@@ -74,6 +74,12 @@ def test_models_separate_the_groups_on_held_out_subjects(finished_run):
     assert test["auc"].mean() >= 0.9, test.to_string()
 
 
+def test_every_fold_of_a_new_seed_cohort_learned(finished_run):
+    metrics = pd.read_csv(finished_run / "results" / "tables" / "metrics.tsv", sep="\t")
+    test = metrics[metrics["split"] == "test"]
+    assert len(test) == 3 and test["learned"].astype(bool).all(), test[["fold", "learned", "learned_reason"]].to_string()
+
+
 def test_every_output_is_written_and_a_rerun_does_nothing(finished_run):
     results = finished_run / "results"
     for path in ["tables/metrics_summary.md", "qc/preprocessing.tsv", "splits/task-migraine.tsv",

@@ -178,7 +178,7 @@ def test_the_3d_baseline_is_explained_with_gradcam_on_its_last_stage(tmp_path):
     assert sorted(table["label"]) == [1022, 2022] and (table["value"] >= 0).all()
     assert nib.load(tmp_path / "mean_map.nii.gz").shape == TEMPLATE_SHAPE
     assert json.loads((tmp_path / "explain.json").read_text())["target_layer"] == "backbone.layer4"
-    with pytest.raises(ConfigError, match="rollout needs a Vision Transformer"):
+    with pytest.raises(ConfigError, match="explains slices models, not a .volume. model"):
         _run(tmp_path, files, tmp_path, method="rollout")
 
 

@@ -73,7 +73,8 @@ rule explain_fold:
     params:
         subjects=lambda wildcards: [f"sub-{s}" for s in explain_patients(wildcards.task)],
         classes=lambda wildcards: list(CFG.task(wildcards.task).classes),
-        method=CFG.explain.method,
+        # the attention and region methods explain slice models; the 3D baseline always gets Grad-CAM
+        method=lambda wildcards: "gradcam" if is_baseline(wildcards.model) else CFG.explain.method,
         target_layer=CFG.explain.target_layer,
         statistic=CFG.explain.region_statistic,
         patients=CFG.explain.patients,
