@@ -30,7 +30,7 @@ def test_schema_fills_defaults_for_missing_sections(tmp_path):
     cfg = config.load(_write(tmp_path, {"tasks": [{"name": "mig", "classes": ["HC", "migraine"]}]}))
     assert cfg.preprocessing.brain_extraction == "embedded"
     assert cfg.splits.folds == 5 and cfg.splits.val_per_class == 6 and cfg.splits.test_per_class == 6
-    assert cfg.explain.target_layer == "trunk.blocks[-1].norm1"
+    assert cfg.explain.target_layer is None  # the layer the model names (ViT: trunk.blocks[-1].norm1)
     assert cfg.slices.size == 224
 
 
