@@ -17,11 +17,10 @@ from headmri.explain import methods
 from headmri.explain.job import SubjectFiles, explain_fold, neutral_slices
 from headmri.explain.occlusion import RegionOcclusion, SliceRegions, control_mean_slices, paint_regions
 from headmri.models import build_architecture
-from headmri.models.classifier import Classifier
+from box_vit import BOX, CLASSES, S, train_box_vit
 from headmri.slices.geometry import SliceGeometry
 from headmri.training import save_trained
 
-CLASSES = ("HC", "migraine")
 
 
 @pytest.fixture
@@ -124,41 +123,13 @@ def test_gradient_weighted_rollout_matches_a_direct_computation(pool, one_thread
     assert chefer.slice_maps(images, 1).shape == (3, size, size)
 
 
-S = 32
-BOX = (slice(8, 16), slice(16, 24))  # the 8 x 8 pixels (2 x 2 patches) where the classes differ
-
-
-def _box_images(n, generator):
-    x = 0.5 + 0.1 * torch.randn(n, 1, S, S, generator=generator)
-    y = torch.randint(0, 2, (n,), generator=generator)
-    x[y == 1, :, BOX[0], BOX[1]] += 0.3
-    return x.clamp(0, 1), y
 
 
 @pytest.fixture(scope="module")
 def box_vit():
     """A small ViT trained (about a second) on images whose classes differ only in one box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        trunk = VisionTransformer(img_size=S, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=0, global_pool="token")
-        model = Classifier(trunk, encoder="toy", classes=CLASSES, input_size=S, mean=(0.5,) * 3, std=(0.25,) * 3)
-        generator = torch.Generator().manual_seed(0)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3)
-        for _ in range(60):
-            x, y = _box_images(32, generator)
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        model.eval()
-        x, y = _box_images(64, generator)
-        with torch.no_grad():
-            assert (model(x).argmax(1) == y).float().mean() == 1.0  # it learnt the box
-        yield model, x[y == 1]
-    finally:
-        torch.set_num_threads(threads)
+    model, patients = train_box_vit()
+    return model, patients
 
 
 def _block_scores(maps):

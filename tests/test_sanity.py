@@ -8,18 +8,14 @@ import math
 import numpy as np
 import pytest
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from headmri.errors import InputError
 from headmri.explain import methods
 from headmri.explain.sanity import (SANITY_COLUMNS, randomisation_test, randomised_copy, reinitialised_modules, spearman,
                                     summarise, write_sanity_table)
 from headmri.models import build_architecture
-from headmri.models.classifier import Classifier
+from box_vit import CLASSES, S, train_box_vit
 
-CLASSES = ("HC", "migraine")
-S = 32
-BOX = (slice(8, 16), slice(16, 24))
 
 
 @pytest.fixture
@@ -30,38 +26,12 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _box_images(n, generator):
-    x = 0.5 + 0.1 * torch.randn(n, 1, S, S, generator=generator)
-    y = torch.randint(0, 2, (n,), generator=generator)
-    x[y == 1, :, BOX[0], BOX[1]] += 0.3
-    return x.clamp(0, 1), y
-
-
 @pytest.fixture(scope="module")
 def box_vit():
     """A small ViT (2 blocks: the test re-initialises both) trained in about a second on images whose classes
     differ in one box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        trunk = VisionTransformer(img_size=S, patch_size=4, embed_dim=32, depth=2, num_heads=2, num_classes=0, global_pool="token")
-        model = Classifier(trunk, encoder="toy", classes=CLASSES, input_size=S, mean=(0.5,) * 3, std=(0.25,) * 3)
-        generator = torch.Generator().manual_seed(0)
-        optimiser = torch.optim.AdamW(model.parameters(), lr=2e-3)
-        for _ in range(60):
-            x, y = _box_images(32, generator)
-            loss = torch.nn.functional.cross_entropy(model(x), y)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-        model.eval()
-        x, y = _box_images(64, generator)
-        with torch.no_grad():
-            assert (model(x).argmax(1) == y).float().mean() == 1.0
-        yield model, x[y == 1][:6]
-    finally:
-        torch.set_num_threads(threads)
+    model, patients = train_box_vit()
+    return model, patients[:6]
 
 
 def _block_scores(maps: np.ndarray) -> np.ndarray:
