@@ -17,9 +17,10 @@ from headmri.explain import methods
 from headmri.explain.job import SubjectFiles, explain_fold, neutral_slices
 from headmri.explain.occlusion import RegionOcclusion, SliceRegions, control_mean_slices, paint_regions
 from headmri.models import build_architecture
-from box_vit import BOX, CLASSES, S, train_box_vit
 from headmri.slices.geometry import SliceGeometry
 from headmri.training import save_trained
+
+from box_vit import BOX, CLASSES, S, train_box_vit
 
 
 
@@ -343,3 +344,10 @@ def test_occlusion_without_the_training_controls_files_is_an_error(occlusion_fol
     with pytest.raises(InputError, match="subject sub-h1.*not cut from the same grid the same way"):
         control_mean_slices({"sub-h1": (controls["sub-h1"].slices, root / "small.json")},
                             SliceGeometry.from_json(patients["sub-p1"].geometry))
+
+
+@pytest.mark.parametrize("method", ["rollout", "chefer"])
+def test_attention_methods_refuse_a_cnn_when_they_are_built(method):
+    cnn = build_architecture("cnn_demo", CLASSES)
+    with pytest.raises(ConfigError, match=f"{method}.*Vision Transformer.*gradcam or occlusion"):
+        methods.create(method, cnn)

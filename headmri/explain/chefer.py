@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from headmri.errors import ConfigError
-from headmri.explain.methods import MapMethod, as_targets, pooling, token_layout
+from headmri.explain.methods import AttentionMethod, as_targets, pooling, token_layout
 from headmri.explain.rollout import attention_modules, pooled_relevance, unfused_attention
 
 
@@ -48,7 +48,7 @@ def relevance_from_attentions(attentions: list[torch.Tensor], gradients: list[to
     return relevance
 
 
-class GradientWeightedRollout(MapMethod):
+class GradientWeightedRollout(AttentionMethod):
     """Chefer et al. 2021b for timm ViTs, upsampled bilinearly from the token grid to the slice size."""
 
     name = "chefer"

@@ -135,6 +135,20 @@ class MapMethod(ExplanationMethod):
         raise NotImplementedError
 
 
+class AttentionMethod(MapMethod):
+    """A map method that follows a ViT's attention: refused at construction, before any slice is read,
+    for a model without a ViT trunk (e.g. ``cnn_demo``) or with a pooling it cannot follow."""
+
+    def __init__(self, model: "torch.nn.Module", **kwargs: Any):
+        super().__init__(model, **kwargs)
+        try:
+            token_layout(model)
+        except ConfigError as error:
+            raise ConfigError(f"explain.method {self.name!r} follows a Vision Transformer's attention; {error}. "
+                              "Use gradcam or occlusion for this model") from None
+        pooling(model)
+
+
 class RegionMethod(ExplanationMethod):
     """A method that scores the atlas regions of one subject directly."""
 

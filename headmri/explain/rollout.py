@@ -22,7 +22,7 @@ from timm.layers import Attention
 from timm.utils import AttentionExtract
 
 from headmri.errors import ConfigError
-from headmri.explain.methods import MapMethod, pooling, token_layout
+from headmri.explain.methods import AttentionMethod, pooling, token_layout
 
 
 def attention_modules(model: torch.nn.Module) -> dict[str, Attention]:
@@ -108,7 +108,7 @@ def attention_rollout(
     return np.concatenate(out, axis=0) if out else np.zeros((0, *grid), np.float32)
 
 
-class AttentionRollout(MapMethod):
+class AttentionRollout(AttentionMethod):
     """Attention rollout through every block, upsampled bilinearly to the slice size. Class-agnostic:
     the targets are accepted (one interface) and ignored."""
 
