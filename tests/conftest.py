@@ -10,6 +10,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+import torch
 
 # Voxel axis directions (columns of the affine) for a few orientations, before any oblique rotation.
 AXES = {
@@ -44,6 +45,15 @@ def ellipsoid_head(shape, affine, *, seed=0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     data = 200.0 * head + 600.0 * brain + rng.normal(0, 10, len(xyz))
     return data.reshape(shape).astype(np.float32).clip(0), brain.reshape(shape)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train and run faster on one thread than on two contended ones; restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

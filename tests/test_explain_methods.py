@@ -24,15 +24,6 @@ from box_vit import BOX, CLASSES, S, train_box_vit
 
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models train and run faster on one thread than on two contended ones; restored afterwards."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # ---- the registry -------------------------------------------------------------------------------------
 
 def test_every_registered_method_loads_under_its_own_name_with_one_interface():

@@ -19,14 +19,6 @@ from box_vit import CLASSES, S, train_box_vit
 
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def box_vit():
     """A small ViT (2 blocks: the test re-initialises both) trained in about a second on images whose classes
