@@ -41,6 +41,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 import torch
+from scipy import stats
 from torch import nn
 
 from headmri.atomic import write_tsv
@@ -148,11 +149,9 @@ def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -
     keep = ~(np.isnan(a) | np.isnan(b))
     if keep.sum() < 3:
         return float("nan")
-    ra = pd.Series(a[keep]).rank().to_numpy()
-    rb = pd.Series(b[keep]).rank().to_numpy()
-    if np.ptp(ra) == 0 or np.ptp(rb) == 0:
+    if np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
         return float("nan")
-    return float(np.corrcoef(ra, rb)[0, 1])
+    return float(stats.spearmanr(a[keep], b[keep]).statistic)
 
 
 def summarise(trained: Mapping[str, np.ndarray], randomised: Sequence[Mapping[str, np.ndarray]], *,
