@@ -100,7 +100,7 @@ class LearnedCheckConfig:
     min_probability_spread: float = 0.01
 
 
-SELECTION_RULES = ("loss", "auc")
+SELECTION_RULES = ("loss", "auc", "last")
 
 
 @dataclass(frozen=True)

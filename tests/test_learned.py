@@ -123,6 +123,13 @@ def test_loss_ties_are_broken_by_the_auc():
     assert stopping.best_epoch == 2
 
 
+def test_the_last_rule_keeps_the_latest_epoch_whatever_the_validation_subjects_say():
+    stopping = EarlyStopping(patience=10, rule="last", min_epochs=1, auc_min_spread=0.01)
+    score(stopping, 1, LEARNED)  # loss 0.43
+    assert score(stopping, 2, subjects([0.6, 0.3, 0.2, 0.7]))[0] is True  # inverted and worse: still the latest
+    assert stopping.best_epoch == 2 and not stopping.should_stop
+
+
 def test_no_epoch_before_min_epochs_is_selected_or_counts_towards_patience():
     stopping = EarlyStopping(patience=2, rule="loss", min_epochs=3, auc_min_spread=0.01)
     assert not stopping.update(1, 1.0, 0.01, 0.9) and not stopping.update(2, 1.0, 0.01, 0.9)

@@ -93,17 +93,17 @@ def test_resnet3d_forward_shape_and_target_layer():
     assert features["x"].ndim == 5 and features["x"].shape[:2] == (2, 512)
 
 
-def test_demo_cnn_takes_grey_slices_and_gives_a_14x14_grid_at_its_target_layer():
+def test_demo_cnn_takes_64px_grey_slices_and_gives_an_8x8_grid_at_its_target_layer():
     torch.manual_seed(0)
     model = build_classifier("cnn_demo", 2, classes=CLASSES)
     assert isinstance(model, SliceCNN) and model.kind == "slices" and model.classes == CLASSES
-    assert model.input_size == 112 == encoder_input_size("cnn_demo") and is_light_encoder("cnn_demo")
+    assert model.input_size == 64 == encoder_input_size("cnn_demo") and is_light_encoder("cnn_demo")
     features = {}
     model.get_submodule(model.target_layer_name).register_forward_hook(lambda m, i, o: features.setdefault("x", o))
-    assert model(torch.rand(3, 1, 112, 112)).shape == (3, 2)
-    assert features["x"].shape[-2:] == (14, 14)  # the ViTs' token grid, so maps have the same resolution
+    assert model(torch.rand(3, 1, 64, 64)).shape == (3, 2)
+    assert features["x"].shape[-2:] == (8, 8)  # three 2x2 max-pools
     with pytest.raises(ValueError, match="grey slices"):
-        model(torch.rand(3, 3, 112, 112))
+        model(torch.rand(3, 3, 64, 64))
 
 
 @pytest.mark.parametrize("encoder", ["vit_tiny_demo", "cnn_demo", "resnet3d"])
@@ -111,14 +111,14 @@ def test_saved_model_reloads_identically(encoder, tmp_path):
     torch.manual_seed(0)
     model = VolumeClassifier(CLASSES, voxel_size_mm=8.0) if encoder == "resnet3d" else build_classifier(encoder, 2, classes=CLASSES)
     if encoder == "cnn_demo":
-        model(torch.rand(4, 1, 112, 112))  # training-mode pass: batch-norm statistics away from their initial values
+        model(torch.rand(4, 1, 64, 64))  # training-mode pass: batch-norm statistics away from their initial values
     model.eval()
     save_trained(model, tmp_path / "model.pt", task="migraine", fold=2)
     loaded, meta = load_trained(tmp_path / "model.pt")
     assert meta["task"] == "migraine" and meta["fold"] == 2 and meta["classes"] == list(CLASSES)
     assert meta["kind"] == model.kind and meta["target_layer_name"] == model.target_layer_name
     # a slice model is fed grey slices, as the loader gives them (the folded patch embedding after reloading)
-    x = torch.randn(2, 1, *model.input_shape) if encoder == "resnet3d" else torch.rand(2, 1, 112, 112)
+    x = torch.randn(2, 1, *model.input_shape) if encoder == "resnet3d" else torch.rand(2, 1, model.input_size, model.input_size)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
     (tmp_path / "junk.pt").write_bytes(b"not a model")

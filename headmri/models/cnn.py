@@ -9,10 +9,12 @@ from scratch on a dozen subjects must first learn its own locality. The paper's 
 ViT-B/16) is unchanged; this one only makes the CPU demo learn reliably and fast.
 
 Layout: five 3x3 convolution blocks (batch norm, ReLU), widths 16-32-64-128-128, a 2x2 max-pool after
-each of the first three, global average pooling and a linear head. A 112 px slice gives a 14 x 14
-feature grid at the last block: the token grid of the ViTs (BiomedCLIP at 224, ``vit_tiny_demo`` at
-112), so Grad-CAM maps have the same resolution whatever the demo encoder. The input is the loader's
-grey slice in 0..1, (B, 1, S, S); the first block's batch norm takes care of its scale.
+each of the first three, global average pooling and a linear head. It takes 64 px slices (3.4 mm per
+pixel for a 218 mm MNI plane) and gives an 8 x 8 feature grid at the last block. Why 64 and not the ViTs'
+112 (docs/training.md, "The demo recipe"): a training step costs a third, so the demo trains on every
+slice of every subject (not 32 drawn ones) in the same time, and that is what made the folds of a cohort
+with one-sided effects learn; region occlusion costs a third too. The input is the loader's grey slice in
+0..1, (B, 1, S, S); the first block's batch norm takes care of its scale.
 """
 
 from __future__ import annotations
@@ -23,9 +25,9 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-INPUT_SIZE = 112
+INPUT_SIZE = 64
 WIDTHS = (16, 32, 64, 128, 128)
-POOLED_BLOCKS = 3  # a max-pool after each of the first three blocks: 112 -> 14
+POOLED_BLOCKS = 3  # a max-pool after each of the first three blocks: 64 -> 8
 
 
 def _block(channels_in: int, channels_out: int) -> nn.Sequential:
@@ -40,7 +42,7 @@ class SliceCNN(nn.Module):
     """``head(mean over space(features(x)))`` for grey slices (B, 1, S, S) in 0..1."""
 
     kind = "slices"
-    target_layer_name = f"features.block{len(WIDTHS)}"  # the last block's output, 14 x 14 at 112 px
+    target_layer_name = f"features.block{len(WIDTHS)}"  # the last block's output, 8 x 8 at 64 px
 
     def __init__(self, *, encoder: str, classes: Sequence[str], input_size: int = INPUT_SIZE,
                  widths: Sequence[int] = WIDTHS):

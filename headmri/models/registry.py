@@ -11,7 +11,7 @@ Names:
   its maps have the paper's resolution (about 16 mm per token on the MNI grid, not 31 mm as with patch
   16 at 112 px); width 96 keeps the cost per image near that of the coarser model. Which map method
   finds the demo's planted regions with it: docs/explanations.md.
-- ``cnn_demo``: a small 2D CNN (five 3x3 convolution blocks, 112 px, a 14 x 14 last feature grid), the
+- ``cnn_demo``: a small 2D CNN (five 3x3 convolution blocks, 64 px, an 8 x 8 last feature grid), the
   CPU demo's default: trained from scratch it leaves chance level within a few epochs on every demo
   fold measured, where ``vit_tiny_demo`` stayed at chance on some (docs/training.md). Explained with
   Grad-CAM on its last block or region occlusion (the attention methods need a ViT).

@@ -149,7 +149,8 @@ class EarlyStopping:
     """The best epoch so far on the validation subjects, and when to stop (docs/training.md, "Selection").
 
     ``rule`` ``"loss"``: the lowest subject-level cross-entropy, a higher AUC breaking ties; ``"auc"``: the
-    highest AUC, a lower loss breaking ties. Either way an AUC only counts when the validation
+    highest AUC, a lower loss breaking ties; ``"last"``: the latest epoch (the validation subjects are
+    still scored and recorded, but choose nothing). For loss and auc an AUC only counts when the validation
     probabilities of the disease class(es) differ by at least ``auc_min_spread`` (with one validation
     subject per class an untrained model reaches AUC 1.0 on a 1e-5 difference); an AUC that does not
     count, or a NaN one, ranks below every number, as does a NaN loss. Epochs before ``min_epochs`` are
@@ -178,7 +179,7 @@ class EarlyStopping:
         """Record an epoch; True when it is the new best."""
         if epoch < self.min_epochs:
             return False
-        key = self.key(val_auc, val_loss, val_spread)
+        key = (float(epoch), 0.0) if self.rule == "last" else self.key(val_auc, val_loss, val_spread)
         if self.best_key is None or key > self.best_key:
             self.best_key, self.best_epoch, self.since_best = key, epoch, 0
             return True
