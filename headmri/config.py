@@ -101,6 +101,7 @@ class LearnedCheckConfig:
 
 
 SELECTION_RULES = ("loss", "auc", "last")
+AUGMENTATIONS = ("none", "affine")  # headmri.training.augment implements them
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class TrainingConfig:
     grad_clip: float | None = 1.0
     seed: int = 0
     max_slices_per_subject: int | None = None
+    augment: str = "none"  # training-batch augmentation: none | affine (headmri.training.augment)
     # checkpoint selection on the validation subjects (docs/training.md, "Selection"):
     # loss = lowest subject-level cross-entropy, AUC breaks ties; auc = highest AUC (the paper's way),
     # loss breaks ties, and an AUC from probabilities that differ by less than auc_min_spread counts as none
@@ -126,6 +128,8 @@ class TrainingConfig:
         # a plain mapping (the validated config, or asdict() passed through Snakemake params) -> the dataclass
         if isinstance(self.learned_check, Mapping):
             object.__setattr__(self, "learned_check", _section(LearnedCheckConfig, self.learned_check))
+        if self.augment not in AUGMENTATIONS:
+            raise ConfigError(f"training.augment must be one of {list(AUGMENTATIONS)}, got {self.augment!r}")
         if self.selection not in SELECTION_RULES:
             raise ConfigError(f"training.selection must be one of {list(SELECTION_RULES)}, got {self.selection!r}")
         if not 1 <= self.min_epochs <= self.epochs:

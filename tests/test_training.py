@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import nibabel as nib
@@ -140,6 +140,17 @@ def test_same_seed_gives_identical_history_and_predictions(cohort, reference, tm
     pd.testing.assert_frame_equal(history_without_time(tmp_path), history_without_time(out))
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "predictions_slices.tsv", sep="\t"),
                                   pd.read_csv(out / "predictions_slices.tsv", sep="\t"))
+
+
+def test_augmented_training_is_reproducible_and_differs_from_plain_training(cohort, reference, tmp_path):
+    root, split_tsv = cohort
+    out, _ = reference
+    jittered = replace(TRAINING, augment="affine")
+    run_job(split_tsv, root, tmp_path / "a", training=jittered)
+    run_job(split_tsv, root, tmp_path / "b", training=jittered)
+    first = history_without_time(tmp_path / "a")
+    pd.testing.assert_frame_equal(history_without_time(tmp_path / "b"), first)
+    assert not np.allclose(first["train_loss"], history_without_time(out)["train_loss"])
 
 
 def test_checkpoint_is_chosen_on_validation_subjects_only(cohort, reference, tmp_path):

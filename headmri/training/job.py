@@ -46,6 +46,7 @@ from headmri.models import build_classifier, encoder_input_size, is_volume_encod
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
 from headmri.splits import check_leakage, fold_table, read_split
 from headmri.training.checkpoint import load_resume, rng_state, save_torch, save_trained, set_rng_state
+from headmri.training.augment import make_augment
 from headmri.training.loop import make_optimizer, predict, train_epoch
 from headmri.training.oversample import oversample_subjects
 from headmri.training.predict import slice_predictions, subject_loss
@@ -380,12 +381,14 @@ def train_fold(
         )
         state = _restore(out_dir, fingerprint, model, optimizer, scheduler, training)
 
+        augment = None if volume else make_augment(training.augment)  # slices only: the 3D baseline is not jittered
         while not state.finished:
             epoch = state.epoch + 1
             started = time.perf_counter()
             train_loss = train_epoch(
                 model, data.train_loader(subjects.train, epoch - 1), optimizer, scheduler, device=torch_device,
                 grad_clip=training.grad_clip, desc=f"epoch {epoch}/{training.epochs}", progress=progress,
+                augment=augment,
             )
             val_subjects = aggregate_subjects(
                 slice_predictions(predict(model, val_loader, device=torch_device, progress=False), subjects.val, classes),

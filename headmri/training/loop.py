@@ -10,6 +10,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import torch
@@ -92,13 +93,17 @@ def train_epoch(
     grad_clip: float | None,
     desc: str = "train",
     progress: bool = True,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
-    """One pass over ``loader`` with cross-entropy; the scheduler steps per batch. Returns the mean loss per item."""
+    """One pass over ``loader`` with cross-entropy; the scheduler steps per batch; ``augment`` (if given)
+    transforms each input batch on the device. Returns the mean loss per item."""
     model.train()
     total, count = 0.0, 0
     bar = _progress(loader, total=len(loader), desc=desc, enabled=progress)
     for batch in bar:
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
+        if augment is not None:
+            x = augment(x)
         with autocast(device):
             logits = model(x)
         loss = F.cross_entropy(logits.float(), y)

@@ -1,0 +1,56 @@
+"""Training-batch augmentation (training.augment): small per-slice moves that keep a regional effect in place."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from headmri.config import TrainingConfig
+from headmri.errors import ConfigError
+from headmri.training.augment import AffineJitter, make_augment
+
+
+def block_batch(n: int = 16, size: int = 64) -> torch.Tensor:
+    """Grey slices with one bright 8 x 8 block at a known place (rows 20-27, columns 36-43)."""
+    x = torch.zeros(n, 1, size, size)
+    x[:, :, 20:28, 36:44] = 1.0
+    return x
+
+
+def centre(x: torch.Tensor) -> torch.Tensor:
+    """Intensity-weighted centre (row, column) of each slice, (B, 2)."""
+    rows = torch.arange(x.shape[-2], dtype=x.dtype)[:, None]
+    cols = torch.arange(x.shape[-1], dtype=x.dtype)[None, :]
+    mass = x.sum(dim=(1, 2, 3))
+    return torch.stack([(x * rows).sum(dim=(1, 2, 3)) / mass, (x * cols).sum(dim=(1, 2, 3)) / mass], 1)
+
+
+def test_each_slice_moves_by_its_own_small_amount_and_the_block_stays_near_its_place():
+    torch.manual_seed(0)
+    x = block_batch()
+    jitter = AffineJitter()
+    out = jitter(x)
+    assert out.shape == x.shape and not torch.equal(out, x)
+    moved = (centre(out) - centre(x)).norm(dim=1)
+    assert moved.std() > 0.1  # every slice its own draw
+    # bound: the shift (6 % of 64 px each way) plus rotation and scaling of a point 16 px from the centre
+    size, offset = 64, math.hypot(23.5 - 31.5, 39.5 - 31.5)
+    bound = math.hypot(2 * jitter.shift * size / 2, 2 * jitter.shift * size / 2) + offset * (math.radians(jitter.rotate_deg) + jitter.scale)
+    assert moved.max() < bound and moved.max() > 1.0
+    assert out.sum(dim=(1, 2, 3)).min() > 0.8 * 64  # the block is moved, not cut away
+
+
+def test_the_same_seed_gives_the_same_batch():
+    x = block_batch()
+    torch.manual_seed(3)
+    first = AffineJitter()(x)
+    torch.manual_seed(3)
+    assert torch.equal(AffineJitter()(x), first)
+
+
+def test_none_means_no_augmentation_and_unknown_names_are_refused():
+    assert make_augment("none") is None and isinstance(make_augment("affine"), AffineJitter)
+    with pytest.raises(ConfigError, match="training.augment.*none.*affine"):
+        TrainingConfig(augment="elastic")
