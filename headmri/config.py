@@ -37,6 +37,7 @@ class DemoConfig:
     seed: int = 20251121
     group_sizes: Mapping[str, int] = field(default_factory=lambda: {"HC": 8, "migraine": 8, "APTH": 8, "PPTH": 8})
     effects_tsv: str = "resources/demo_effects.tsv"
+    restore_brain_mean: bool = False  # patients' brains keep the controls' mean (headmri.demo.effects.effect_gain)
 
 
 @dataclass(frozen=True)

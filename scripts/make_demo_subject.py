@@ -15,4 +15,5 @@ make_demo_subject(
     effects=[PlantedEffect(**row) for row in p.effects],
     threads=snakemake.threads,
     atlas=snakemake.input.atlas,
+    restore_brain_mean=p.restore_brain_mean,
 )

@@ -20,7 +20,7 @@ from headmri.demo.cohort import (
     plan_subjects,
     write_cohort_tables,
 )
-from headmri.demo.effects import PlantedEffect, ground_truth_table, read_effects
+from headmri.demo.effects import PlantedEffect, effect_gain, ground_truth_table, read_effects
 from headmri.errors import ConfigError, InputError
 from headmri.t1w import check_header, load_t1w
 
@@ -432,3 +432,31 @@ def test_bad_parameters_are_config_errors(sizes, voxel, orientation):
 def test_negative_seed_is_a_config_error():
     with pytest.raises(ConfigError, match="seed"):
         check_parameters({"HC": 1}, (1, 1, 1), "LIA", seed=-1)
+
+
+# --- brain mean restored (issue 13's scoring cohorts): only the planted regions separate the groups --------
+
+def test_restoring_the_brain_mean_keeps_the_mean_and_the_regional_contrast():
+    rng = np.random.default_rng(0)
+    head = rng.uniform(50, 150, size=(20, 20, 20)).astype(np.float32)
+    brain = np.zeros_like(head)
+    brain[2:18, 2:18, 2:18] = 1
+    effect = np.zeros_like(head)
+    effect[5:10, 5:10, 5:10] = -0.15
+    inside, region = brain > 0.5, effect < 0
+    plain = effect_gain(effect, 1.1, head, brain, restore_brain_mean=False)
+    restored = effect_gain(effect, 1.1, head, brain, restore_brain_mean=True)
+    assert (head * plain)[inside].mean() < 0.997 * head[inside].mean()  # 3 % of the brain 16.5 % darker: 0.5 % darker
+    assert np.isclose((head * restored)[inside].mean(), head[inside].mean(), rtol=1e-5)
+    assert restored[~region].min() > 1.0  # the rest of the brain is brightened to make up for the region
+    np.testing.assert_allclose(restored[region] / restored[~region].max(), 1 - 0.15 * 1.1, rtol=1e-5)
+
+
+def test_restore_brain_mean_changes_patients_only(tmp_path, default_effects):
+    kwargs = dict(seed=5, effects=default_effects, native_voxel_mm=COARSE)
+    for label, group, differs in [("hc001", "HC", False), ("migraine001", "migraine", True)]:
+        for restore in (False, True):
+            make_demo_subject(tmp_path / str(restore), label=label, group=group, restore_brain_mean=restore, **kwargs)
+        images = [nib.load(tmp_path / str(r) / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz").get_fdata()
+                  for r in (False, True)]
+        assert (not np.array_equal(*images)) is differs, label

@@ -59,6 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--orientation", default="LIA", help="native orientation code (default LIA)")
     parser.add_argument("--threads", type=int, default=1, help="subjects made in parallel")
     parser.add_argument("--atlas", type=Path, default=None, help="embedded atlas file (built in memory if omitted)")
+    parser.add_argument("--restore-brain-mean", action="store_true",
+                        help="patients' brains keep the controls' mean intensity: only the planted regions differ")
     return parser
 
 
@@ -78,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             orientation=args.orientation,
             threads=args.threads,
             atlas=args.atlas,
+            restore_brain_mean=args.restore_brain_mean,
         )
     except HeadmriError as exc:
         print(f"headmri-demo: {exc}", file=sys.stderr)

@@ -47,7 +47,7 @@ from headmri import __version__
 from headmri.atomic import atomic_path, save_nifti, write_json, write_text, write_tsv
 from headmri.demo import demo_participants, subject_number
 from headmri.demo import synth
-from headmri.demo.effects import PlantedEffect, effect_map, ground_truth_table, missing_from_atlas
+from headmri.demo.effects import PlantedEffect, effect_gain, effect_map, ground_truth_table, missing_from_atlas
 from headmri.errors import ConfigError
 from headmri.templates import SPACE, embedded_template
 
@@ -184,12 +184,15 @@ def synthesize_subject(
     *,
     voxel_mm: tuple[float, float, float] = (1.0, 1.0, 1.25),
     orientation: str = "LIA",
+    restore_brain_mean: bool = False,
 ) -> SyntheticSubject:
-    """One subject: effect in MNI space, then affine + warp + native grid, bias, contrast, noise, scale."""
+    """One subject: effect in MNI space, then affine + warp + native grid, bias, contrast, noise, scale.
+    ``restore_brain_mean``: a patient's brain keeps the controls' mean intensity (``effect_gain``)."""
     draw = synth.draw_subject(rng, site)  # the generator's first draws: parameters_row repeats them
     head = anatomy.head
     if group_effect is not None:
-        head = head * (1.0 + np.float32(draw.effect_scale) * group_effect)
+        head = head * effect_gain(group_effect, draw.effect_scale, head, anatomy.brain_mask,
+                                  restore_brain_mean=restore_brain_mean)
     centre = anatomy.centre_mm
     to_scanner = synth.mni_to_scanner(draw, centre)
     oblique = synth.rotation_matrix(np.array(draw.oblique_axis), draw.oblique_deg)
@@ -253,10 +256,11 @@ def check_grid(native_voxel_mm: Sequence[float], orientation: str, seed: int = 0
 _WORKER: dict = {}
 
 
-def _init_worker(anatomy: CohortAnatomy, effects: list[PlantedEffect]) -> None:
+def _init_worker(anatomy: CohortAnatomy, effects: list[PlantedEffect], restore_brain_mean: bool = False) -> None:
     _WORKER["anatomy"] = anatomy
     _WORKER["effects"] = effects
     _WORKER["maps"] = {}
+    _WORKER["restore_brain_mean"] = bool(restore_brain_mean)
 
 
 def _group_effect(group: str) -> np.ndarray | None:
@@ -267,11 +271,11 @@ def _group_effect(group: str) -> np.ndarray | None:
     return maps[group]
 
 
-def _init_pool_worker(anatomy: CohortAnatomy, effects: list[PlantedEffect]) -> None:
+def _init_pool_worker(anatomy: CohortAnatomy, effects: list[PlantedEffect], restore_brain_mean: bool) -> None:
     import torch
 
     torch.set_num_threads(1)  # parallel over subjects, one thread each: no oversubscription
-    _init_worker(anatomy, effects)
+    _init_worker(anatomy, effects, restore_brain_mean)
 
 
 def _write_subject(
@@ -286,6 +290,7 @@ def _write_subject(
         plan.site,
         voxel_mm=voxel_mm,
         orientation=orientation,
+        restore_brain_mean=_WORKER["restore_brain_mean"],
     )
     sub = f"sub-{plan.label}"
     bids = Path(out_dir)
@@ -308,12 +313,13 @@ def make_demo_subject(
     orientation: str = "LIA",
     threads: int = 1,
     atlas: str | os.PathLike | None = None,
+    restore_brain_mean: bool = False,
 ) -> float:
     """Write one subject of a demo cohort (image and truth files) to ``out_bids_dir``; return the seconds.
 
     The subject depends on (seed, label, group) and its group's effects only (``effects`` of other groups
     are ignored), so it is the same file whichever cohort it belongs to. ``label`` must be a label of
-    ``group`` (``hc003`` for HC).
+    ``group`` (``hc003`` for HC). ``restore_brain_mean``: see :func:`headmri.demo.effects.effect_gain`.
     """
     voxel, code = check_grid(native_voxel_mm, orientation, seed)
     plan = plan_subject(label, group)
@@ -325,7 +331,7 @@ def make_demo_subject(
     previous = torch.get_num_threads()
     torch.set_num_threads(max(1, int(threads)))  # the caller's thread budget, restored afterwards
     try:
-        _init_worker(anatomy, used)
+        _init_worker(anatomy, used, restore_brain_mean)
         row = _write_subject(plan, str(out_bids_dir), int(seed), voxel, code)
     finally:
         _WORKER.clear()
@@ -388,6 +394,7 @@ def make_demo_cohort(
     orientation: str = "LIA",
     threads: int = 1,
     atlas: str | os.PathLike | None = None,
+    restore_brain_mean: bool = False,
 ) -> pd.DataFrame:
     """Write a whole demo BIDS dataset to ``out_bids_dir`` in this process; return participants.tsv as a table.
 
@@ -418,7 +425,7 @@ def make_demo_cohort(
             max_workers=min(int(threads), len(jobs)),
             mp_context=multiprocessing.get_context("fork"),
             initializer=_init_pool_worker,
-            initargs=(anatomy, list(used)),
+            initargs=(anatomy, list(used), restore_brain_mean),
         ) as pool:
             _collect(pool.map(_write_subject, *zip(*jobs)), len(jobs))
     else:
@@ -427,7 +434,7 @@ def make_demo_cohort(
         previous = torch.get_num_threads()
         torch.set_num_threads(max(1, int(threads)))  # the caller's thread budget, restored afterwards
         try:
-            _init_worker(anatomy, list(used))
+            _init_worker(anatomy, list(used), restore_brain_mean)
             _collect((_write_subject(*job) for job in jobs), len(jobs))
         finally:
             _WORKER.clear()

@@ -168,3 +168,23 @@ def effect_map(atlas_codes: np.ndarray, effects: list[PlantedEffect], group: str
         if e.group == group:
             out[np.isin(atlas_codes, e.codes())] += np.float32(e.effect)
     return out
+
+
+def effect_gain(
+    effect: np.ndarray, scale: float, head: np.ndarray, brain_mask: np.ndarray, *, restore_brain_mean: bool
+) -> np.ndarray:
+    """The factor a patient's head is multiplied by: ``1 + scale * effect`` (``effect`` from
+    :func:`effect_map`, ``scale`` the subject's effect strength), float32.
+
+    With ``restore_brain_mean`` the factor is divided by the ratio it would cause in the brain's mean
+    intensity, so the patient's brain has the control's mean and only the planted regions differ from
+    the rest of the brain (a classifier cannot tell the groups apart by global brightness; issue 13's
+    "brain mean restored" cohorts). The ratio between a planted region and the rest is unchanged.
+    """
+    gain = 1.0 + np.float32(scale) * effect
+    if restore_brain_mean:
+        inside = brain_mask > 0.5
+        before = float(head[inside].mean(dtype=np.float64))
+        after = float((head[inside] * gain[inside]).mean(dtype=np.float64))
+        gain = gain * np.float32(before / after)
+    return gain.astype(np.float32, copy=False)

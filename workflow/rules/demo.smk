@@ -28,6 +28,7 @@ if CFG.is_demo:
             seed=CFG.demo.seed,
             group=lambda wildcards: SUBJECT_GROUP[wildcards.subject],
             effects=lambda wildcards: [e for e in DEMO_EFFECTS if e["group"] == SUBJECT_GROUP[wildcards.subject]],
+            restore_brain_mean=CFG.demo.restore_brain_mean,
         log:
             subject_log("demo"),
         group:
