@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -52,11 +53,12 @@ PROGRESS_LOG_SECONDS = 60.0
 class _LoggedProgress:
     """The stand-in for a progress bar in a log file: no bar, whose redraws are carriage-return fragments
     there, but a plain log line (``desc: batch i/n, loss x, t s``) at most every ``every`` seconds, so a
-    long epoch still shows it is alive. The line per finished epoch is the caller's."""
+    long epoch still shows it is alive. The line per finished epoch is the caller's. The postfix values
+    may be callables: they are read only when a line is written (reading a loss off a GPU waits for it)."""
 
     def __init__(self, iterable, *, total: int, desc: str, every: float):
         self.iterable, self.total, self.desc, self.every = iterable, total, desc, every
-        self.postfix = ""
+        self.values: dict = {}
 
     def __iter__(self):
         started = last = time.monotonic()
@@ -64,21 +66,45 @@ class _LoggedProgress:
             yield item  # the caller's work on the batch happens here
             now = time.monotonic()
             if now - last >= self.every and done < self.total:
-                log.info("%s: batch %d/%d%s, %.0f s", self.desc, done, self.total, self.postfix, now - started)
+                log.info("%s: batch %d/%d%s, %.0f s", self.desc, done, self.total, _postfix(self.values), now - started)
                 last = now
 
     def set_postfix(self, refresh: bool = False, **values) -> None:
-        self.postfix = "".join(f", {name} {value}" for name, value in values.items())
+        self.values = values
 
     def close(self) -> None:
         pass
+
+
+def _postfix(values: dict) -> str:
+    return "".join(f", {name} {value() if callable(value) else value}" for name, value in values.items())
+
+
+class _TerminalProgress:
+    """tqdm on an interactive terminal, its postfix (callables read then) refreshed at most every second."""
+
+    def __init__(self, iterable, *, total: int, desc: str):
+        self.bar = tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+        self.last = -math.inf
+
+    def __iter__(self):
+        return iter(self.bar)
+
+    def set_postfix(self, refresh: bool = False, **values) -> None:
+        now = time.monotonic()
+        if now - self.last >= 1.0:
+            self.bar.set_postfix_str(_postfix(values).lstrip(", "), refresh=refresh)
+            self.last = now
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _progress(iterable, *, total: int, desc: str, enabled: bool):
     """A tqdm bar on an interactive terminal; in a log file (any other stderr) a line at most every
     ``PROGRESS_LOG_SECONDS``; nothing when not ``enabled``."""
     if enabled and sys.stderr.isatty():
-        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+        return _TerminalProgress(iterable, total=total, desc=desc)
     return _LoggedProgress(iterable, total=total, desc=desc, every=PROGRESS_LOG_SECONDS if enabled else float("inf"))
 
 
@@ -93,10 +119,17 @@ def train_epoch(
     desc: str = "train",
     progress: bool = True,
 ) -> float:
-    """One pass over ``loader`` with cross-entropy; the scheduler steps per batch. Returns the mean loss per item."""
+    """One pass over ``loader`` with cross-entropy; the scheduler steps per batch. Returns the mean loss per item.
+
+    The step never waits for the device: the loss is summed on the device (in float64, as the Python
+    float sum it replaces, so CPU results are unchanged to the bit) and read once, at the end; progress
+    lines read it only when they are written.
+    """
     model.train()
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
     bar = _progress(loader, total=len(loader), desc=desc, enabled=progress)
+    running = lambda: f"{float(total) / max(count, 1):.4f}"  # noqa: E731  (read only when a line is shown)
     for batch in bar:
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         with autocast(device):
@@ -108,13 +141,13 @@ def train_epoch(
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         scheduler.step()
-        total += float(loss.detach()) * y.numel()
+        total += loss.detach().double() * y.numel()
         count += y.numel()
-        bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        bar.set_postfix(loss=running, refresh=False)
     bar.close()
     if count == 0:
         raise ValueError("the training loader yielded no items")
-    return total / count
+    return float(total) / count
 
 
 @dataclass(frozen=True)

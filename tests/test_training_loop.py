@@ -1,0 +1,51 @@
+"""The training step near the device's limit (issue 17): no host-device wait per step, the same numbers."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from headmri.training import loop
+
+
+def _batches(n: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    return [(torch.randn(5, 3, generator=generator), torch.randint(0, 2, (5,), generator=generator)) for _ in range(n)]
+
+
+def _setup(optimizer=torch.optim.AdamW):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = optimizer(model.parameters(), lr=0.05)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return model, optimizer, scheduler
+
+
+def test_epoch_loss_is_the_per_item_mean_to_the_bit(one_thread):
+    model, optimizer, scheduler = _setup()
+    mean = loop.train_epoch(model, _batches(6), optimizer, scheduler, device=torch.device("cpu"), grad_clip=1.0,
+                            progress=False)
+    # the previous loop's arithmetic: a Python float sum of float(loss) * batch size, one step at a time
+    model, optimizer, scheduler = _setup()
+    total = 0.0
+    for x, y in _batches(6):
+        loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        total += float(loss.detach()) * y.numel()
+    assert mean == total / 30
+
+
+def test_an_epoch_reads_the_loss_off_the_device_once(monkeypatch, one_thread):
+    reads = []
+    original_float, original_item = torch.Tensor.__float__, torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "__float__", lambda self: reads.append("float") or original_float(self))
+    monkeypatch.setattr(torch.Tensor, "item", lambda self: reads.append("item") or original_item(self))
+    # SGD: AdamW's CPU path reads its own step counter (a host tensor; on a GPU fused AdamW keeps it there)
+    model, optimizer, scheduler = _setup(torch.optim.SGD)
+    loop.train_epoch(model, _batches(8), optimizer, scheduler, device=torch.device("cpu"), grad_clip=1.0,
+                     progress=True)  # a fast epoch in a log file: no progress line, so no read either
+    assert reads == ["float"]
