@@ -49,3 +49,23 @@ def test_an_epoch_reads_the_loss_off_the_device_once(monkeypatch, one_thread):
     loop.train_epoch(model, _batches(8), optimizer, scheduler, device=torch.device("cpu"), grad_clip=1.0,
                      progress=True)  # a fast epoch in a log file: no progress line, so no read either
     assert reads == ["float"]
+
+
+def test_a_compiled_model_keeps_its_state_dict_keys_and_logs_its_first_step(caplog, one_thread):
+    import logging
+
+    model, optimizer, scheduler = _setup()
+    keys = list(model.state_dict())
+    x = torch.randn(4, 3)
+    expected = model(x)
+    # the "eager" backend: dynamo's capture without inductor's C++ compilation (the config's path uses
+    # the default backend; which one does not change what the loop does with the model)
+    compiled = loop.compile_model(model, backend="eager")
+    assert compiled is model and list(model.state_dict()) == keys
+    assert model._compiled_call_impl is not None  # what nn.Module.compile sets: calls now go through dynamo
+    assert torch.equal(model(x), expected)
+    with caplog.at_level(logging.INFO, logger="headmri.training.loop"):
+        loop.train_epoch(model, _batches(3), optimizer, scheduler, device=torch.device("cpu"), grad_clip=None,
+                         progress=False, first_step_note="includes torch.compile's compilation")
+    first = [r.getMessage() for r in caplog.records if "first training step" in r.getMessage()]
+    assert len(first) == 1 and first[0].endswith("(includes torch.compile's compilation)")

@@ -46,6 +46,14 @@ def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float, device: 
     return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, fused=device.type == "cuda" or None)
 
 
+def compile_model(model: nn.Module, **options) -> nn.Module:
+    """``model`` compiled in place with ``torch.compile`` (``nn.Module.compile``: the state dict keeps its
+    keys, so checkpoints do not change). Compilation happens at the first call of each mode (train,
+    eval) and input shape; the job logs the first training step's time, which includes it."""
+    model.compile(**options)
+    return model
+
+
 # Where stderr is not a terminal (a Snakemake job's log file), a long epoch logs a line at most this often.
 PROGRESS_LOG_SECONDS = 60.0
 
@@ -118,18 +126,21 @@ def train_epoch(
     grad_clip: float | None,
     desc: str = "train",
     progress: bool = True,
+    first_step_note: str | None = None,
 ) -> float:
     """One pass over ``loader`` with cross-entropy; the scheduler steps per batch. Returns the mean loss per item.
 
     The step never waits for the device: the loss is summed on the device (in float64, as the Python
     float sum it replaces, so CPU results are unchanged to the bit) and read once, at the end; progress
-    lines read it only when they are written.
+    lines read it only when they are written. With ``first_step_note`` the first step is waited for and
+    its time logged with that note (how long ``torch.compile`` took).
     """
     model.train()
     total = torch.zeros((), dtype=torch.float64, device=device)
     count = 0
     bar = _progress(loader, total=len(loader), desc=desc, enabled=progress)
     running = lambda: f"{float(total) / max(count, 1):.4f}"  # noqa: E731  (read only when a line is shown)
+    started = time.perf_counter()
     for batch in bar:
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         with autocast(device):
@@ -142,6 +153,9 @@ def train_epoch(
         optimizer.step()
         scheduler.step()
         total += loss.detach().double() * y.numel()
+        if first_step_note is not None and count == 0:
+            float(total)  # waits for the device to finish the step
+            log.info("first training step: %.1f s (%s)", time.perf_counter() - started, first_step_note)
         count += y.numel()
         bar.set_postfix(loss=running, refresh=False)
     bar.close()
