@@ -30,7 +30,7 @@ from headmri.atomic import save_nifti, write_json, write_tsv
 from headmri.errors import ConfigError, InputError
 from headmri.explain import methods
 from headmri.explain import regions as regional
-from headmri.explain.gradcam import target_index
+from headmri.explain.methods import target_index
 from headmri.explain.merge import REGION_COLUMNS
 from headmri.splits import fold_table, read_split
 

@@ -16,13 +16,14 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import timm
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from headmri.errors import ConfigError, InputError
+
+if TYPE_CHECKING:  # pragma: no cover  (timm loads when a trunk is built)
+    from timm.models.vision_transformer import VisionTransformer
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,8 @@ def build_trunk(*, device: str | torch.device | None = None) -> VisionTransforme
 
     ``device="meta"`` builds it without allocating or initialising weights (fast, for loading into).
     """
+    import timm
+
     with torch.device(device or "cpu"):
         trunk = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0)
     return trunk

@@ -35,7 +35,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
@@ -125,6 +124,8 @@ def check_input_shapes(files: Mapping[str, Path], *, volume: bool, input_size: i
 
     for pid, path in files.items():
         if volume:
+            import nibabel as nib  # only the 3D baseline reads NIfTI
+
             try:
                 shape = tuple(nib.load(str(path)).shape[:3])
             except Exception as exc:  # any reader error: not a readable NIfTI
