@@ -175,6 +175,7 @@ class ComputeConfig:
     threads_per_job: int | None = None
     compile: bool = False
     resume_every: int = 1
+    gpu_partition: str | None = None  # the SLURM partition of cuda jobs (None: the cluster's default)
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
