@@ -350,7 +350,7 @@ def train_fold(
     threads: int | None = None,
     device: str | None = None,
     progress: bool = True,
-    compile: bool = False,
+    compile: bool | str = False,
     resume_every: int = 1,
 ) -> pd.DataFrame:
     """Train ``encoder`` on one fold of ``split_tsv`` and write ``OUTPUTS`` into ``out_dir``; returns the metrics rows.
@@ -360,7 +360,8 @@ def train_fold(
     (participant_id -> MNI-space brain NIfTI, or a folder of ``sub-X_T1w.nii.gz``). ``model_name`` is
     the ``model`` column of the metrics (the ``model-<key>`` path entity). ``slice_size`` is the size the
     slices were built with (config ``slices.size``), checked against the encoder before any work.
-    ``compile``: run the model through ``torch.compile`` (config ``compute.compile``); ``resume_every``:
+    ``compile``: run the model through ``torch.compile`` (config ``compute.compile``; a string names the
+    backend, for tests and benchmarks; True: torch's default, inductor); ``resume_every``:
     write the resume file every that many epochs (config ``compute.resume_every``; best epochs always).
     """
     out_dir = Path(out_dir)
@@ -391,7 +392,7 @@ def train_fold(
                                  voxel_size_mm=voxel_size_mm)
         model.to(torch_device)
         if compile:
-            compile_model(model)
+            compile_model(model, **({"backend": compile} if isinstance(compile, str) else {}))
         data = _Data(volume=volume, files=files, model=model, training=training, device=torch_device, voxel_size_mm=voxel_size_mm)
         val_loader = data.loader(subjects.val, train=False, seed=training.seed)
         steps_per_epoch = len(data.train_loader(subjects.train, 0))
