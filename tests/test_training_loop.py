@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -69,3 +70,17 @@ def test_a_compiled_model_keeps_its_state_dict_keys_and_logs_its_first_step(capl
                          progress=False, first_step_note="includes torch.compile's compilation")
     first = [r.getMessage() for r in caplog.records if "first training step" in r.getMessage()]
     assert len(first) == 1 and first[0].endswith("(includes torch.compile's compilation)")
+
+
+def test_prediction_moves_the_probabilities_off_the_device_once(monkeypatch, one_thread):
+    batches = [(x, y, torch.arange(5), torch.arange(5)) for x, y in _batches(4)]
+    model, _, _ = _setup()
+    expected = np.concatenate([torch.softmax(model(x), dim=1).detach().numpy() for x, *_ in batches])
+    moved = []
+    original = torch.Tensor.cpu
+    monkeypatch.setattr(torch.Tensor, "cpu", lambda self, *a, **k: moved.append(self.is_floating_point())
+                        or original(self, *a, **k))
+    found = loop.predict(model, batches, device=torch.device("cpu"), progress=False)
+    assert moved.count(True) == 1  # the probabilities, once; the index tensors are the loader's host tensors
+    assert found.probabilities.dtype == np.float64 and np.array_equal(found.probabilities, expected.astype(np.float64))
+    assert found.subject_index.tolist() == list(range(5)) * 4

@@ -175,16 +175,18 @@ class Predictions:
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, *, device: torch.device, desc: str = "predict", progress: bool = True) -> Predictions:
-    """Softmax probabilities for every item of ``loader`` (built with ``with_slice_index=True``)."""
+    """Softmax probabilities for every item of ``loader`` (built with ``with_slice_index=True``). They stay
+    on the device until the pass is over: one transfer, not a wait per batch."""
     model.eval()
     probs, subjects, positions = [], [], []
     for batch in _progress(loader, total=len(loader), desc=desc, enabled=progress):
         x = batch[0].to(device, non_blocking=True)
         with autocast(device):
             logits = model(x)
-        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        subjects.append(batch[2].cpu().numpy())
+        probs.append(torch.softmax(logits.float(), dim=1))
+        subjects.append(batch[2].cpu().numpy())  # the loaders' indices are host tensors
         positions.append(batch[3].cpu().numpy())
     if not probs:
         return Predictions(np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    return Predictions(np.concatenate(probs).astype(np.float64), np.concatenate(subjects), np.concatenate(positions))
+    return Predictions(torch.cat(probs).cpu().numpy().astype(np.float64), np.concatenate(subjects),
+                       np.concatenate(positions))
