@@ -31,12 +31,13 @@ from headmri.models import build_architecture  # noqa: E402
 from headmri.training.loop import autocast, make_optimizer  # noqa: E402
 
 
-def measure(encoder: str, device: torch.device, *, batch: int, steps: int, warmup: int, compile_model: bool = False) -> dict:
+def measure(encoder: str, device: torch.device, *, batch: int, steps: int, warmup: int, compile_model: bool = False,
+            backend: str = "inductor") -> dict:
     torch.manual_seed(0)
     model = build_architecture(encoder, ("HC", "migraine")).to(device)
     model.train()
     optimizer = make_optimizer(model, lr=1e-5, weight_decay=0.05, device=device)
-    step_model = torch.compile(model) if compile_model else model
+    step_model = torch.compile(model, backend=backend) if compile_model else model
     size = model.input_size
     x = torch.rand(batch, 1, size, size, device=device)  # grey slices, as the slice loader gives them
     y = torch.randint(0, 2, (batch,), device=device)
@@ -54,7 +55,11 @@ def measure(encoder: str, device: torch.device, *, batch: int, steps: int, warmu
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(warmup):
+    first = time.perf_counter()
+    step()  # a compiled model compiles here
+    sync()
+    first_step_s = time.perf_counter() - first
+    for _ in range(warmup - 1):
         step()
     sync()
     started, cpu_started = time.perf_counter(), time.process_time()
@@ -67,6 +72,7 @@ def measure(encoder: str, device: torch.device, *, batch: int, steps: int, warmu
         "encoder": encoder, "device": device.type, "input": size, "batch": batch, "steps": steps,
         "precision": "bf16 autocast" if device.type == "cuda" else "fp32", "compiled": compile_model,
         "images_per_s": round(batch * steps / seconds, 1), "seconds": round(seconds, 2),
+        "first_step_s": round(first_step_s, 2),
     }
     if device.type == "cuda":
         result["gpu"] = torch.cuda.get_device_name(device)

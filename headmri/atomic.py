@@ -13,10 +13,12 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-import nibabel as nib
 import pandas as pd
+
+if TYPE_CHECKING:  # pragma: no cover  (nibabel loads when a NIfTI is written: training jobs write none)
+    import nibabel as nib
 
 
 def _current_umask() -> int:
@@ -95,6 +97,8 @@ def with_units(img: nib.Nifti1Image) -> nib.Nifti1Image:
 
 def save_nifti(img: nib.Nifti1Image, path: str | os.PathLike) -> None:
     """Write ``img`` atomically, with units in its header (``with_units``)."""
+    import nibabel as nib
+
     with atomic_path(path) as tmp:
         nib.save(with_units(img), tmp)
 

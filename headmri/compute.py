@@ -39,11 +39,13 @@ def resolve_device(setting: str) -> str:
 
 @dataclass(frozen=True)
 class JobCompute:
-    """What every training and explanation job of a run uses: ``device`` (``cpu`` | ``cuda``), ``threads``."""
+    """What every training and explanation job of a run uses: ``device`` (``cpu`` | ``cuda``), ``threads``,
+    and ``gpu_partition``: the SLURM partition its cuda jobs are submitted to (None: the default one)."""
 
     device: str
     threads: int
     setting: str = "auto"
+    gpu_partition: str | None = None
 
     def __post_init__(self) -> None:
         if self.device not in ("cpu", "cuda"):
@@ -52,9 +54,12 @@ class JobCompute:
             raise ConfigError(f"compute.threads_per_job must be at least 1, got {self.threads}")
 
     @property
-    def gpu_resources(self) -> dict[str, int]:
-        """The ``resources:`` a job adds: ``gpu=1`` on cuda, nothing on the CPU."""
-        return {"gpu": 1} if self.device == "cuda" else {}
+    def gpu_resources(self) -> dict[str, int | str]:
+        """The ``resources:`` a job adds: ``gpu=1`` on cuda (and ``slurm_partition`` when a GPU partition is
+        set; the SLURM executor submits there, a local run ignores it), nothing on the CPU."""
+        if self.device != "cuda":
+            return {}
+        return {"gpu": 1, **({"slurm_partition": self.gpu_partition} if self.gpu_partition else {})}
 
     def summary(self, *, cores: int | None, jobs: int | None = None, gpu_limit: int | None = None) -> str:
         """One line for the Snakemake run's log: device, threads and how many jobs run at once.
@@ -81,12 +86,13 @@ class JobCompute:
         return f"{head}; up to {side_by_side} side by side at --cores {cores}"
 
 
-def plan(device: str = "auto", threads_per_job: int | None = None, *, inherited: str | None = None) -> JobCompute:
+def plan(device: str = "auto", threads_per_job: int | None = None, *, inherited: str | None = None,
+         gpu_partition: str | None = None) -> JobCompute:
     """The run's ``JobCompute`` from the ``compute`` section. ``inherited``: the device a parent
     Snakemake process already decided (cluster jobs), used instead of deciding ``auto`` again."""
     resolved = inherited if device == "auto" and inherited in ("cpu", "cuda") else resolve_device(device)
     threads = threads_per_job if threads_per_job is not None else DEFAULT_THREADS[resolved]
-    return JobCompute(device=resolved, threads=int(threads), setting=device)
+    return JobCompute(device=resolved, threads=int(threads), setting=device, gpu_partition=gpu_partition)
 
 
 def job_device(claimed_gpus: int, *, cuda_available: bool | None = None) -> tuple[str, str | None]:

@@ -171,10 +171,16 @@ class ComputeConfig:
     ``device``: ``auto`` (cuda when torch sees a GPU on the machine that runs Snakemake), ``cpu`` or
     ``cuda``; only cuda jobs claim Snakemake's ``gpu`` resource. ``threads_per_job``: CPU threads of each
     job, so ``--cores N`` runs N // threads jobs side by side; None: 1 on the CPU, 8 on a GPU.
+    ``compile``: ``torch.compile`` the training job's model; ``resume_every``: epochs between a training
+    job's resume files. Neither changes what is trained (CPU results are the same either way), so the
+    jobs read them from the config, not from their params, and changing them reruns nothing.
     """
 
     device: str = "auto"
     threads_per_job: int | None = None
+    compile: bool = False
+    resume_every: int = 1
+    gpu_partition: str | None = None  # the SLURM partition of cuda jobs (None: the cluster's default)
 
     def __post_init__(self) -> None:
         if self.device not in ("auto", "cpu", "cuda"):
@@ -183,6 +189,12 @@ class ComputeConfig:
             if not str(self.threads_per_job).isdigit() or int(self.threads_per_job) < 1:
                 raise ConfigError(f"compute.threads_per_job must be a whole number of at least 1, got {self.threads_per_job!r}")
             object.__setattr__(self, "threads_per_job", int(self.threads_per_job))  # "2" from --config
+        if str(self.compile).lower() not in ("true", "false"):
+            raise ConfigError(f"compute.compile must be true or false, got {self.compile!r}")
+        object.__setattr__(self, "compile", str(self.compile).lower() == "true")  # "true" from --config
+        if not str(self.resume_every).isdigit() or int(self.resume_every) < 1:
+            raise ConfigError(f"compute.resume_every must be a whole number of at least 1, got {self.resume_every!r}")
+        object.__setattr__(self, "resume_every", int(self.resume_every))
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from headmri.compute import job_device
-from headmri.config import TrainingConfig
+from headmri.config import ComputeConfig, TrainingConfig
 from headmri.training import train_fold
 
 log_file = open(snakemake.log[0], "a", buffering=1)
@@ -17,6 +17,8 @@ sys.stderr = log_file  # tracebacks go to the log too; not a terminal, so no pro
 device, warning = job_device(snakemake.resources.get("gpu", 0))
 if warning:
     logging.getLogger("train_fold").warning(warning)
+# how, not what: read from the config, so changing them reruns no finished job (headmri.config.ComputeConfig)
+compute = ComputeConfig(**snakemake.config["compute"])
 p = snakemake.params
 inputs = snakemake.input.get("volumes") or snakemake.input.slices
 files = dict(zip(p.subjects, inputs))
@@ -37,4 +39,6 @@ train_fold(
     **({"voxel_size_mm": p.voxel_size_mm} if p.voxel_size_mm is not None else {}),
     threads=snakemake.threads,
     device=device,
+    compile=compute.compile,
+    resume_every=compute.resume_every,
 )

@@ -92,3 +92,8 @@ def test_the_rules_claim_a_gpu_only_on_cuda(tmp_path, device):
     expected = ("up to 2 side by side at --cores 4" if device == "cpu"
                 else "up to 1 at once (--cores 4, --resources gpu=1)")  # profiles/default's one GPU
     assert f"device {device}, 2 threads per job; {expected}" in done.stdout
+
+
+def test_cuda_jobs_go_to_the_gpu_partition_when_one_is_set():
+    assert plan("cuda", gpu_partition="gpu").gpu_resources == {"gpu": 1, "slurm_partition": "gpu"}
+    assert plan("cpu", gpu_partition="gpu").gpu_resources == {}  # CPU jobs stay on the default partition

@@ -98,3 +98,15 @@ def test_multiclass_task_is_typed():
     task = config.Task("multiclass", ("HC", "migraine", "APTH", "PPTH"))
     assert not task.is_binary
     assert task.disease_classes == ("migraine", "APTH", "PPTH")
+
+
+def test_compile_and_resume_interval_are_compute_settings_with_checked_values():
+    from headmri.config import ComputeConfig
+
+    assert ComputeConfig().compile is False and ComputeConfig().resume_every == 1
+    nested = ComputeConfig(compile="true", resume_every="3")  # --config compute='{...}' gives strings
+    assert nested.compile is True and nested.resume_every == 3
+    with pytest.raises(ConfigError, match="compute.compile"):
+        ComputeConfig(compile="yes")
+    with pytest.raises(ConfigError, match="compute.resume_every"):
+        ComputeConfig(resume_every=0)

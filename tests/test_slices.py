@@ -256,3 +256,41 @@ def test_encode_stores_clipped_rounded_values_in_place_or_not():
     assert np.allclose(decode(encode(values, "float16")), np.clip(values, 0, 1), atol=1e-3)
     with pytest.raises(ValueError, match="dtype must be one of"):
         encode(values, "int8")
+
+
+def test_prefetched_batches_are_the_batches(tmp_path):
+    paths = make_arrays(tmp_path, [9, 7])
+
+    def batches(prefetch):
+        loader = SliceBatchLoader(paths, [0, 1], 4, True, 5, with_slice_index=True, prefetch=prefetch)
+        return [tuple(t.clone() for t in batch) for batch in loader]
+
+    plain, ahead = batches(0), batches(3)
+    assert len(plain) == 4
+    assert all(torch.equal(a, b) for one, other in zip(plain, ahead) for a, b in zip(one, other))
+
+
+def test_prefetch_raises_the_producers_error_and_stops_with_an_early_consumer():
+    import threading
+
+    from headmri.slices.loader import prefetched
+
+    def failing():
+        yield 1
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(prefetched(failing(), 2))
+    produced = []
+
+    def endless():
+        while True:
+            produced.append(len(produced))
+            yield produced[-1]
+
+    before = threading.active_count()
+    for item in prefetched(endless(), 2):
+        if item == 3:
+            break
+    assert threading.active_count() == before  # the producer thread has ended
+    assert len(produced) <= 3 + 1 + 2 + 1  # taken, one being put, the queue, one pending

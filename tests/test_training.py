@@ -24,7 +24,7 @@ from headmri.slices import extract_slices
 from headmri.slices.loader import SliceBatchLoader
 from headmri.splits import make_splits
 from headmri.training import OUTPUTS, load_trained, train_fold
-from headmri.training.job import RESUME_FILE, read_fold
+from headmri.training.job import BEST_FILE, RESUME_FILE, read_fold
 from headmri.training.oversample import oversample_subjects
 from headmri.training.schedule import WarmupCosine
 
@@ -196,15 +196,16 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(cohort, reference, 
                    slices={str(root)!r}, threads=1, progress=False)
     """)
     job = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
-    resume = tmp_path / RESUME_FILE
+    # a best epoch saves its resume state as the best checkpoint, any other epoch as the resume file
+    saved = [tmp_path / BEST_FILE, tmp_path / RESUME_FILE]
     deadline = time.monotonic() + 300
-    while not resume.exists() and job.poll() is None and time.monotonic() < deadline:
+    while not any(p.exists() for p in saved) and job.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     job.kill()
     job.wait()
-    assert resume.exists(), job.stderr.read()
+    assert any(p.exists() for p in saved), job.stderr.read()
     assert not (tmp_path / "model.pt").exists(), "the job finished before it could be killed"
-    saved_epoch = torch.load(resume, weights_only=True)["epoch"]
+    saved_epoch = max(torch.load(p, weights_only=True)["epoch"] for p in saved if p.exists())
     assert 1 <= saved_epoch < TRAINING.epochs
 
     import logging
@@ -314,3 +315,68 @@ def test_warmup_then_cosine_schedule():
     assert factor(4) == 1.0 and factor(9) == pytest.approx(0.5) and factor(14) == pytest.approx(0.0)
     assert all(factor(s) >= factor(s + 1) for s in range(4, 14))
     assert WarmupCosine(0, 10)(0) == 1.0
+
+
+class _RecordingWriter:
+    def __init__(self):
+        self.saved = []
+
+    def save(self, obj, path):
+        self.saved.append((obj["epoch"], Path(path).name))
+
+
+def test_best_epochs_save_the_best_checkpoint_and_others_the_resume_file_every_n(tmp_path):
+    from headmri.training.job import EarlyStopping, Progress, _save_progress
+
+    model = torch.nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    parts = {"model": model, "optimizer": optimizer,
+             "scheduler": torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)}
+
+    def saved(every):
+        writer, progress = _RecordingWriter(), Progress(stopping=EarlyStopping(patience=9))
+        for epoch in range(1, 6):
+            progress.epoch, progress.finished = epoch, epoch == 5
+            _save_progress(writer, tmp_path, "print", progress, parts, best=epoch in (1, 3), every=every)
+        return writer.saved
+
+    assert saved(1) == [(1, BEST_FILE), (2, RESUME_FILE), (3, BEST_FILE), (4, RESUME_FILE), (5, RESUME_FILE)]
+    assert saved(2) == [(1, BEST_FILE), (2, RESUME_FILE), (3, BEST_FILE), (4, RESUME_FILE), (5, RESUME_FILE)]
+    assert saved(3) == [(1, BEST_FILE), (3, BEST_FILE), (5, RESUME_FILE)]  # 3 is best; 5 ends training
+
+
+def test_a_job_resumes_from_the_newer_of_best_checkpoint_and_resume_file(tmp_path):
+    from headmri.training.job import _newest_state
+
+    def write(name, epoch, fingerprint="print"):
+        torch.save({"fingerprint": fingerprint, "epoch": epoch, "model": {"w": torch.full((2,), float(epoch))}},
+                   tmp_path / name)
+
+    assert _newest_state(tmp_path, "print") is None
+    write(BEST_FILE, 3)
+    write(RESUME_FILE, 2)  # stale: the best checkpoint of epoch 3 came later
+    assert _newest_state(tmp_path, "print")["epoch"] == 3
+    write(RESUME_FILE, 5)
+    state = _newest_state(tmp_path, "print")
+    assert state["epoch"] == 5 and torch.equal(state["model"]["w"], torch.full((2,), 5.0))
+    write(RESUME_FILE, 7, fingerprint="other settings")
+    assert _newest_state(tmp_path, "print")["epoch"] == 3
+
+
+def test_checkpoint_writer_writes_copies_in_order_in_the_background(tmp_path):
+    from headmri.training.checkpoint import CheckpointWriter
+
+    weights = torch.zeros(3)
+    writer = CheckpointWriter()
+    for step in range(3):
+        weights += 1  # training goes on changing the tensor while the file is written
+        writer.save({"step": step, "w": weights}, tmp_path / "state.pt")
+    weights += 10
+    writer.close()
+    saved = torch.load(tmp_path / "state.pt", weights_only=True)
+    assert saved["step"] == 2 and torch.equal(saved["w"], torch.full((3,), 3.0))
+    (tmp_path / "a-file").write_text("")
+    writer = CheckpointWriter()
+    writer.save({"w": weights}, tmp_path / "a-file" / "state.pt")  # fails on the writer thread
+    with pytest.raises(OSError):  # and says so to the training thread
+        writer.close()

@@ -29,7 +29,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from headmri.errors import ConfigError
-from headmri.explain.methods import MapMethod, as_targets, token_layout
+from headmri.explain.methods import MapMethod, as_targets, target_index, token_layout  # noqa: F401  (target_index: re-exported)
 
 _PATH_SYNTAX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*|\[-?[0-9]+\])*")
 _PATH_TOKEN = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(-?[0-9]+)\]")
@@ -62,13 +62,6 @@ def resolve_module(root: torch.nn.Module, path: str) -> torch.nn.Module:
     if not isinstance(module, torch.nn.Module):
         raise ConfigError(f"the layer path {path!r} names a {type(module).__name__}, not a layer")
     return module
-
-
-def target_index(classes: Sequence[str], target: str) -> int:
-    """The output index of ``target``; an error if the model was not trained on that class."""
-    if target not in classes:
-        raise ConfigError(f"the target class {target!r} is not a class of this task/model; its classes are {list(classes)}")
-    return list(classes).index(target)
 
 
 def vit_token_grid(n_prefix_tokens: int, grid: tuple[int, int]) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -82,6 +82,13 @@ def as_targets(targets: "int | Sequence[int] | np.ndarray | torch.Tensor", n: in
     return out.cpu()
 
 
+def target_index(classes: Sequence[str], target: str) -> int:
+    """The output index of ``target``; an error if the model was not trained on that class."""
+    if target not in classes:
+        raise ConfigError(f"the target class {target!r} is not a class of this task/model; its classes are {list(classes)}")
+    return list(classes).index(target)
+
+
 def token_layout(model: "torch.nn.Module") -> tuple[int, tuple[int, int]]:
     """(number of prefix tokens, patch grid) of a classifier with a timm ViT ``trunk``."""
     trunk = getattr(model, "trunk", None)

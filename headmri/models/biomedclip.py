@@ -13,31 +13,26 @@ Weights come from a local checkpoint (file or folder, for offline machines) or f
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Mapping
+from typing import TYPE_CHECKING, Mapping
 
-import timm
 import torch
-from timm.models.vision_transformer import VisionTransformer
 
 from headmri.errors import ConfigError, InputError
+from headmri.pretrained import CHECKPOINT_FILES, CONFIG_FILE, HUB_ID, TIMM_NAME, resolve_local, where_to_put  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:  # pragma: no cover  (timm loads when a trunk is built)
+    from timm.models.vision_transformer import VisionTransformer
 
 log = logging.getLogger(__name__)
 
-HUB_ID = "hf-hub:microsoft/BiomedCLIP-PubMedBERT_256-vit_base_patch16_224"
-TIMM_NAME = "vit_base_patch16_224"
 INPUT_SIZE = 224
 # BiomedCLIP's preprocess_cfg (the OpenAI CLIP constants).
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)
 
 TRUNK_PREFIX = "visual.trunk."
-# File names open_clip uses on the hub and in `open_clip.push_to_hf_hub`, in the order we prefer them.
-CHECKPOINT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
-CONFIG_FILE = "open_clip_config.json"
-_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _LIST_AT_MOST = 12
 
 
@@ -46,6 +41,8 @@ def build_trunk(*, device: str | torch.device | None = None) -> VisionTransforme
 
     ``device="meta"`` builds it without allocating or initialising weights (fast, for loading into).
     """
+    import timm
+
     with torch.device(device or "cpu"):
         trunk = timm.create_model(TIMM_NAME, pretrained=False, num_classes=0)
     return trunk
@@ -66,48 +63,6 @@ def load_biomedclip_trunk(source: str | Path | None = None) -> VisionTransformer
     _check_materialised(trunk, path)
     log.info("loaded %d BiomedCLIP trunk tensors from %s", len(weights), path)
     return trunk
-
-
-def resolve_local(source: str | Path) -> Path:
-    """A checkpoint file, or the checkpoint file inside an open_clip model folder."""
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise InputError(
-            "no such BiomedCLIP checkpoint file or folder (config model.checkpoint); give an open_clip "
-            f"checkpoint ({', '.join(CHECKPOINT_FILES)}) or the folder holding one",
-            path=path,
-        )
-    if path.is_file():
-        return path
-    _check_folder_config(path)
-    for name in CHECKPOINT_FILES:
-        if (path / name).is_file():
-            return path / name
-    candidates = sorted(p for p in path.iterdir() if p.suffix in _SUFFIXES and p.is_file())
-    if len(candidates) == 1:
-        return candidates[0]
-    raise InputError(
-        f"the folder holds {'no' if not candidates else 'several'} checkpoint files "
-        f"({[p.name for p in candidates]}); expected one of {list(CHECKPOINT_FILES)}",
-        path=path,
-    )
-
-
-def _check_folder_config(folder: Path) -> None:
-    """If the folder carries open_clip's config, make sure its vision tower is the one we load into."""
-    config_path = folder / CONFIG_FILE
-    if not config_path.is_file():
-        return
-    try:
-        config = json.loads(config_path.read_text())
-        name = config["model_cfg"]["vision_cfg"].get("timm_model_name")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read model_cfg.vision_cfg from the open_clip config ({exc})", path=config_path)
-    if name != TIMM_NAME:
-        raise InputError(
-            f"the open_clip config's vision tower is {name!r}; the biomedclip encoder needs {TIMM_NAME!r}",
-            path=config_path,
-        )
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -192,10 +147,7 @@ def download_from_hub(hub_id: str) -> Path:
     raise ConfigError(
         f"cannot get {hub_id}: loading from the Hugging Face hub needs the network (or a filled HF cache), "
         f"and it failed ({type(failure).__name__}: {str(failure).splitlines()[0] if failure else ''}). "
-        f"Offline, download {CHECKPOINT_FILES[1]} (and {CONFIG_FILE}) from "
-        f"https://huggingface.co/{repo_id} on a machine with network, copy it here and give its file or "
-        "folder as the config key model.checkpoint (config.yaml `model: {checkpoint: /path/to/folder}`, "
-        "or `snakemake --config model='{checkpoint: /path/to/folder}'`)."
+        f"Offline, {where_to_put(hub_id)}."
     ) from failure
 
 

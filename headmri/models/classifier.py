@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from headmri.models.grey_input import GreyPatchProjection
+
+if TYPE_CHECKING:  # pragma: no cover  (timm, and torchvision with it, load when a ViT is built)
+    from timm.models.vision_transformer import VisionTransformer
 
 
 class Classifier(nn.Module):

@@ -22,11 +22,9 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
-import timm
 import torch
-from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from headmri.encoder_names import CNN_DEMO, KNOWN_ENCODERS, TIMM_PREFIX, TINY_DEMO, is_light_encoder  # noqa: F401
@@ -35,6 +33,9 @@ from headmri.models import biomedclip
 from headmri.models import cnn
 from headmri.models.classifier import Classifier
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM, VolumeClassifier
+
+if TYPE_CHECKING:  # pragma: no cover
+    from timm.models.vision_transformer import VisionTransformer
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +88,8 @@ def build_architecture(
             trunk = _create_timm(encoder, pretrained=False)
         return _wrap_timm(encoder, trunk, classes)
     if encoder == TINY_DEMO:
+        from timm.models.vision_transformer import VisionTransformer
+
         with torch.device(device or "cpu"):
             trunk = VisionTransformer(
                 img_size=TINY_DEMO_SIZE, patch_size=8, embed_dim=96, depth=4, num_heads=3,
@@ -139,6 +142,8 @@ def _timm_classifier(encoder: str, classes: tuple[str, ...], *, pretrained: bool
 
 
 def _create_timm(encoder: str, *, pretrained: bool, **kwargs) -> nn.Module:
+    import timm  # timm (and with it torchvision) only for the ViT encoders
+
     name = encoder[len(TIMM_PREFIX):]
     if not timm.is_model(name):
         raise ConfigError(
@@ -158,6 +163,8 @@ def _create_timm(encoder: str, *, pretrained: bool, **kwargs) -> nn.Module:
 
 
 def _wrap_timm(encoder: str, trunk: nn.Module, classes: tuple[str, ...]) -> Classifier:
+    from timm.models.vision_transformer import VisionTransformer
+
     if not isinstance(trunk, VisionTransformer) or getattr(trunk, "global_pool", None) != "token":
         raise ConfigError(
             f"encoder {encoder!r} is a timm {type(trunk).__name__}; "

@@ -12,7 +12,6 @@ from typing import Any, Sequence
 
 import torch
 from torch import nn
-from torchvision.models.video import r3d_18
 
 # The MNI152 1 mm template grid the volumes live on.
 TEMPLATE_SHAPE = (182, 218, 182)
@@ -36,6 +35,8 @@ class VolumeClassifier(nn.Module):
         self.classes = tuple(classes)
         self.voxel_size_mm = float(voxel_size_mm)
         self.input_shape = volume_shape(self.voxel_size_mm)
+        from torchvision.models.video import r3d_18  # only the baseline needs torchvision
+
         backbone = r3d_18(weights=None, num_classes=len(self.classes))
         backbone.stem = nn.Sequential(
             nn.Conv3d(1, 64, kernel_size=7, stride=2, padding=3, bias=False),

@@ -6,16 +6,20 @@ arrays stay memory-mapped uint8. A batch is one grey channel in 0..1: the encode
 normalisation is folded into its patch embedding (headmri/models/grey_input.py), so nobody writes three
 normalised float32 copies of each slice. On the CPU the loader's threads each read their share of a
 batch's slices straight from the maps and write them as float32 into a reused array; for a GPU the batch
-is gathered as uint8 (one fancy-index read per subject present), only that crosses the bus, and the
-device converts it.
+is gathered as uint8 (one fancy-index read per subject present) straight into pinned (page-locked) host
+memory, only that crosses the bus, asynchronously, and the device converts it. On a GPU a background
+thread prepares the next batches (``prefetch``) while the device works on the current one, so the
+training step never waits for the disk or the gather.
 """
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -66,6 +70,9 @@ class SliceBatchLoader:
     subject per epoch (a random subset when shuffling, evenly spaced otherwise).
     ``with_slice_index=True`` adds a fourth tensor: the slice's position in its subject's array.
     ``threads`` (default: torch's intra-op thread count) split the CPU conversion of a batch.
+    ``prefetch``: batches a background thread prepares ahead (default: 2 on an accelerator, where the
+    host work overlaps the device's; 0 on the CPU, where the same cores would do both). The batches are
+    the same either way.
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class SliceBatchLoader:
         device: str | torch.device | None = None,
         with_slice_index: bool = False,
         threads: int | None = None,
+        prefetch: int | None = None,
     ):
         if len(npy_paths) != len(labels):
             raise ValueError(f"{len(npy_paths)} slice arrays but {len(labels)} labels")
@@ -103,6 +111,7 @@ class SliceBatchLoader:
         self._uint8 = self._one_value("dtype", [a.dtype for a in self.arrays]) != np.dtype(np.float16)
         self._scale = np.float32(1.0 / 255.0) if self._uint8 else None
         self.threads = max(1, int(threads if threads is not None else torch.get_num_threads()))
+        self.prefetch = int(prefetch if prefetch is not None else (0 if self.device.type == "cpu" else 2))
         self._pool: ThreadPoolExecutor | None = None
         self._outputs = _ReusedBuffers()
 
@@ -158,14 +167,17 @@ class SliceBatchLoader:
     def n_items(self) -> int:
         return int(sum(min(n, self.max_slices_per_subject) if self.max_slices_per_subject else n for n in self.counts))
 
-    def _gather(self, subject: np.ndarray, slice_: np.ndarray) -> np.ndarray:
-        """Read the batch's slices: one fancy-index read per subject present (sorted for locality)."""
-        out = np.empty((subject.size, *self.slice_shape), dtype=np.uint8 if self._uint8 else np.float16)
+    def _gather(self, subject: np.ndarray, slice_: np.ndarray) -> torch.Tensor:
+        """Read the batch's slices as stored (B, S, S), one fancy-index read per subject present (sorted
+        for locality), into pinned memory when the device is CUDA (an asynchronous copy needs it)."""
+        dtype = torch.uint8 if self._uint8 else torch.float16
+        out = torch.empty((subject.size, *self.slice_shape), dtype=dtype, pin_memory=self.device.type == "cuda")
+        view = out.numpy()
         order = np.lexsort((slice_, subject))
         sorted_subjects = subject[order]
         bounds = np.flatnonzero(np.diff(sorted_subjects)) + 1
         for group in np.split(order, bounds):
-            out[group] = self.arrays[subject[group[0]]][slice_[group]]
+            view[group] = self.arrays[subject[group[0]]][slice_[group]]
         return out
 
     def to_grey(self, raw: torch.Tensor) -> torch.Tensor:
@@ -211,23 +223,72 @@ class SliceBatchLoader:
             if self._uint8:
                 block *= self._scale
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
-        epoch = self.epoch
-        self.epoch += 1
-        subject, slice_ = self._epoch_items(epoch)
+    def _host_batches(self, subject: np.ndarray, slice_: np.ndarray) -> Iterator[tuple]:
+        """(subject, slice, x, y) per batch, prepared on the host: x float32 grey on the CPU, x as stored
+        (and y) in pinned memory for an accelerator."""
         pin = self.device.type == "cuda"
         for start in range(0, subject.size, self.batch_size):
             stop = min(start + self.batch_size, subject.size)
             if self.drop_last and stop - start < self.batch_size:
                 break
             s, k = subject[start:stop], slice_[start:stop]
+            y = torch.from_numpy(self.labels[s])
             if self.device.type == "cpu":
-                x = self._read_grey(s, k)
-            else:  # only uint8 crosses the bus; the device converts
-                raw = torch.from_numpy(self._gather(s, k))
-                x = self.to_grey(raw.pin_memory() if pin else raw)
-                del raw
-            y = torch.from_numpy(self.labels[s]).to(self.device)
+                yield s, k, self._read_grey(s, k), y
+            else:
+                yield s, k, self._gather(s, k), (y.pin_memory() if pin else y)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        epoch = self.epoch
+        self.epoch += 1
+        host = self._host_batches(*self._epoch_items(epoch))
+        for s, k, x, y in (prefetched(host, self.prefetch) if self.prefetch else host):
+            if self.device.type != "cpu":  # only the stored values cross the bus; the device converts
+                x = self.to_grey(x)
+                y = y.to(self.device, non_blocking=True)
             batch = (x, y, torch.from_numpy(s.copy()))
             yield batch + (torch.from_numpy(k.copy()),) if self.with_slice_index else batch
             del x, batch  # so this generator does not keep the batch's buffer from being reused
+
+
+_DONE = object()
+
+
+def prefetched(items: Iterable, depth: int) -> Iterator:
+    """The items of ``items``, produced by a background thread up to ``depth`` ahead of the consumer.
+    An exception in the producer is raised in the consumer; a consumer that stops early stops it."""
+    ahead: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                ahead.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as error:  # handed to the consumer, which raises it
+            put((_DONE, error))
+
+    worker = threading.Thread(target=produce, name="batch-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = ahead.get()
+            if error is not None:
+                raise error
+            if item is _DONE:
+                return
+            yield item
+            del item
+    finally:
+        stop.set()
+        worker.join()

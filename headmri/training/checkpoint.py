@@ -3,11 +3,18 @@
 ``model.pt`` = ``{"state_dict": ..., "meta": {...}}``; ``meta`` names the encoder and classes and
 carries the input size and normalisation, so ``load_trained`` rebuilds the network without the config
 and without downloading anything. Both files are written atomically (temporary name, then rename).
+
+Resume states are written by a ``CheckpointWriter``: the training thread only copies the state to host
+memory (a ViT-B/16 with AdamW: about 1 GB); serialising and writing it, 1.2-1.7 s per epoch on the H200
+machine (issue 17), happens on a background thread while the next epoch trains.
 """
 
 from __future__ import annotations
 
+import logging
 import random
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -20,6 +27,8 @@ from headmri.errors import InputError
 from headmri.models.classifier import Classifier
 from headmri.models.registry import build_architecture
 from headmri.models.resnet3d import VolumeClassifier
+
+log = logging.getLogger(__name__)
 
 
 def save_torch(obj: Any, path: str | Path) -> None:
@@ -86,6 +95,74 @@ def load_resume(path: str | Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # memory-mapped: reading the epoch and fingerprint does not read the weights
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception:  # a damaged resume file only costs the epochs it held
         return None
+
+
+def host_copy(obj: Any) -> Any:
+    """``obj`` (state dicts, lists, plain values) with every tensor copied to host memory, so training may
+    go on changing the originals. Device tensors are copied asynchronously and waited for once."""
+    on_device = []
+
+    def copy(value: Any) -> Any:
+        if isinstance(value, torch.Tensor):
+            if value.device.type == "cpu":
+                return value.detach().clone()
+            on_device.append(value.device)
+            return value.detach().to("cpu", non_blocking=True)
+        if isinstance(value, Mapping):
+            return {key: copy(item) for key, item in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(copy(item) for item in value)
+        return value
+
+    copied = copy(obj)
+    for device in set(on_device):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    return copied
+
+
+class CheckpointWriter:
+    """Writes torch files in the order they were given, from host copies made on the caller's thread.
+
+    ``background``: the writing happens on one worker thread (``save`` returns once the copy is made);
+    a second ``save`` waits for the first to be written, so at most one copy waits in memory. ``close``
+    waits for the last file and raises any error of the writes.
+    """
+
+    def __init__(self, background: bool = True):
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="checkpoint-writer") if background else None
+        self._pending: Future | None = None
+        self.copy_seconds = 0.0  # on the training thread, summed over saves
+        self.write_seconds = 0.0  # on the writer thread
+
+    def save(self, obj: Any, path: str | Path) -> None:
+        started = time.perf_counter()
+        snapshot = host_copy(obj)
+        self.copy_seconds += time.perf_counter() - started
+        if self._pool is None:
+            self._write(snapshot, Path(path))
+            return
+        self.wait()
+        self._pending = self._pool.submit(self._write, snapshot, Path(path))
+
+    def _write(self, snapshot: Any, path: Path) -> None:
+        started = time.perf_counter()
+        save_torch(snapshot, path)
+        self.write_seconds += time.perf_counter() - started
+
+    def wait(self) -> None:
+        """Until the file being written is on disk (an error in writing it is raised here)."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)

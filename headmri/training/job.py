@@ -13,10 +13,13 @@ Order of events, which is what keeps the test set blind:
    against chance, spread of the subject probabilities); the verdict goes into every row of its
    ``metrics.tsv`` and a fold that did not learn gets a WARNING in the log.
 
-A resume file written atomically after every epoch (model, optimiser, scheduler, random generators,
-history, early-stopping state) lets a killed job continue from its last complete epoch; it is only
-used when it was written for the same inputs and settings, otherwise the job starts afresh. The
-final outputs are written at the very end, each atomically, and the resume files removed.
+A resume state (model, optimiser, scheduler, random generators, history, early-stopping state) lets a
+killed job continue from its last saved epoch; it is only used when it was written for the same inputs
+and settings, otherwise the job starts afresh. Each new best epoch writes it as the best checkpoint
+(which thus never duplicates a second file); other epochs write it as the resume file every
+``resume_every`` epochs and at the end; the newer of the two is resumed from. Both are written atomically
+by a background thread while the next epoch trains (``CheckpointWriter``). The final outputs are
+written at the very end, each atomically, and the resume files removed.
 """
 
 from __future__ import annotations
@@ -30,9 +33,8 @@ import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import torch
@@ -45,9 +47,9 @@ from headmri.evaluation.learned import check_learned, probability_spread
 from headmri.models import build_classifier, encoder_input_size, is_volume_encoder
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
 from headmri.splits import check_leakage, fold_table, read_split
-from headmri.training.checkpoint import load_resume, rng_state, save_torch, save_trained, set_rng_state
 from headmri.training.augment import make_augment
-from headmri.training.loop import make_optimizer, predict, train_epoch
+from headmri.training.checkpoint import CheckpointWriter, load_resume, rng_state, save_trained, set_rng_state
+from headmri.training.loop import compile_model, make_optimizer, predict, train_epoch
 from headmri.training.oversample import oversample_subjects
 from headmri.training.predict import slice_predictions, subject_loss
 from headmri.training.schedule import warmup_cosine
@@ -123,6 +125,8 @@ def check_input_shapes(files: Mapping[str, Path], *, volume: bool, input_size: i
 
     for pid, path in files.items():
         if volume:
+            import nibabel as nib  # only the 3D baseline reads NIfTI
+
             try:
                 shape = tuple(nib.load(str(path)).shape[:3])
             except Exception as exc:  # any reader error: not a readable NIfTI
@@ -277,38 +281,55 @@ def _fingerprint(**parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def _newest_state(out_dir: Path, fingerprint: str) -> dict | None:
+    """The newer of the best checkpoint and the resume file (both are complete resume states) among
+    those written for ``fingerprint``."""
+    found = []
+    for name in (BEST_FILE, RESUME_FILE):
+        state = load_resume(out_dir / name)
+        if state is None:
+            continue
+        if state.get("fingerprint") != fingerprint:
+            log.warning("%s was written for other inputs or settings; not resuming from it", out_dir / name)
+            continue
+        found.append((int(state["epoch"]), name == BEST_FILE, state))
+    return max(found, key=lambda item: item[:2])[2] if found else None
+
+
 def _restore(out_dir: Path, fingerprint: str, model, optimizer, scheduler, training: TrainingConfig) -> Progress:
     fresh = Progress(stopping=EarlyStopping.for_training(training))
-    state = load_resume(out_dir / RESUME_FILE)
+    state = _newest_state(out_dir, fingerprint)
     if state is None:
         return fresh
-    if state.get("fingerprint") != fingerprint:
-        log.warning("%s was written for other inputs or settings; starting afresh", out_dir / RESUME_FILE)
-        return fresh
-    if state["stopping"]["best_epoch"] and not (out_dir / BEST_FILE).is_file():
+    best = load_resume(out_dir / BEST_FILE)
+    if state["stopping"]["best_epoch"] and (best is None or best.get("epoch") != state["stopping"]["best_epoch"]):
         return fresh  # the best checkpoint it refers to is gone
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     set_rng_state(state["rng"])
     stopping = EarlyStopping.for_training(training, state["stopping"])
-    log.info("resuming from %s after epoch %d (best so far: epoch %d)", out_dir / RESUME_FILE, state["epoch"], stopping.best_epoch)
+    log.info("resuming from %s after epoch %d (best so far: epoch %d)", out_dir, state["epoch"], stopping.best_epoch)
     return Progress(epoch=state["epoch"], history=list(state["history"]), stopping=stopping, finished=state["finished"])
 
 
-def _save_progress(out_dir: Path, fingerprint: str, progress: Progress, model, optimizer, scheduler) -> None:
+def _save_progress(writer: CheckpointWriter, out_dir: Path, fingerprint: str, progress: Progress,
+                   parts: Mapping[str, Any], *, best: bool, every: int) -> None:
+    """The resume state of the epoch just finished (``parts``: model, optimizer, scheduler): as the best
+    checkpoint when it is the best epoch, else as the resume file every ``every`` epochs and once
+    training is over."""
+    if not best and not progress.finished and progress.epoch % every:
+        return
     stopping = progress.stopping
-    save_torch({
+    writer.save({
         "fingerprint": fingerprint,
         "epoch": progress.epoch,
         "history": progress.history,
         "finished": progress.finished,
         "stopping": stopping.state(),
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
+        **{name: part.state_dict() for name, part in parts.items()},
         "rng": rng_state(),
-    }, out_dir / RESUME_FILE)
+    }, out_dir / (BEST_FILE if best else RESUME_FILE))
 
 
 def train_fold(
@@ -331,6 +352,8 @@ def train_fold(
     threads: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    compile: bool | str = False,
+    resume_every: int = 1,
 ) -> pd.DataFrame:
     """Train ``encoder`` on one fold of ``split_tsv`` and write ``OUTPUTS`` into ``out_dir``; returns the metrics rows.
 
@@ -339,6 +362,9 @@ def train_fold(
     (participant_id -> MNI-space brain NIfTI, or a folder of ``sub-X_T1w.nii.gz``). ``model_name`` is
     the ``model`` column of the metrics (the ``model-<key>`` path entity). ``slice_size`` is the size the
     slices were built with (config ``slices.size``), checked against the encoder before any work.
+    ``compile``: run the model through ``torch.compile`` (config ``compute.compile``; a string names the
+    backend, for tests and benchmarks; True: torch's default, inductor); ``resume_every``:
+    write the resume file every that many epochs (config ``compute.resume_every``; best epochs always).
     """
     out_dir = Path(out_dir)
     classes = tuple(classes)
@@ -367,6 +393,8 @@ def train_fold(
         model = build_classifier(encoder, len(classes), pretrained=pretrained, checkpoint=checkpoint, classes=classes,
                                  voxel_size_mm=voxel_size_mm)
         model.to(torch_device)
+        if compile:
+            compile_model(model, **({"backend": compile} if isinstance(compile, str) else {}))
         data = _Data(volume=volume, files=files, model=model, training=training, device=torch_device, voxel_size_mm=voxel_size_mm)
         val_loader = data.loader(subjects.val, train=False, seed=training.seed)
         steps_per_epoch = len(data.train_loader(subjects.train, 0))
@@ -380,6 +408,8 @@ def train_fold(
             val=subjects.val["participant_id"].tolist(), steps_per_epoch=steps_per_epoch,
         )
         state = _restore(out_dir, fingerprint, model, optimizer, scheduler, training)
+        writer = CheckpointWriter()
+        first_step_note = "includes torch.compile's compilation" if compile else None
 
         augment = None if volume else make_augment(training.augment)  # slices only: the 3D baseline is not jittered
         while not state.finished:
@@ -388,8 +418,9 @@ def train_fold(
             train_loss = train_epoch(
                 model, data.train_loader(subjects.train, epoch - 1), optimizer, scheduler, device=torch_device,
                 grad_clip=training.grad_clip, desc=f"epoch {epoch}/{training.epochs}", progress=progress,
-                augment=augment,
+                first_step_note=first_step_note, augment=augment,
             )
+            first_step_note = None
             val_subjects = aggregate_subjects(
                 slice_predictions(predict(model, val_loader, device=torch_device, progress=False), subjects.val, classes),
                 aggregation,
@@ -398,23 +429,25 @@ def train_fold(
             val_auc = float(fold_metrics(val_subjects, classes, task=task, model=model_name, fold=fold)["auc"].iloc[0])
             val_spread = probability_spread(val_subjects, classes)
             best = state.stopping.update(epoch, val_auc, val_loss, val_spread)
-            if best:
-                save_torch({"epoch": epoch, "model": model.state_dict()}, out_dir / BEST_FILE)
             seconds = time.perf_counter() - started
             state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": val_auc,
                                   "val_prob_spread": val_spread, "lr": scheduler.get_last_lr()[0],
                                   "seconds": round(seconds, 3)})
             state.epoch = epoch
             state.finished = epoch >= training.epochs or state.stopping.should_stop
-            _save_progress(out_dir, fingerprint, state, model, optimizer, scheduler)
+            _save_progress(writer, out_dir, fingerprint, state,
+                           {"model": model, "optimizer": optimizer, "scheduler": scheduler}, best=best, every=resume_every)
             log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.3f (probabilities differ by %.2g), "
                      "lr %.2e, %.1f s%s", epoch, training.epochs, train_loss, val_loss, val_auc, val_spread,
                      scheduler.get_last_lr()[0], seconds, " (best)" if best else "")
         if state.stopping.should_stop and state.epoch < training.epochs:
             log.info("early stop after epoch %d: no validation improvement for %d epochs", state.epoch, training.patience)
 
+        writer.close()
+        log.info("resume states: %.2f s copying on the training thread, %.2f s writing in the background",
+                 writer.copy_seconds, writer.write_seconds)
         # Training is over: only now are the test subjects read.
-        best_state = torch.load(out_dir / BEST_FILE, map_location="cpu", weights_only=True)
+        best_state = torch.load(out_dir / BEST_FILE, map_location="cpu", weights_only=True, mmap=True)
         model.load_state_dict(best_state["model"])
         log.info("selected epoch %d on validation subjects (selection: %s, from epoch %d on); scoring validation "
                  "and test subjects", best_state["epoch"], training.selection, training.min_epochs)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -46,6 +47,14 @@ def make_optimizer(model: nn.Module, *, lr: float, weight_decay: float, device: 
     return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, fused=device.type == "cuda" or None)
 
 
+def compile_model(model: nn.Module, **options) -> nn.Module:
+    """``model`` compiled in place with ``torch.compile`` (``nn.Module.compile``: the state dict keeps its
+    keys, so checkpoints do not change). Compilation happens at the first call of each mode (train,
+    eval) and input shape; the job logs the first training step's time, which includes it."""
+    model.compile(**options)
+    return model
+
+
 # Where stderr is not a terminal (a Snakemake job's log file), a long epoch logs a line at most this often.
 PROGRESS_LOG_SECONDS = 60.0
 
@@ -53,11 +62,12 @@ PROGRESS_LOG_SECONDS = 60.0
 class _LoggedProgress:
     """The stand-in for a progress bar in a log file: no bar, whose redraws are carriage-return fragments
     there, but a plain log line (``desc: batch i/n, loss x, t s``) at most every ``every`` seconds, so a
-    long epoch still shows it is alive. The line per finished epoch is the caller's."""
+    long epoch still shows it is alive. The line per finished epoch is the caller's. The postfix values
+    may be callables: they are read only when a line is written (reading a loss off a GPU waits for it)."""
 
     def __init__(self, iterable, *, total: int, desc: str, every: float):
         self.iterable, self.total, self.desc, self.every = iterable, total, desc, every
-        self.postfix = ""
+        self.values: dict = {}
 
     def __iter__(self):
         started = last = time.monotonic()
@@ -65,21 +75,45 @@ class _LoggedProgress:
             yield item  # the caller's work on the batch happens here
             now = time.monotonic()
             if now - last >= self.every and done < self.total:
-                log.info("%s: batch %d/%d%s, %.0f s", self.desc, done, self.total, self.postfix, now - started)
+                log.info("%s: batch %d/%d%s, %.0f s", self.desc, done, self.total, _postfix(self.values), now - started)
                 last = now
 
     def set_postfix(self, refresh: bool = False, **values) -> None:
-        self.postfix = "".join(f", {name} {value}" for name, value in values.items())
+        self.values = values
 
     def close(self) -> None:
         pass
+
+
+def _postfix(values: dict) -> str:
+    return "".join(f", {name} {value() if callable(value) else value}" for name, value in values.items())
+
+
+class _TerminalProgress:
+    """tqdm on an interactive terminal, its postfix (callables read then) refreshed at most every second."""
+
+    def __init__(self, iterable, *, total: int, desc: str):
+        self.bar = tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+        self.last = -math.inf
+
+    def __iter__(self):
+        return iter(self.bar)
+
+    def set_postfix(self, refresh: bool = False, **values) -> None:
+        now = time.monotonic()
+        if now - self.last >= 1.0:
+            self.bar.set_postfix_str(_postfix(values).lstrip(", "), refresh=refresh)
+            self.last = now
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _progress(iterable, *, total: int, desc: str, enabled: bool):
     """A tqdm bar on an interactive terminal; in a log file (any other stderr) a line at most every
     ``PROGRESS_LOG_SECONDS``; nothing when not ``enabled``."""
     if enabled and sys.stderr.isatty():
-        return tqdm(iterable, total=total, desc=desc, leave=False, dynamic_ncols=True)
+        return _TerminalProgress(iterable, total=total, desc=desc)
     return _LoggedProgress(iterable, total=total, desc=desc, every=PROGRESS_LOG_SECONDS if enabled else float("inf"))
 
 
@@ -93,13 +127,23 @@ def train_epoch(
     grad_clip: float | None,
     desc: str = "train",
     progress: bool = True,
+    first_step_note: str | None = None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """One pass over ``loader`` with cross-entropy; the scheduler steps per batch; ``augment`` (if given)
-    transforms each input batch on the device. Returns the mean loss per item."""
+    transforms each input batch on the device. Returns the mean loss per item.
+
+    The step never waits for the device: the loss is summed on the device (in float64, as the Python
+    float sum it replaces, so CPU results are unchanged to the bit) and read once, at the end; progress
+    lines read it only when they are written. With ``first_step_note`` the first step is waited for and
+    its time logged with that note (how long ``torch.compile`` took).
+    """
     model.train()
-    total, count = 0.0, 0
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    count = 0
     bar = _progress(loader, total=len(loader), desc=desc, enabled=progress)
+    running = lambda: f"{float(total) / max(count, 1):.4f}"  # noqa: E731  (read only when a line is shown)
+    started = time.perf_counter()
     for batch in bar:
         x, y = batch[0].to(device, non_blocking=True), batch[1].to(device, non_blocking=True)
         if augment is not None:
@@ -113,13 +157,16 @@ def train_epoch(
             torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
         optimizer.step()
         scheduler.step()
-        total += float(loss.detach()) * y.numel()
+        total += loss.detach().double() * y.numel()
+        if first_step_note is not None and count == 0:
+            float(total)  # waits for the device to finish the step
+            log.info("first training step: %.1f s (%s)", time.perf_counter() - started, first_step_note)
         count += y.numel()
-        bar.set_postfix(loss=f"{total / count:.4f}", refresh=False)
+        bar.set_postfix(loss=running, refresh=False)
     bar.close()
     if count == 0:
         raise ValueError("the training loader yielded no items")
-    return total / count
+    return float(total) / count
 
 
 @dataclass(frozen=True)
@@ -133,16 +180,18 @@ class Predictions:
 
 @torch.no_grad()
 def predict(model: nn.Module, loader, *, device: torch.device, desc: str = "predict", progress: bool = True) -> Predictions:
-    """Softmax probabilities for every item of ``loader`` (built with ``with_slice_index=True``)."""
+    """Softmax probabilities for every item of ``loader`` (built with ``with_slice_index=True``). They stay
+    on the device until the pass is over: one transfer, not a wait per batch."""
     model.eval()
     probs, subjects, positions = [], [], []
     for batch in _progress(loader, total=len(loader), desc=desc, enabled=progress):
         x = batch[0].to(device, non_blocking=True)
         with autocast(device):
             logits = model(x)
-        probs.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
-        subjects.append(batch[2].cpu().numpy())
+        probs.append(torch.softmax(logits.float(), dim=1))
+        subjects.append(batch[2].cpu().numpy())  # the loaders' indices are host tensors
         positions.append(batch[3].cpu().numpy())
     if not probs:
         return Predictions(np.zeros((0, 0)), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    return Predictions(np.concatenate(probs).astype(np.float64), np.concatenate(subjects), np.concatenate(positions))
+    return Predictions(torch.cat(probs).cpu().numpy().astype(np.float64), np.concatenate(subjects),
+                       np.concatenate(positions))

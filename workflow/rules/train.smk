@@ -14,7 +14,8 @@ from headmri.compute import RESOLVED_DEVICE_ENV, plan as _plan_compute
 # and take the planner's device from the environment instead of deciding `auto` again there. Only
 # jobs on cuda claim `gpu`, so CPU jobs run side by side: --cores N runs N // threads of them.
 JOB_COMPUTE = _plan_compute(CFG.compute.device, CFG.compute.threads_per_job,
-                            inherited=None if workflow.is_main_process else os.environ.get(RESOLVED_DEVICE_ENV))
+                            inherited=None if workflow.is_main_process else os.environ.get(RESOLVED_DEVICE_ENV),
+                            gpu_partition=CFG.compute.gpu_partition)
 
 
 def _global_resource(name):
@@ -27,6 +28,12 @@ if workflow.is_main_process:
     workflow.register_envvars(RESOLVED_DEVICE_ENV)
     logger.info(JOB_COMPUTE.summary(cores=_global_resource("_cores"), jobs=_global_resource("_nodes"),
                                     gpu_limit=_global_resource("gpu")))
+    if CFG.model.encoder == "biomedclip":
+        # where the weights come from, before any job runs: offline without them, stop now with where to
+        # put them, not when the first training job starts after hours of preprocessing
+        from headmri.pretrained import check_available as _check_weights
+
+        logger.info(f"biomedclip weights: {_check_weights(CFG.model.checkpoint)}")
 
 TRAIN_FILES = ["model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv"]
 
