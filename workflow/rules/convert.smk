@@ -10,8 +10,8 @@ rule dicom_to_nifti:
         sidecar=f"{RESULTS}/bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.json",
     log:
         subject_log("dicom_to_nifti"),
-    group:
-        "preprocess"
+    benchmark:
+        subject_benchmark("dicom_to_nifti")
     threads: 1
     resources:
         mem_mb=2000,

@@ -30,8 +30,6 @@ if CFG.is_demo:
             effects=lambda wildcards: [e for e in DEMO_EFFECTS if e["group"] == SUBJECT_GROUP[wildcards.subject]],
         log:
             subject_log("demo"),
-        group:
-            "preprocess"
         threads: 1
         resources:
             mem_mb=2000,
