@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from headmri.errors import InputError
-from headmri.t1w import load_t1w
+from headmri.t1w import check_header, load_t1w
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,30 @@ def select_images(label: str, files: Sequence[Path], runs: str,
             others = tuple(g for g in group if g not in chosen)
             images.append(Image(key=key, label=label, session=session, file=f, others=others, choice=choice))
     return images
+
+
+def plan_images(participants: Iterable, runs: str, converted: Callable[[str], Path]) -> dict[str, Image]:
+    """Image key -> Image for every participant (``headmri.bids.Participant``): its sessions and chosen
+    runs, or, for a subject that comes as DICOM, the single image ``converted(label)``."""
+    images: dict[str, Image] = {}
+    for p in participants:
+        if p.t1w_files:
+            images.update((image.key, image) for image in select_images(p.label, p.t1w_files, runs))
+        else:
+            images[p.label] = Image(key=p.label, label=p.label, session=None, file=Path(converted(p.label)))
+    return images
+
+
+def header_problems(images: Iterable[Image]) -> list[InputError]:
+    """The header problems of images whose files exist (cheap: no voxels are read)."""
+    problems = []
+    for image in images:
+        if image.file.exists():
+            try:
+                check_header(image.file, subject=image.name)
+            except InputError as exc:
+                problems.append(exc)
+    return problems
 
 
 def _row(image_key: str, label: str, file: str | Path, **values) -> dict:

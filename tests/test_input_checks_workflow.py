@@ -149,3 +149,34 @@ def test_two_sessions_and_two_runs(head, tmp_path):
     sessions = split[split["subject"] == "sub-s0"]
     assert set(sessions["participant_id"]) == {"sub-s0_ses-a", "sub-s0_ses-b"}
     assert (sessions.groupby("fold")["split"].nunique() == 1).all()
+
+
+def test_one_dry_run_shows_a_missing_image_a_4d_image_and_a_5mm_image(head, tmp_path):
+    """The issue's example: three problems that used to need three runs."""
+    bids = tmp_path / "bids"
+    make_bad("four_d", head, AFFINE, bids / "sub-fourd" / "anat" / "sub-fourd_T1w.nii.gz")
+    make_bad("voxels_5mm", head, AFFINE, bids / "sub-coarse" / "anat" / "sub-coarse_T1w.nii.gz")
+    (bids / "participants.tsv").write_text("participant_id\tgroup\nsub-fourd\tHC\nsub-coarse\tmigraine\nsub-noimage\tHC\n")
+    configfile = write_config(tmp_path / "config.yaml", **TINY_CONFIG)
+    done = run_snakemake(tmp_path, configfile, "--dry-run", check=False)
+    assert done.returncode != 0
+    out = done.stdout
+    assert "subject sub-noimage" in out and "no T1w image" in out, out[-3000:]
+    assert "subject sub-fourd, file" in out and "4D" in out
+    assert "subject sub-coarse, file" in out and "voxel size" in out
+
+
+def test_subjects_runs_the_selected_while_other_rows_only_warn(head, tmp_path):
+    bids = tmp_path / "bids"
+    for label in ("a1", "a2", "norow"):
+        path = bids / f"sub-{label}" / "anat" / f"sub-{label}_T1w.nii.gz"
+        path.parent.mkdir(parents=True)
+        nib.save(nib.Nifti1Image(head, AFFINE), path)
+    (bids / "participants.tsv").write_text("participant_id\tgroup\nsub-a1\tHC\nsub-a2\tcluster\n")
+    configfile = write_config(tmp_path / "config.yaml", **TINY_CONFIG)
+    assert run_snakemake(tmp_path, configfile, "--dry-run", check=False).returncode != 0  # both problems stop a full run
+    done = run_snakemake(tmp_path, configfile, "--dry-run", "--config", "subjects=a1", "--",
+                         "results/qc/inputs.tsv")
+    assert "Left out" in done.stdout and "sub-a2" in done.stdout and "sub-norow" in done.stdout
+    assert {j.subject for j in dry_run(tmp_path, configfile, "--config", "subjects=a1", "--", "results/qc/inputs.tsv")
+            if j.subject} == {"a1"}

@@ -13,8 +13,6 @@ from headmri import config as _config
 from headmri import inputs as _inputs
 from headmri.demo import demo_participants
 from headmri.encoder_names import is_light_encoder
-from headmri.errors import InputError
-from headmri.t1w import check_header
 
 CFG = _config.from_mapping(config)
 RESULTS = CFG.results_dir
@@ -23,6 +21,7 @@ LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 ENV_MAIN = "../../envs/headmri.yaml"
 ENV_FSL = "../../envs/fsl.yaml"
+CONVERTED_T1W = f"{RESULTS}/bids/sub-{{subject}}/anat/sub-{{subject}}_T1w"  # + .nii.gz / .json (convert.smk)
 
 # --- Images ------------------------------------------------------------------------------------------
 # The unit of every per-image rule is an image, keyed by the `subject` wildcard: the participant label
@@ -46,23 +45,13 @@ else:
     _dataset = _bids.scan_dataset(CFG.bids_dir, CFG.participants_tsv, CFG.groups, CFG.dicom_dir, CFG.subjects)
     for _warning in _dataset.warnings:
         logger.warning(f"Left out (not among config `subjects`): {_warning}")
-    _dataset.raise_errors()
     PARTICIPANT_GROUP = {p.label: p.group for p in _dataset.participants}
-    IMAGES = {}
-    for _p in _dataset.participants:
-        if _p.t1w_files:
-            IMAGES.update((image.key, image) for image in _inputs.select_images(_p.label, _p.t1w_files, CFG.runs))
-        else:  # converted from DICOM (convert.smk)
-            IMAGES[_p.label] = _inputs.Image(key=_p.label, label=_p.label, session=None,
-                                             file=Path(f"{RESULTS}/bids/sub-{_p.label}/anat/sub-{_p.label}_T1w.nii.gz"))
+    IMAGES = _inputs.plan_images(_dataset.participants, CFG.runs, lambda label: CONVERTED_T1W.format(subject=label) + ".nii.gz")
     DICOM_INPUT = {p.label: str(p.dicom_dir) for p in _dataset.participants if p.dicom_dir}
     PARTICIPANTS_TSV = CFG.participants_tsv or f"{CFG.bids_dir}/participants.tsv"
-    for _image in IMAGES.values():  # the header alone: cheap; the image's check_input job stops it
-        if _image.label not in DICOM_INPUT:
-            try:
-                check_header(_image.file, subject=_image.name)
-            except InputError as _problem:
-                logger.warning(f"Input check will fail: {_problem}")
+    for _problem in _inputs.header_problems(i for i in IMAGES.values() if i.label not in DICOM_INPUT):
+        logger.warning(f"Input check will fail: {_problem}")
+    _dataset.raise_errors()  # after the header warnings, so that one run shows every problem
 
 T1W_INPUT = {key: str(image.file) for key, image in IMAGES.items()}
 SUBJECT_GROUP = {key: PARTICIPANT_GROUP[image.label] for key, image in IMAGES.items()}  # image key -> group

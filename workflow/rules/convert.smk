@@ -6,8 +6,8 @@ rule dicom_to_nifti:
     input:
         dicom=lambda wildcards: DICOM_INPUT[wildcards.subject],
     output:
-        t1w=f"{RESULTS}/bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.nii.gz",
-        sidecar=f"{RESULTS}/bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.json",
+        t1w=CONVERTED_T1W + ".nii.gz",
+        sidecar=CONVERTED_T1W + ".json",
     log:
         subject_log("dicom_to_nifti"),
     benchmark:
