@@ -7,6 +7,7 @@ the session in its output names, the run choice in inputs.tsv and both sessions 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import nibabel as nib
@@ -16,7 +17,7 @@ import pytest
 
 from bad_inputs import BAD, make_bad
 from conftest import grid_affine
-from workflow_runner import TINY_CONFIG, dry_run, run_snakemake, write_config
+from workflow_runner import TINY_CONFIG, dry_run, planned_jobs, run_snakemake, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -134,9 +135,18 @@ def test_two_sessions_and_two_runs(head, tmp_path):
     (bids / "participants.tsv").write_text("\n".join(rows) + "\n")
     configfile = write_config(tmp_path / "config.yaml", **{**TINY_CONFIG, "runs": "last"})
 
-    jobs = dry_run(tmp_path, configfile, "preprocess_all")
+    planned = run_snakemake(tmp_path, configfile, "--dry-run", "preprocess_all").stdout
+    jobs = planned_jobs(planned)
     images = {j.subject for j in jobs if j.rule == "brain_extraction"}
     assert images == {"s0_ses-a", "s0_ses-b", "s1", "s2", "s3", "s4", "s5"}
+    outputs = [line.split(": ", 1)[1] for line in planned.splitlines() if line.strip().startswith("output: ")]
+    assert any("preproc/sub-s0_ses-b/anat/sub-s0_ses-b_space-MNI152NLin6Asym_desc-brain_T1w.nii.gz" in o for o in outputs)
+    assert any("slices/sub-s0_ses-a_slices.npy" in o for o in outputs)
+    # every per-image rule writes a benchmark (where the time goes)
+    blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", planned)
+    per_image = [b for b in blocks if "subject=" in b]
+    assert per_image and all("benchmark: results/benchmarks/" in b for b in per_image), \
+        [b.splitlines()[0] for b in per_image if "benchmark:" not in b]
 
     run_snakemake(tmp_path, configfile, "--cores", "2", "results/qc/inputs.tsv", "results/splits/task-migraine.tsv")
     table = pd.read_csv(tmp_path / "results" / "qc" / "inputs.tsv", sep="\t", keep_default_na=False)

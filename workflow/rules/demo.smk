@@ -30,6 +30,8 @@ if CFG.is_demo:
             effects=lambda wildcards: [e for e in DEMO_EFFECTS if e["group"] == SUBJECT_GROUP[wildcards.subject]],
         log:
             subject_log("demo"),
+        benchmark:
+            subject_benchmark("demo")
         threads: 1
         resources:
             mem_mb=2000,

@@ -63,6 +63,8 @@ rule accept_input:
         accepted=P["input_ok"],
     log:
         subject_log("accept_input"),
+    benchmark:
+        subject_benchmark("accept_input")
     group:
         "preprocess"
     priority: INPUT_PRIORITY

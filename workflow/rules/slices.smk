@@ -17,6 +17,8 @@ rule make_slices:
         dtype=CFG.slices.dtype,
     log:
         subject_log("slices"),
+    benchmark:
+        subject_benchmark("slices")
     group:
         "preprocess"
     threads: 1
