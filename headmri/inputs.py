@@ -113,6 +113,11 @@ def select_images(label: str, files: Sequence[Path], runs: str,
                 key = label + (f"_ses-{session}" if session else "")
             others = tuple(g for g in group if g not in chosen)
             images.append(Image(key=key, label=label, session=session, file=f, others=others, choice=choice))
+    keys = [image.key for image in images]
+    for image in images:
+        if keys.count(image.key) > 1:  # e.g. sub-01_T1w.nii beside sub-01_T1w.nii.gz
+            raise InputError(f"two T1w files would both be image sub-{image.key}; keep one",
+                             subject=f"sub-{label}", path=image.file)
     return images
 
 

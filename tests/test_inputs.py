@@ -100,6 +100,14 @@ def test_best_never_chooses_a_broken_run(head, tmp_path):
     assert image.file == noisy and image.others == (broken,)
 
 
+def test_two_files_that_would_be_one_image_are_refused(head, tmp_path):
+    anat = tmp_path / "sub-01" / "anat"
+    files = [_good(anat / "sub-01_T1w.nii", head), _good(anat / "sub-01_T1w.nii.gz", head)]
+    assert len(select_images("01", files, "first")) == 1
+    with pytest.raises(InputError, match="would both be image sub-01"):
+        select_images("01", files, "all")
+
+
 def _run_job(tmp_path: Path, body: str) -> tuple[int, str]:
     """A script run as Snakemake runs an adapter (its own Python process); returns (exit code, log text)."""
     log = tmp_path / "job.log"

@@ -34,8 +34,9 @@ if CFG.is_demo:
     BIDS_DIR = f"{RESULTS}/demo/bids"
     _demo = demo_participants(CFG.demo.group_sizes)
     IMAGES = {
-        label: _inputs.Image(key=label, label=label, session=None, file=Path(f"{BIDS_DIR}/sub-{label}/anat/sub-{label}_T1w.nii.gz"))
-        for label, group in _demo if not CFG.subjects or label in CFG.subjects
+        label: _inputs.Image(key=label, label=label, session=None,
+                             file=Path(f"{BIDS_DIR}/sub-{label}/anat/sub-{label}_T1w.nii.gz"))
+        for label, _group in _demo if not CFG.subjects or label in CFG.subjects
     }
     PARTICIPANT_GROUP = dict(_demo)
     DICOM_INPUT = {}
@@ -46,7 +47,8 @@ else:
     for _warning in _dataset.warnings:
         logger.warning(f"Left out (not among config `subjects`): {_warning}")
     PARTICIPANT_GROUP = {p.label: p.group for p in _dataset.participants}
-    IMAGES = _inputs.plan_images(_dataset.participants, CFG.runs, lambda label: CONVERTED_T1W.format(subject=label) + ".nii.gz")
+    IMAGES = _inputs.plan_images(_dataset.participants, CFG.runs,
+                                 lambda label: CONVERTED_T1W.format(subject=label) + ".nii.gz")
     DICOM_INPUT = {p.label: str(p.dicom_dir) for p in _dataset.participants if p.dicom_dir}
     PARTICIPANTS_TSV = CFG.participants_tsv or f"{CFG.bids_dir}/participants.tsv"
     for _problem in _inputs.header_problems(i for i in IMAGES.values() if i.label not in DICOM_INPUT):
