@@ -14,6 +14,7 @@ validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
+include: "workflow/rules/inputs.smk"
 include: "workflow/rules/convert.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/parcellate.smk"

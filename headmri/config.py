@@ -55,6 +55,7 @@ class PreprocessingConfig:
     bet_frac: float = 0.5
     freesurfer: FreeSurferConfig = field(default_factory=FreeSurferConfig)
     qc_outlier_z: float = 3.0
+    qc_min_spread: float = 0.01  # floor on a QC metric's robust spread, a fraction of its median (headmri.qc)
 
 
 @dataclass(frozen=True)
@@ -287,6 +288,7 @@ class Config:
     participants_tsv: str | None = None
     dicom_dir: str | None = None
     subjects: tuple[str, ...] = ()
+    runs: str = "first"  # several T1w files of one session: first | last | best | all (headmri.inputs)
     results_dir: str = "results"
     demo: DemoConfig = field(default_factory=DemoConfig)
     preprocessing: PreprocessingConfig = field(default_factory=PreprocessingConfig)

@@ -4,7 +4,10 @@ Per subject (``qc_subject``): the registered brain with the template's brain out
 a one-row TSV with the similarity to the template, the overlap of the brain masks, the original image's
 voxel size, orientation and obliquity, and the brain volume. For the cohort (``qc_table``): the rows
 together, a robust z-score per metric (median and MAD, so one failed subject cannot hide itself by
-inflating the spread), an ``outlier`` flag with its reasons, and a figure of the distributions.
+inflating the spread; the spread has a floor, a fraction of the median, so that in a cohort of
+near-identical scans differences of 0.001 are not flagged), an ``outlier`` flag with its reasons, and a
+figure of the distributions. The picture also shows the native-space brain mask over the original T1w,
+the thing to look at after brain extraction.
 """
 
 from __future__ import annotations
@@ -135,26 +138,30 @@ def qc_subject(
     row = subject_metrics(brain_mni, mask_mni, template_head, template_mask, subject=subject,
                           original_t1w=original_t1w, mask_native=mask_native)
     log.info("%s: QC %s", subject, row)
-    plot_registration(brain_mni, template_mask, png_out,
+    plot_registration(brain_mni, template_mask, png_out, native=(original_t1w, mask_native) if mask_native else None,
                       title=f"{subject}  NCC {row['similarity_ncc']:.3f}  Dice {row['mask_dice']:.3f}  "
                             f"original {row['orientation']}{' oblique' if row['oblique'] else ''}")
     write_tsv(pd.DataFrame([row]), row_out)
     return row
 
 
-def plot_registration(brain_mni, template_mask, png_out, *, title: str) -> None:
-    """Sagittal and axial cuts of the registered brain with the template brain outline in red."""
+def plot_registration(brain_mni, template_mask, png_out, *, title: str, native=None) -> None:
+    """Sagittal and axial cuts of the registered brain with the template brain outline in red; with
+    ``native`` (original T1w, native brain mask) first sagittal and axial cuts of the original T1w with
+    its brain mask's outline in green."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only, no display
     import matplotlib.pyplot as plt
     from nilearn import plotting
 
-    fig, axes = plt.subplots(2, 1, figsize=(12, 4.4))
-    for ax, mode in zip(axes, ("x", "z")):
-        display = plotting.plot_anat(brain_mni, display_mode=mode, cut_coords=7, axes=ax, figure=fig,
+    panels = ([(native[0], native[1], "x", "lime"), (native[0], native[1], "z", "lime")] if native else [])
+    panels += [(brain_mni, template_mask, "x", "r"), (brain_mni, template_mask, "z", "r")]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(12, 2.2 * len(panels)))
+    for ax, (image, outline, mode, colour) in zip(axes, panels):
+        display = plotting.plot_anat(image, display_mode=mode, cut_coords=7, axes=ax, figure=fig,
                                      annotate=True, draw_cross=False, colorbar=False, black_bg=True)
-        display.add_contours(template_mask, levels=[0.5], colors="r", linewidths=0.8)
+        display.add_contours(outline, levels=[0.5], colors=colour, linewidths=0.8)
     fig.suptitle(title, color="white", fontsize=11)
     fig.patch.set_facecolor("black")
     with atomic_path(png_out) as tmp:
@@ -165,31 +172,34 @@ def plot_registration(brain_mni, template_mask, png_out, *, title: str) -> None:
 # --- cohort ------------------------------------------------------------------------------------------
 
 
-def robust_scale(values: pd.Series) -> tuple[float, float]:
+def robust_scale(values: pd.Series, min_spread: float = 0.0) -> tuple[float, float]:
     """(median, robust SD): 1.4826 MAD, or 1.2533 x the mean absolute deviation when the MAD is zero
-    (more than half the values equal); the SD is 0 for a metric with no spread at all."""
+    (more than half the values equal), and at least ``min_spread`` x |median| (config
+    preprocessing.qc_min_spread); the SD is 0 for a metric with no spread at all and no floor."""
     x = values.astype(float)
     median = float(x.median())
     scale = MAD_TO_SD * float((x - median).abs().median())
     if not scale > 0:
         scale = MEAN_AD_TO_SD * float((x - median).abs().mean())
-    return median, (scale if scale > 0 else 0.0)
+    scale = max(scale if scale > 0 else 0.0, min_spread * abs(median))
+    return median, scale
 
 
-def robust_z(values: pd.Series) -> pd.Series:
+def robust_z(values: pd.Series, min_spread: float = 0.0) -> pd.Series:
     """(x - median) / robust SD; 0 everywhere when the metric has no spread."""
-    median, scale = robust_scale(values)
+    median, scale = robust_scale(values, min_spread)
     if scale == 0:
         return pd.Series(0.0, index=values.index)
     return (values.astype(float) - median) / scale
 
 
-def flag_outliers(table: pd.DataFrame, outlier_z: float, metrics: Sequence[Metric] = METRICS) -> pd.DataFrame:
+def flag_outliers(table: pd.DataFrame, outlier_z: float, metrics: Sequence[Metric] = METRICS,
+                  min_spread: float = 0.0) -> pd.DataFrame:
     """Add ``<metric>_robust_z`` columns, ``outlier`` (bool) and ``outlier_reasons`` (text)."""
     table = table.copy()
     reasons: list[list[str]] = [[] for _ in range(len(table))]
     for metric in metrics:
-        z = robust_z(table[metric.column])
+        z = robust_z(table[metric.column], min_spread)
         table[f"{metric.column}_robust_z"] = z.round(2)
         median = float(table[metric.column].astype(float).median())
         for i, (value, zi) in enumerate(zip(table[metric.column].astype(float), z)):
@@ -203,7 +213,7 @@ def flag_outliers(table: pd.DataFrame, outlier_z: float, metrics: Sequence[Metri
 
 
 def qc_table(rows: Iterable[str | os.PathLike], out_tsv: str | os.PathLike, *, outlier_z: float,
-             png_out: str | os.PathLike | None = None) -> pd.DataFrame:
+             png_out: str | os.PathLike | None = None, min_spread: float = 0.0) -> pd.DataFrame:
     """Concatenate the per-subject rows, flag outliers, write the table (and the summary figure)."""
     frames = [pd.read_csv(path, sep="\t") for path in rows]
     if not frames:
@@ -211,16 +221,17 @@ def qc_table(rows: Iterable[str | os.PathLike], out_tsv: str | os.PathLike, *, o
     table = pd.concat(frames, ignore_index=True).sort_values("participant_id", ignore_index=True)
     if len(table) < 3:
         log.warning("only %d subject(s): robust z-scores need a cohort; only the absolute floors apply", len(table))
-    table = flag_outliers(table, outlier_z)
+    table = flag_outliers(table, outlier_z, min_spread=min_spread)
     for _, row in table[table["outlier"]].iterrows():
         log.warning("QC outlier %s: %s", row["participant_id"], row["outlier_reasons"])
     write_tsv(table, out_tsv)
     if png_out is not None:
-        plot_cohort(table, png_out, outlier_z=outlier_z)
+        plot_cohort(table, png_out, outlier_z=outlier_z, min_spread=min_spread)
     return table
 
 
-def plot_cohort(table: pd.DataFrame, png_out, *, outlier_z: float, metrics: Sequence[Metric] = METRICS) -> None:
+def plot_cohort(table: pd.DataFrame, png_out, *, outlier_z: float, metrics: Sequence[Metric] = METRICS,
+                min_spread: float = 0.0) -> None:
     """One panel per metric: every subject as a dot, outliers in red and named, the median and the
     robust-z limits as lines."""
     import matplotlib
@@ -237,7 +248,7 @@ def plot_cohort(table: pd.DataFrame, png_out, *, outlier_z: float, metrics: Sequ
         ax.scatter(jitter[bad], values[bad], color="red", s=30, label="outlier")
         for x, y, pid in zip(jitter[bad], values[bad], table["participant_id"][bad]):
             ax.annotate(pid, (x, y), fontsize=7, color="red", xytext=(4, 2), textcoords="offset points")
-        median, scale = robust_scale(table[metric.column])
+        median, scale = robust_scale(table[metric.column], min_spread)
         ax.axhline(median, color="0.5", lw=1, label="median")
         if scale > 0:
             ax.axhline(median - outlier_z * scale, color="orange", ls="--", lw=1, label=f"robust z = {outlier_z:g}")

@@ -68,7 +68,8 @@ def results_readme(
         f"| `preproc/sub-X/anat/sub-X_space-{SPACE}_desc-brain_T1w.nii.gz`, `..._desc-brain_mask.nii.gz` | brain and mask on the MNI grid |",
         f"| `preproc/sub-X/anat/sub-X_space-{SPACE}_desc-wmparc_dseg.nii.gz` | parcellation on the MNI grid, FreeSurfer LUT codes, the 14 excluded structures removed |",
         f"| `atlas/atlas-DKwm_space-{SPACE}_dseg.nii.gz`, `.tsv` | the embedded atlas and its region table (embedded parcellation backend) |",
-        "| `qc/preprocessing.tsv`, `qc/sub-X_qc.png` | QC metrics per subject (outliers flagged) and overlay images |",
+        "| `qc/inputs.tsv` | every T1w file's input check: subject, session, run, file, image, status, problem, run choice |",
+        "| `qc/preprocessing.tsv`, `qc/sub-X_qc.png` | QC metrics per image (outliers flagged) and overlay images |",
         "| `slices/sub-X_slices.npy`, `slices/sub-X_slices.json` | the subject's sagittal slices (n, S, S) and their geometry (slice pixel <-> MNI voxel) |",
         "",
         "## Classification (per task, model and fold)",
@@ -125,7 +126,7 @@ def results_readme(
         "| path | what |",
         "|---|---|",
         "| `logs/` | one log per job |",
-        "| `benchmarks/` | run time and memory of the training and explanation jobs |",
+        "| `benchmarks/` | run time and memory of every per-image, training and explanation job |",
         "| `provenance/` | the resolved configuration, package and tool versions, the code's git state |",
         "",
     ]

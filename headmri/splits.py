@@ -21,7 +21,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val", "test")
 COLUMNS = ["participant_id", "label", "group", "class_index", "fold", "split"]
+# A row is an image: participant_id and label name the image (sub-01_ses-02 and 01_ses-02, or sub-01 and
+# 01 for a subject with one image); `subject` names its participant, the unit the split is made on.
+SUBJECT = "subject"
 SCHEMES = ("balanced", "proportional")
 
 
@@ -201,7 +204,13 @@ def check_leakage(split: pd.DataFrame) -> None:
     duplicated = split[split.duplicated(["fold", "participant_id", "split"])]
     for _, row in duplicated.iterrows():
         problems.append(f"{row['participant_id']} is listed twice in {row['split']} of fold {row['fold']}")
-    test_folds = split[split["split"] == "test"].groupby("participant_id")["fold"].agg(lambda f: sorted(set(f)))
+    unit = SUBJECT if SUBJECT in split.columns else "participant_id"
+    if unit == SUBJECT:  # all images of one subject in one set of each fold: no session leaks across sets
+        sets = split.groupby(["fold", SUBJECT])["split"].agg(lambda s: sorted(set(s)))
+        for (fold, subject), names in sets.items():
+            if len(names) > 1:
+                problems.append(f"{subject} has images in {' and '.join(names)} of fold {fold}")
+    test_folds = split[split["split"] == "test"].groupby(unit)["fold"].agg(lambda f: sorted(set(f)))
     for pid, test in test_folds.items():
         if len(test) > 1:
             problems.append(f"{pid} is a test subject in folds {test}")
@@ -211,7 +220,23 @@ def check_leakage(split: pd.DataFrame) -> None:
 
 
 def read_split(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "label": str, "group": str, "split": str})
+    return pd.read_csv(path, sep="\t", dtype={"participant_id": str, "label": str, "group": str, "split": str,
+                                              SUBJECT: str})
+
+
+def expand_to_images(split: pd.DataFrame, images: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """One row per image of each participant's row: ``images`` maps image keys (``01_ses-02``) to
+    participant labels (``01``); a participant without an entry is its own single image. Adds the
+    ``subject`` column (the participant) that check_leakage groups by."""
+    keys: dict[str, list[str]] = {}
+    for key, label in sorted((images or {}).items()):
+        keys.setdefault(str(label), []).append(str(key))
+    rows = []
+    for row in split.to_dict("records"):
+        for key in keys.get(row["label"], [row["label"]]):
+            rows.append({**row, "participant_id": f"sub-{key}", "label": key, SUBJECT: row["participant_id"]})
+    out = pd.DataFrame(rows, columns=list(split.columns) + [SUBJECT])
+    return out.sort_values(["fold", "class_index", "participant_id"], ignore_index=True)
 
 
 def fold_table(split: pd.DataFrame, fold: int) -> pd.DataFrame:
@@ -233,11 +258,13 @@ def make_split_file(
     classes: Sequence[str],
     *,
     subjects: Iterable[str] | None = None,
+    images: Mapping[str, str] | None = None,
     task: str | None = None,
     **params,
 ) -> pd.DataFrame:
     """Read participants.tsv (keeping only ``subjects`` when given, labels with or without ``sub-``), make
-    the splits, check them for leakage and write them atomically."""
+    the splits on participants, give each participant's images (``expand_to_images``) its sets, check
+    for leakage and write them atomically."""
     path = Path(participants_tsv)
     if not path.exists():
         raise InputError("participants.tsv does not exist", path=path)
@@ -253,7 +280,7 @@ def make_split_file(
             raise InputError(f"subjects {unknown} are not in participants.tsv", path=path)
         table = table[table["participant_id"].isin(wanted)]
     columns = ["participant_id", "group"] + (["site"] if "site" in table.columns else [])
-    split = make_splits(table[columns], list(classes), task=task, **params)
+    split = expand_to_images(make_splits(table[columns], list(classes), task=task, **params), images)
     check_leakage(split)
     write_tsv(split, out_tsv)
     log.info("split for %s written to %s:\n%s", task or list(classes), out_tsv, split_summary(split).to_string())

@@ -1,8 +1,8 @@
 """Loading a T1-weighted image and checking that it can be a head.
 
-``check_header`` is cheap (header only) and runs for every subject when the workflow starts, so bad input
-stops the run before heavy work. ``load_t1w`` reads the voxels too and runs at the start of each
-subject's first job.
+``check_header`` is cheap (header only) and runs for every image when the workflow plans, to warn of
+header problems. ``load_t1w`` reads the voxels too; it runs in each image's input check
+(``headmri.inputs.check_image``, before any heavy job) and again at the start of brain extraction.
 """
 
 from __future__ import annotations

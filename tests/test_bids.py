@@ -9,7 +9,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from headmri.bids import InputErrors, load_participants, read_participants
+from headmri.bids import InputErrors, load_participants, read_participants, scan_dataset
 from headmri.errors import InputError
 
 GROUPS = ("HC", "migraine")
@@ -119,14 +119,31 @@ def test_ids_that_are_not_bids_labels(tmp_path, bad_id):
 def test_all_problems_are_reported_together(tmp_path):
     root = _dataset(
         tmp_path / "bids",
-        ["sub-01\tHC\t1\tA", "sub-02\tHC\t2\tA"],  # sub-02 has no image
-        ["sub-01/anat/sub-01_T1w.nii.gz", "sub-09/anat/sub-09_T1w.nii.gz"],  # sub-09 has no row
+        ["sub-01\tHC\t1\tA", "sub-02\tHC\t2\tA", "sub-03\tcluster\t3\tA"],  # sub-02: no image; sub-03: unknown group
+        ["sub-01/anat/sub-01_T1w.nii.gz", "sub-03/anat/sub-03_T1w.nii.gz", "sub-09/anat/sub-09_T1w.nii.gz"],  # sub-09: no row
     )
     with pytest.raises(InputErrors) as info:
-        load_participants(root, None, GROUPS, subjects=["01", "02", "77"])
+        load_participants(root, None, GROUPS)
     subjects = sorted(e.subject for e in info.value.errors)
-    assert subjects == ["sub-02", "sub-09", "sub-77"]
+    assert subjects == ["sub-02", "sub-03", "sub-09"]
     assert all(name in str(info.value) for name in subjects)
+
+
+def test_selected_subjects_run_while_other_rows_only_warn(tmp_path):
+    """config `subjects`: problems of the rows that are not selected are warnings, not stops."""
+    root = _dataset(
+        tmp_path / "bids",
+        ["sub-01\tHC\t1\tA", "sub-02\tHC\t2\tA", "sub-03\tcluster\t3\tA", "sub-04\tmigraine\t4\tA"],
+        ["sub-01/anat/sub-01_T1w.nii.gz", "sub-03/anat/sub-03_T1w.nii.gz", "sub-04/anat/sub-04_T1w.nii.gz",
+         "sub-09/anat/sub-09_T1w.nii.gz"],
+    )
+    dataset = scan_dataset(root, None, GROUPS, subjects=["01", "sub-04"])
+    assert dataset.errors == []
+    assert [p.label for p in dataset.participants] == ["01", "04"]
+    assert sorted(w.subject for w in dataset.warnings) == ["sub-02", "sub-03", "sub-09"]
+    with pytest.raises(InputErrors) as info:  # a selected subject's own problem, and an unknown one, still stop
+        load_participants(root, None, GROUPS, subjects=["01", "02", "77"])
+    assert sorted(e.subject for e in info.value.errors) == ["sub-02", "sub-77"]
 
 
 def test_missing_participants_table_and_columns(tmp_path):

@@ -88,8 +88,10 @@ def test_adding_a_subject_runs_only_that_subject(base, per_subject_rules, cohort
     assert {j.subject for j in only if j.subject} == {HELD_BACK}
     targets = dry_run(wd, wd / "config.yaml", f"results/qc/subjects/sub-{HELD_BACK}_qc.tsv",
                       f"results/slices/sub-{HELD_BACK}_slices.npy")
-    assert {j.subject for j in targets} == {HELD_BACK}
-    assert {j.rule for j in targets} <= per_subject_rules
+    # ...and the input-check table, which every subject's acceptance comes after (the others' rows exist)
+    assert {j.subject for j in targets if j.rule != "input_table"} == {HELD_BACK}
+    assert {j.rule for j in targets if j.subject} <= per_subject_rules
+    assert [j.rule for j in targets if not j.subject] == ["input_table"]
 
     run_snakemake(wd, wd / "config.yaml", "--cores", "2", "preprocess_all")
     after = snapshot(wd / "results")

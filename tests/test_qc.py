@@ -13,6 +13,7 @@ from headmri.qc import (
     dice,
     flag_outliers,
     normalised_cross_correlation,
+    plot_registration,
     qc_subject,
     qc_table,
     robust_z,
@@ -155,3 +156,35 @@ def test_qc_table_combines_rows_and_draws_the_cohort(tmp_path):
     assert list(written.loc[written["outlier"], "participant_id"]) == ["sub-02"]
     assert (tmp_path / "qc" / "preprocessing.png").read_bytes()[:4] == b"\x89PNG"
     assert len(table) == 6
+
+
+def test_the_spread_floor_keeps_near_identical_scans_unflagged():
+    # 12 near-identical scans: Dice differs in the fourth decimal, one by 0.002
+    table = pd.DataFrame({
+        "participant_id": [f"sub-{i:02d}" for i in range(12)],
+        "similarity_ncc": [0.950] * 12,
+        "mask_dice": [0.9601, 0.9600, 0.9602, 0.9599, 0.9601, 0.9600, 0.9598, 0.9601, 0.9600, 0.9602, 0.9599, 0.958],
+        "brain_volume_ml": [1400.0] * 12,
+    })
+    assert flag_outliers(table, 3.0)["outlier"].iloc[-1], "without a floor, 0.002 is many robust SDs"
+    floored = flag_outliers(table, 3.0, min_spread=0.01)
+    assert not floored["outlier"].any()
+    real = table.copy()
+    real.loc[11, "mask_dice"] = 0.85  # a real failure still stands out above the floor
+    assert flag_outliers(real, 3.0, min_spread=0.01)["outlier"].iloc[-1]
+
+
+def _png_height(path) -> int:
+    return int.from_bytes(path.read_bytes()[20:24], "big")
+
+
+def test_the_picture_shows_the_native_mask_over_the_native_t1w(cohort_images, write_nifti, tmp_path):
+    head, brain, template, template_mask = cohort_images
+    brain_mni = write_nifti("brain_mni.nii.gz", head * brain, AFFINE)
+    mask_mni = write_nifti("mask_mni.nii.gz", brain.astype(np.uint8), AFFINE)
+    original = write_nifti("sub-01_T1w.nii.gz", head, AFFINE)
+    mask_native = write_nifti("mask_native.nii.gz", brain.astype(np.uint8), AFFINE)
+    without, with_native = tmp_path / "mni.png", tmp_path / "both.png"
+    plot_registration(brain_mni, template_mask, without, title="MNI only")
+    plot_registration(brain_mni, template_mask, with_native, title="native too", native=(original, mask_native))
+    assert _png_height(with_native) == 2 * _png_height(without)  # two more rows of cuts: native sagittal and axial

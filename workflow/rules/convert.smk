@@ -6,12 +6,12 @@ rule dicom_to_nifti:
     input:
         dicom=lambda wildcards: DICOM_INPUT[wildcards.subject],
     output:
-        t1w=f"{RESULTS}/bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.nii.gz",
-        sidecar=f"{RESULTS}/bids/sub-{{subject}}/anat/sub-{{subject}}_T1w.json",
+        t1w=CONVERTED_T1W + ".nii.gz",
+        sidecar=CONVERTED_T1W + ".json",
     log:
         subject_log("dicom_to_nifti"),
-    group:
-        "preprocess"
+    benchmark:
+        subject_benchmark("dicom_to_nifti")
     threads: 1
     resources:
         mem_mb=2000,

@@ -31,8 +31,8 @@ if CFG.is_demo:
             restore_brain_mean=CFG.demo.restore_brain_mean,
         log:
             subject_log("demo"),
-        group:
-            "preprocess"
+        benchmark:
+            subject_benchmark("demo")
         threads: 1
         resources:
             mem_mb=2000,

@@ -43,6 +43,8 @@ rule parcellate:
         backend=CFG.preprocessing.parcellation,
     log:
         subject_log("parcellate"),
+    benchmark:
+        subject_benchmark("parcellate")
     group:
         "preprocess"
     threads: 1
@@ -62,6 +64,7 @@ if CFG.preprocessing.parcellation == "freesurfer":
         Python)."""
         input:
             t1w=t1w_input,
+            accepted=P["input_ok"],
         output:
             script=f"{FS_SUBJECTS_DIR}/commands/sub-{{subject}}_recon-all.sh",
         params:
@@ -70,6 +73,8 @@ if CFG.preprocessing.parcellation == "freesurfer":
             threads=FS_THREADS,
         log:
             subject_log("recon_all_command"),
+        benchmark:
+            subject_benchmark("recon_all_command")
         threads: 1
         resources:
             mem_mb=1000,
@@ -93,6 +98,8 @@ if CFG.preprocessing.parcellation == "freesurfer":
             subject_dir=f"{FS_SUBJECTS_DIR}/sub-{{subject}}",
         log:
             subject_log("recon_all"),
+        benchmark:
+            subject_benchmark("recon_all")
         threads: FS_THREADS
         resources:
             mem_mb=8000,

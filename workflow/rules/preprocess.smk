@@ -14,6 +14,7 @@ def preprocess_script(step, backend):
 rule brain_extraction:
     input:
         t1w=t1w_input,
+        accepted=P["input_ok"],
     output:
         brain=P["brain_native"],
         mask=P["mask_native"],
@@ -22,6 +23,8 @@ rule brain_extraction:
         bet_frac=CFG.preprocessing.bet_frac,
     log:
         subject_log("brain_extraction"),
+    benchmark:
+        subject_benchmark("brain_extraction")
     group:
         "preprocess"
     threads: 2
@@ -48,6 +51,8 @@ rule register_to_mni:
         transform=CFG.preprocessing.ants_transform,
     log:
         subject_log("register_to_mni"),
+    benchmark:
+        subject_benchmark("register_to_mni")
     group:
         "preprocess"
     threads: 2

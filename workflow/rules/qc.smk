@@ -13,6 +13,8 @@ rule qc_subject:
         row=P["qc_row"],
     log:
         subject_log("qc_subject"),
+    benchmark:
+        subject_benchmark("qc_subject")
     group:
         "preprocess"
     threads: 1
@@ -33,6 +35,7 @@ rule qc_table:
         png=f"{RESULTS}/qc/preprocessing.png",
     params:
         outlier_z=CFG.preprocessing.qc_outlier_z,
+        min_spread=CFG.preprocessing.qc_min_spread,
     log:
         f"{LOGS}/qc/qc_table.log",
     threads: 1
@@ -46,10 +49,11 @@ rule qc_table:
 
 
 def all_preprocessing_outputs():
-    """Every subject's native brain and mask, transform and affine, MNI brain, mask and parcellation, QC
-    picture; and the cohort's QC table and figure."""
+    """Every image's native brain and mask, transform and affine, MNI brain, mask and parcellation, QC
+    picture; and the cohort's input-check table, QC table and figure."""
     per_subject = ["brain_native", "mask_native", "xfm", "affine", "brain_mni", "mask_mni", "dseg_mni", "qc_png"]
     return [path for key in per_subject for path in expand_subjects(P[key])] + [
+        P["inputs"],
         P["qc_table"],
         f"{RESULTS}/qc/preprocessing.png",
     ]

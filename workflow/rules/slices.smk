@@ -17,6 +17,8 @@ rule make_slices:
         dtype=CFG.slices.dtype,
     log:
         subject_log("slices"),
+    benchmark:
+        subject_benchmark("slices")
     group:
         "preprocess"
     threads: 1
@@ -36,7 +38,8 @@ rule make_split:
         split=P["split"],
     params:
         classes=lambda wildcards: list(CFG.task(wildcards.task).classes),
-        subjects=SUBJECTS,
+        subjects=sorted(set(PARTICIPANT_OF.values())),  # participants: the split is made on them
+        images=PARTICIPANT_OF,  # image key -> participant: every image of a participant gets its sets
         folds=CFG.splits.folds,
         scheme=CFG.splits.scheme,
         val_per_class=CFG.splits.val_per_class,
