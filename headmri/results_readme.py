@@ -16,6 +16,7 @@ SPACE = "MNI152NLin6Asym"
 
 def results_readme(
     *,
+    sources: Sequence[str] = ("T1w",),
     tasks: Sequence[str],
     models: Sequence[str],
     folds: Sequence[int],
@@ -51,7 +52,7 @@ def results_readme(
         "# results/",
         "",
         "Written by the headmri workflow. Every path below is relative to this folder; `X` is a subject label",
-        f"(`sub-X`), `T` a task ({', '.join(f'`{t}`' for t in tasks)}), `M` a model "
+        f"(`sub-X`), `S` an image source ({', '.join(f'`{s}`' for s in sources)}; config `sources`), `T` a task ({', '.join(f'`{t}`' for t in tasks)}), `M` a model "
         f"({', '.join(f'`{m}`' for m in models)}), `K` a fold (1-{max(folds)}).",
         f"Space: `{SPACE}` is the MNI152 1 mm template grid (182 x 218 x 182, RAS). The HTML report",
         "(`snakemake --report report.html`) collects the tables and figures with captions.",
@@ -69,18 +70,18 @@ def results_readme(
         f"| `preproc/sub-X/anat/sub-X_space-{SPACE}_desc-wmparc_dseg.nii.gz` | parcellation on the MNI grid, FreeSurfer LUT codes, the 14 excluded structures removed |",
         f"| `atlas/atlas-DKwm_space-{SPACE}_dseg.nii.gz`, `.tsv` | the embedded atlas and its region table (embedded parcellation backend) |",
         "| `qc/preprocessing.tsv`, `qc/sub-X_qc.png` | QC metrics per subject (outliers flagged) and overlay images |",
-        "| `slices/sub-X_slices.npy`, `slices/sub-X_slices.json` | the subject's sagittal slices (n, S, S) and their geometry (slice pixel <-> MNI voxel) |",
+        "| `slices/source-S/sub-X_slices.npy`, `slices/source-S/sub-X_slices.json` | the subject's slices of source S along its axis (n, S, S) and their geometry (slice pixel <-> MNI voxel) |",
         "",
         "## Classification (per task, model and fold)",
         "",
         "| path | what |",
         "|---|---|",
         "| `splits/task-T.tsv` | subject-level splits: one row per subject and fold, `split` = train / val / test |",
-        "| `train/task-T/model-M/fold-K/model.pt` | the trained model (weights and metadata: encoder, classes, input size, normalisation) |",
-        "| `train/task-T/model-M/fold-K/history.tsv` | per-epoch training loss, validation loss, AUC and probability spread; the selected epoch |",
-        "| `train/task-T/model-M/fold-K/predictions_slices.tsv`, `predictions_subjects.tsv` | class probabilities per slice, and per subject (slices aggregated) |",
-        "| `train/task-T/model-M/fold-K/metrics.tsv` | subject-level metrics of the fold's validation and test subjects, and whether its model learned (`learned`, `learned_reason`, `selected_epoch`, `selected_train_loss`, `chance_loss`, `prob_spread`) |",
-        "| `tables/metrics.tsv`, `tables/metrics_summary.md`, `figures/metrics.png` | metrics of every task, model and fold; mean +- sd over the folds that learned (Table 3 layout), with the folds that did not listed |",
+        "| `train/source-S/task-T/model-M/fold-K/model.pt` | the trained model (weights and metadata: encoder, classes, input size, normalisation) |",
+        "| `train/source-S/task-T/model-M/fold-K/history.tsv` | per-epoch training loss, validation loss, AUC and probability spread; the selected epoch |",
+        "| `train/source-S/task-T/model-M/fold-K/predictions_slices.tsv`, `predictions_subjects.tsv` | class probabilities per slice, and per subject (slices aggregated) |",
+        "| `train/source-S/task-T/model-M/fold-K/metrics.tsv` | subject-level metrics of the fold's validation and test subjects, and whether its model learned (`learned`, `learned_reason`, `selected_epoch`, `selected_train_loss`, `chance_loss`, `prob_spread`) |",
+        "| `tables/metrics.tsv`, `tables/metrics_summary.md`, `figures/metrics.png` | metrics of every source, task, model and fold (`source` column first); mean +- sd over the folds that learned (Table 3 layout), with the folds that did not listed |",
         "",
         "## Explanations and regional rankings",
         "",
@@ -93,32 +94,32 @@ def results_readme(
         "",
         "| path | what |",
         "|---|---|",
-        "| `explain/task-T/model-M/fold-K/regions.tsv` | one row per explained subject and region: `participant_id, group, split, target, label` (LUT code), `region` (LUT name), `value`; controls have their own `group` and the disease class as `target` |",
-        f"| `explain/task-T/model-M/fold-K/space-{SPACE}_desc-mean_map.nii.gz` | the fold's mean map over its explained patients, on the MNI grid |",
-        "| `explain/task-T/model-M/fold-K/explain.json` | what the fold job did: method, layer, target classes, patients, controls, device"
+        "| `explain/source-S/task-T/model-M/fold-K/regions.tsv` | one row per explained subject and region: `participant_id, group, split, target, label` (code of the source's label table), `region` (its name), `value`; controls have their own `group` and the disease class as `target` |",
+        f"| `explain/source-S/task-T/model-M/fold-K/space-{SPACE}_desc-mean_map.nii.gz` | the fold's mean map over its explained patients, on the MNI grid |",
+        "| `explain/source-S/task-T/model-M/fold-K/explain.json` | what the fold job did: method, layer, target classes, patients, controls, device"
         + (", and the randomisation test (`sanity`)" if sanity_check else "") + " |",
     ]
     if save_nifti:
-        lines.append(f"| `explain/task-T/model-M/fold-K/maps/sub-X_space-{SPACE}_desc-{method}_map.nii.gz` | each explained patient's 3D map |")
+        lines.append(f"| `explain/source-S/task-T/model-M/fold-K/maps/sub-X_space-{SPACE}_desc-{method}_map.nii.gz` | each explained patient's 3D map |")
     lines += [
-        f"| `tables/task-T_regions.tsv` | the ranking for the main model (`{main}`): `target, rank, region, label, hemisphere, tissue, structure`, "
+        f"| `tables/source-S_task-T_regions.tsv` | the ranking for the source's first encoder (`{main}` for the first source): `target, rank, region, label, hemisphere, tissue, structure`, "
         f"`score` (the ranking statistic, `{ranking}`), `ci_low, ci_high` (its 95 % bootstrap interval) and `rank_ci` (the rank's), "
         "`mean, sd` (of the patients' normalised scores, over folds), `contrast` (Hedges' g patients vs controls, mean over folds; empty without controls), "
         f"`folds_in_top_k` (folds in which the region is in that fold's top {top_k}), `n_folds` (folds ranked over: those that learned, by default), "
         "`n_learned` (0: no fold learned, no evidence), `n_patients, n_controls`, `statistic, normalisation` |",
     ]
     if sanity_check:
-        lines.append(f"| `tables/sanity.tsv` | the model-parameter randomisation test per task, model, method and fold: `spearman` "
+        lines.append(f"| `tables/sanity.tsv` | the model-parameter randomisation test per source, task, model, method and fold: `spearman` "
                      f"(median rank correlation of trained vs re-initialised region scores), `passed` (below {sanity_threshold:g}: "
                      "the maps depend on the learnt weights) |")
     if baselines:
-        lines.append(f"| `tables/task-T_model-M_regions.tsv` | the same ranking for the baseline model(s) ({', '.join(f'`{m}`' for m in baselines)}) |")
+        lines.append(f"| `tables/source-S_task-T_model-M_regions.tsv` | the same ranking for the baseline model(s) ({', '.join(f'`{m}`' for m in baselines)}) |")
     lines += [
-        "| `figures/task-T/regions_ranked.png` | the top regions' ranking score with its bootstrap interval (or the sd over folds), the rank interval beside each name, the randomisation test in the title |",
-        f"| `figures/task-T/space-{SPACE}_desc-mean_map.nii.gz`, `mean_map.png` | the mean map over patients and folds, and its picture over the MNI template |",
-        f"| `figures/task-T/top_regions.png` | the top {top_k} regions drawn on the atlas |",
-        "| `figures/task-T/roc.png`, `confusion.png` | ROC curves of the test subjects (one per fold) and the confusion matrix summed over folds |",
-        "| `figures/task-T/montage_model-M_fold-K.png` | slices of a few explained patients with their maps (one colour scale) |",
+        "| `figures/source-S/task-T/regions_ranked.png` | the top regions' ranking score with its bootstrap interval (or the sd over folds), the rank interval beside each name, the randomisation test in the title |",
+        f"| `figures/source-S/task-T/space-{SPACE}_desc-mean_map.nii.gz`, `mean_map.png` | the mean map over patients and folds, and its picture over the MNI template |",
+        f"| `figures/source-S/task-T/top_regions.png` | the top {top_k} regions drawn on the atlas |",
+        "| `figures/source-S/task-T/roc.png`, `confusion.png` | ROC curves of the test subjects (one per fold) and the confusion matrix summed over folds |",
+        "| `figures/source-S/task-T/montage_model-M_fold-K.png` | slices of a few explained patients with their maps (one colour scale) |",
         "",
         "## Bookkeeping",
         "",

@@ -87,7 +87,7 @@ def test_adding_a_subject_runs_only_that_subject(base, per_subject_rules, cohort
     only = dry_run(wd, wd / "config.yaml", "--config", f"subjects={HELD_BACK}", "--", "preprocess_all")
     assert {j.subject for j in only if j.subject} == {HELD_BACK}
     targets = dry_run(wd, wd / "config.yaml", f"results/qc/subjects/sub-{HELD_BACK}_qc.tsv",
-                      f"results/slices/sub-{HELD_BACK}_slices.npy")
+                      f"results/slices/source-T1w/sub-{HELD_BACK}_slices.npy")
     assert {j.subject for j in targets} == {HELD_BACK}
     assert {j.rule for j in targets} <= per_subject_rules
 

@@ -73,7 +73,7 @@ def test_killed_preprocessing_job_is_redone(tmp_path):
 
 def test_killed_training_job_is_redone(tmp_path):
     wd = copy_workdir(preprocessed_workdir(), tmp_path / "wd")
-    train_log = wd / "results" / "logs" / "train" / "task-migraine_model-vittinydemo_fold-1.log"
+    train_log = wd / "results" / "logs" / "train" / "source-T1w_task-migraine_model-vittinydemo_fold-1.log"
     proc = start(wd, TRAIN_TARGET)
     # killed once the job logs its first line (the subjects it trains on): the job is under way, with
     # the model, the epoch and the scoring still to come, so its outputs are not written yet

@@ -31,6 +31,7 @@ from torch import nn
 
 from headmri.encoder_names import CNN_DEMO, KNOWN_ENCODERS, TIMM_PREFIX, TINY_DEMO, is_light_encoder  # noqa: F401
 from headmri.errors import ConfigError
+from headmri.model_inputs import model_input
 from headmri.models import biomedclip
 from headmri.models import cnn
 from headmri.models.classifier import Classifier
@@ -109,7 +110,8 @@ def encoder_input_size(encoder: str) -> int | None:
 
 
 def is_volume_encoder(encoder: str) -> bool:
-    return encoder == "resnet3d"
+    """Whether ``encoder`` takes whole volumes (``headmri.model_inputs``, the one place that says so)."""
+    return model_input(encoder).is_volume
 
 
 def unknown_encoder(encoder: str) -> ConfigError:

@@ -1,4 +1,4 @@
-# Evaluation stage: every task x model x fold's subject-level metrics (written by training) merged into
+# Evaluation stage: every source x task x model x fold's subject-level metrics (written by training) merged into
 # one table, the mean +- sd summary in the layout of the structural paper's Table 3, and a figure.
 
 METRICS_TABLE = f"{P['tables']}/metrics.tsv"
@@ -8,7 +8,7 @@ METRICS_FIGURE = f"{P['figures']}/metrics.png"
 
 rule metrics_table:
     input:
-        metrics=expand(f"{P['train_dir']}/metrics.tsv", task=TASKS, model=MODELS, fold=FOLDS),
+        metrics=expand_source_models(f"{P['train_dir']}/metrics.tsv", task=TASKS, fold=FOLDS),
     output:
         tsv=METRICS_TABLE,
         md=METRICS_SUMMARY,
