@@ -59,7 +59,7 @@ class PreprocessingConfig:
 @dataclass(frozen=True)
 class SliceConfig:
     axis: int = 0
-    size: int = 224
+    size: int | None = None  # None: the input size of the encoders (headmri.models.encoder_input_size)
     min_brain_fraction: float = 0.02
     percentiles: tuple[float, float] = (0.5, 99.5)
     dtype: str = "uint8"
@@ -78,7 +78,8 @@ class SourceConfig:
     ``atlas``: its label image on the same grid: a path-table key (``dseg_mni``: each subject's
     parcellation), a path with ``{subject}``, or one file for every subject. ``labels``: its label table
     (``headmri.labels``: ``freesurfer`` or a TSV path). ``axis``/``size``: how it is sliced (None: the
-    ``slices`` section's). ``encoders``: the slice encoders trained on it (empty: ``model.encoder``); the
+    ``slices`` section's; a size None there too is the input size of its encoders, which the workflow fills
+    in from ``headmri.models.encoder_input_size``). ``encoders``: the slice encoders trained on it (empty: ``model.encoder``); the
     3D baseline (``model.baseline_resnet3d``) is trained on every source's image.
     """
 

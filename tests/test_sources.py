@@ -20,7 +20,8 @@ from headmri import labels
 from headmri.errors import ConfigError, InputError
 from headmri.explain import regions as regional
 from headmri.explain.merge import merge_folds
-from workflow_runner import REPO, copy_workdir, preprocessed_workdir, run_snakemake, write_config, TINY_CONFIG
+
+from workflow_runner import REPO, TINY_CONFIG, copy_workdir, preprocessed_workdir, run_snakemake, write_config
 
 BOX_NAMES = {101: ("box-L-posterior", "L"), 102: ("box-R-posterior", "R"), 103: ("box-L-anterior", "L"),
              104: ("box-R-anterior", "R"), 105: ("box-midline", "B")}
@@ -58,6 +59,17 @@ def test_the_schema_fills_a_second_sources_defaults_and_it_keeps_its_own_setting
 def test_source_names_are_unique():
     with pytest.raises(ConfigError, match="unique"):
         cfg_module.load(REPO / "config.yaml", {"sources": [{"name": "T1w"}, {"name": "T1w", "axis": 2}]})
+
+
+def test_the_slice_size_is_the_encoders_unless_set():
+    from headmri.models import slice_size_of
+
+    assert slice_size_of(["cnn_demo"]) == 112 and slice_size_of(["biomedclip", "resnet3d"]) == 224
+    assert slice_size_of(["resnet3d"]) is None
+    with pytest.raises(ConfigError, match="different sizes \\[112, 224\\]"):
+        slice_size_of(["vit_tiny_demo", "biomedclip"], what="source T1w")
+    config = cfg_module.load(REPO / "config.yaml")
+    assert config.slices.size is None and config.source("T1w").size is None  # the workflow asks the encoder
 
 
 # --- label tables --------------------------------------------------------------------------------------
@@ -128,11 +140,14 @@ def test_a_second_source_runs_beside_the_first_with_its_own_regions(tmp_path):
     configfile = write_config(wd / "config.yaml", **TINY_CONFIG, sources=sources,
                               explain={"bootstrap": 20, "sanity_patients": 1, "sanity_repeats": 1})
     run_snakemake(wd, configfile, "--cores", "2", timeout_s=3000)
-    results = wd / "results"
+    check_two_sources(wd / "results")
 
-    geometry = json.loads(next((results / "slices" / "source-axial").glob("sub-*_slices.json")).read_text())
-    assert geometry["axis"] == 2
-    assert json.loads(next((results / "slices" / "source-T1w").glob("sub-*_slices.json")).read_text())["axis"] == 0
+
+def check_two_sources(results) -> None:
+    """What the run with the T1w source and the axial box-atlas source must have written."""
+    for source, axis in (("axial", 2), ("T1w", 0)):
+        geometry = json.loads(next((results / "slices" / f"source-{source}").glob("sub-*_slices.json")).read_text())
+        assert geometry["parameters"]["axis"] == geometry["geometry"]["axis"] == axis
 
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
     assert list(metrics.columns[:3]) == ["source", "task", "model"]

@@ -35,6 +35,7 @@ from headmri.explain.gradcam import target_index
 from headmri.explain.merge import REGION_COLUMNS
 from headmri.model_inputs import input_of_kind
 from headmri.splits import fold_table, read_split
+from headmri.templates import SPACE
 
 log = logging.getLogger(__name__)
 
@@ -530,7 +531,7 @@ def _explain_records(job: _Explaining, explainer, outputs: FoldOutputs) -> _Expl
 def _save_map(explained: ExplainedSubject, affine: np.ndarray, maps_dir: str | Path, method: str, pid: str,
               control_target: str | None) -> None:
     target = "" if control_target is None else f"_target-{control_target}"
-    name = f"{pid}{target}_space-MNI152NLin6Asym_desc-{method}_map.nii.gz"
+    name = f"{pid}{target}_space-{SPACE}_desc-{method}_map.nii.gz"
     save_nifti(nib.Nifti1Image(explained.volume.astype(np.float32), affine), Path(maps_dir) / name)
 
 

@@ -45,6 +45,7 @@ from headmri.evaluation.learned import check_learned, probability_spread
 from headmri.model_inputs import ModelInput, model_input
 from headmri.models import build_classifier, encoder_input_size
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
+from headmri.paths import TRAIN_OUTPUTS
 from headmri.splits import check_leakage, fold_table, read_split
 from headmri.training.checkpoint import load_resume, rng_state, save_torch, save_trained, set_rng_state
 from headmri.training.loop import make_optimizer, predict, train_epoch
@@ -54,7 +55,7 @@ from headmri.training.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv")
+OUTPUTS = TRAIN_OUTPUTS  # the path table's (headmri.paths), which the workflow names its outputs from
 RESUME_FILE = "checkpoint_last.pt"
 BEST_FILE = "checkpoint_best.pt"
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_prob_spread", "lr", "seconds"]

@@ -10,11 +10,13 @@ from headmri import bids as _bids
 from headmri import config as _config
 from headmri.demo import demo_participants
 from headmri.encoder_names import is_light_encoder
+from headmri import paths as _paths
+from headmri import templates as _templates
 from headmri.t1w import check_header
 
 CFG = _config.from_mapping(config)
 RESULTS = CFG.results_dir
-SPACE = "MNI152NLin6Asym"
+SPACE = _templates.SPACE  # the standard space's name, one place: headmri.templates
 LOGS = f"{RESULTS}/logs"
 ENV_MAIN = "../../envs/headmri.yaml"
 ENV_FSL = "../../envs/fsl.yaml"
@@ -58,39 +60,8 @@ wildcard_constraints:
 
 
 # --- Path templates ----------------------------------------------------------------------------------
-PREPROC = f"{RESULTS}/preproc/sub-{{subject}}/anat/sub-{{subject}}"
-P = {
-    # native space
-    "brain_native": PREPROC + "_desc-brain_T1w.nii.gz",
-    "mask_native": PREPROC + "_desc-brain_mask.nii.gz",
-    # registration: the backend's own transform file, plus a backend-independent 4x4 RAS world affine
-    "xfm": PREPROC + f"_from-T1w_to-{SPACE}_mode-image_xfm.mat",
-    "affine": PREPROC + f"_from-T1w_to-{SPACE}_affine.txt",
-    # MNI space (template grid 182x218x182, 1 mm)
-    "brain_mni": PREPROC + f"_space-{SPACE}_desc-brain_T1w.nii.gz",
-    "mask_mni": PREPROC + f"_space-{SPACE}_desc-brain_mask.nii.gz",
-    "dseg_mni": PREPROC + f"_space-{SPACE}_desc-wmparc_dseg.nii.gz",
-    # QC
-    "qc_png": f"{RESULTS}/qc/sub-{{subject}}_qc.png",
-    "qc_row": f"{RESULTS}/qc/subjects/sub-{{subject}}_qc.tsv",
-    "qc_table": f"{RESULTS}/qc/preprocessing.tsv",
-    # embedded atlas (built once)
-    "atlas": f"{RESULTS}/atlas/atlas-DKwm_space-{SPACE}_dseg.nii.gz",
-    "atlas_tsv": f"{RESULTS}/atlas/atlas-DKwm_space-{SPACE}_dseg.tsv",
-    # The back half is keyed by image source (config `sources`, docs/architecture.md "Image sources").
-    # slices of each source
-    "slices": f"{RESULTS}/slices/source-{{source}}/sub-{{subject}}_slices.npy",
-    "slices_json": f"{RESULTS}/slices/source-{{source}}/sub-{{subject}}_slices.json",
-    # splits (by subject, shared by every source so their folds hold the same subjects), training, evaluation
-    "split": f"{RESULTS}/splits/task-{{task}}.tsv",
-    "train_dir": f"{RESULTS}/train/source-{{source}}/task-{{task}}/model-{{model}}/fold-{{fold}}",
-    "tables": f"{RESULTS}/tables",
-    # explanations
-    "explain_dir": f"{RESULTS}/explain/source-{{source}}/task-{{task}}/model-{{model}}/fold-{{fold}}",
-    "regions": f"{RESULTS}/tables/source-{{source}}_task-{{task}}_regions.tsv",
-    "figures": f"{RESULTS}/figures",
-    "provenance": f"{RESULTS}/provenance",
-}
+# The one path table (headmri.paths): the rules' file names and results/README.md come from it.
+P = _paths.path_table(RESULTS)
 
 
 def subject_log(name):
@@ -113,8 +84,19 @@ def model_key(encoder: str) -> str:
 # --- Image sources -----------------------------------------------------------------------------------
 # Each source (config `sources`) names its per-subject image and mask, its atlas and label table, how it
 # is sliced and which encoders it trains; everything after the slices is keyed by `{source}`.
+def _with_slice_size(source):
+    """The source with its slice size: set in the config (the source's or `slices.size`), or else the input
+    size its slice encoders take (one for all of them)."""
+    if source.size is not None:
+        return source
+    from dataclasses import replace
+    from headmri.models import slice_size_of
+
+    return replace(source, size=slice_size_of(source.encoders, what=f"source {source.name}"))
+
+
 SOURCES = [s.name for s in CFG.sources]
-SOURCE = {name: CFG.source(name) for name in SOURCES}
+SOURCE = {name: _with_slice_size(CFG.source(name)) for name in SOURCES}
 
 
 def models_of(source):

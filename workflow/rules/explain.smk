@@ -5,8 +5,8 @@
 # model-parameter randomisation test (explain.sanity_check). Library: headmri.explain.job.explain_fold;
 # methods: docs/explanations.md.
 
-EXPLAIN_MEAN_MAP = f"{P['explain_dir']}/space-{SPACE}_desc-mean_map.nii.gz"
-EXPLAIN_MONTAGE = f"{P['figures']}/source-{{source}}/task-{{task}}/montage_model-{{model}}_fold-{{fold}}.png"
+EXPLAIN_MEAN_MAP = P["explain_mean_map"]
+EXPLAIN_MONTAGE = P["montage"]
 
 
 def explain_patients(task):
@@ -53,9 +53,9 @@ rule explain_fold:
     input:
         unpack(explain_inputs),
     output:
-        regions=f"{P['explain_dir']}/regions.tsv",
+        regions=P["explain_regions"],
         mean_map=EXPLAIN_MEAN_MAP,
-        summary=f"{P['explain_dir']}/explain.json",
+        summary=P["explain_summary"],
         montage=report(
             EXPLAIN_MONTAGE,
             caption="../report/montage.rst",
@@ -63,7 +63,7 @@ rule explain_fold:
             subcategory="source {source}, task {task}",
             labels={"figure": "montage", "model": "{model}", "fold": "{fold}"},
         ),
-        **({"maps": directory(f"{P['explain_dir']}/maps")} if CFG.explain.save_nifti else {}),
+        **({"maps": directory(P["explain_maps"])} if CFG.explain.save_nifti else {}),
     params:
         subjects=lambda wildcards: [f"sub-{s}" for s in explain_patients(wildcards.task)],
         classes=lambda wildcards: list(CFG.task(wildcards.task).classes),

@@ -8,8 +8,8 @@
 
 MAIN_MODEL = {source: models_of(source)[0] for source in SOURCES}
 OTHER_SOURCE_MODELS = [(source, model) for source in SOURCES for model in models_of(source)[1:]]
-RANKING_BASELINE = f"{P['tables']}/source-{{source}}_task-{{task}}_model-{{model}}_regions.tsv"
-TASK_FIGURES = f"{P['figures']}/source-{{source}}/task-{{task}}"
+RANKING_BASELINE = P["regions_model"]
+TASK_FIGURES = P["task_figures"]
 FIGURE_FILES = {
     "bars": "regions_ranked.png",
     "mean_png": "mean_map.png",
@@ -25,8 +25,8 @@ FIGURE_CAPTIONS = {
     "roc": "roc",
     "confusion": "confusion",
 }
-RESULTS_README = f"{RESULTS}/README.md"
-SANITY_TABLE = f"{P['tables']}/sanity.tsv"
+RESULTS_README = P["results_readme"]
+SANITY_TABLE = P["sanity"]
 
 
 def main_model(wildcards):
@@ -39,7 +39,7 @@ def fold_files(template, wildcards, model):
 
 
 def fold_region_tables(wildcards, model):
-    return fold_files(f"{P['explain_dir']}/regions.tsv", wildcards, model)
+    return fold_files(P["explain_regions"], wildcards, model)
 
 
 def fold_metrics_files(wildcards, model):
@@ -137,7 +137,7 @@ rule task_figures:
             f"{P['train_dir']}/predictions_subjects.tsv", wildcards, main_model(wildcards)
         ),
         # the randomisation test of each fold, shown in the ranking figure's title
-        summaries=lambda wildcards: fold_files(f"{P['explain_dir']}/explain.json", wildcards, main_model(wildcards)),
+        summaries=lambda wildcards: fold_files(P["explain_summary"], wildcards, main_model(wildcards)),
     output:
         **{name: figure_output(name) for name in FIGURE_FILES},
     params:
@@ -159,7 +159,7 @@ rule task_figures:
 
 rule sanity_table:
     input:
-        summaries=expand_source_models(f"{P['explain_dir']}/explain.json", task=TASKS, fold=FOLDS),
+        summaries=expand_source_models(P["explain_summary"], task=TASKS, fold=FOLDS),
     output:
         table=report(
             SANITY_TABLE,
@@ -222,7 +222,7 @@ def all_explain_outputs():
     outputs += expand(f"{TASK_FIGURES}/{{name}}", source=SOURCES, task=TASKS, name=FIGURE_FILES.values())
     outputs += expand_source_models(EXPLAIN_MONTAGE, task=TASKS, fold=FOLDS)
     if CFG.explain.save_nifti:
-        outputs += expand_source_models(f"{P['explain_dir']}/maps", task=TASKS, fold=FOLDS)
+        outputs += expand_source_models(P["explain_maps"], task=TASKS, fold=FOLDS)
     if CFG.explain.sanity_check:
         outputs.append(SANITY_TABLE)
     outputs.append(RESULTS_README)

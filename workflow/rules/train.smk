@@ -29,7 +29,7 @@ if workflow.is_main_process:
     logger.info(JOB_COMPUTE.summary(cores=_global_resource("_cores"), jobs=_global_resource("_nodes"),
                                     gpu_limit=_global_resource("gpu")))
 
-TRAIN_FILES = ["model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv"]
+TRAIN_FILES = list(_paths.TRAIN_OUTPUTS)  # the training job's outputs (headmri.paths)
 
 
 def task_subjects(task):
