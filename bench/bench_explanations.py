@@ -165,7 +165,7 @@ def explain_task(args, results: Path, config: dict, task: str, classes: list[str
     controls = {pid: subject_files(results, pid) for pid in split.loc[split["group"] == classes[0], "participant_id"]}
     embedded = config.get("preprocessing", {}).get("parcellation", "embedded") == "embedded"
     atlas_tsv = results / "atlas" / f"atlas-DKwm_space-{SPACE}_dseg.tsv"
-    cls = methods.method_class(method)
+    methods.method_class(method)  # an unknown method name fails here, before any work
     options = dict(explain.get("occlusion", {}) or {}) if method == "occlusion" else {}
     sanity = None
     if args.sanity_patients >= 0 and args.sanity_repeats > 0:

@@ -11,6 +11,7 @@ import pytest
 from headmri.compute import DEFAULT_THREADS, JobCompute, job_device, plan
 from headmri.config import ComputeConfig, load
 from headmri.errors import ConfigError
+
 from workflow_runner import REPO, run_snakemake, write_config
 
 

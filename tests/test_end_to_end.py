@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from headmri.explain.merge import planted_recall
+
 from workflow_runner import REPO, dry_run, run_snakemake, write_config
 
 # The cohort is the demo's shape for one task (8 + 8, so 6 training subjects per class and fold, as in

@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ellipsoid_head, grid_affine
 from headmri.qc import (
     dice,
     flag_outliers,
@@ -18,6 +17,8 @@ from headmri.qc import (
     robust_z,
     subject_metrics,
 )
+
+from conftest import ellipsoid_head, grid_affine
 
 # A small "template" grid (RAS, 4 mm) keeps these tests fast; qc_subject does not care about the grid.
 SHAPE = (40, 48, 40)
