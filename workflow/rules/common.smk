@@ -120,7 +120,7 @@ def _workflow_file(path):
     return str(path if Path(path).is_absolute() or Path(path).exists() else Path(workflow.basedir) / path)
 
 
-def source_file(source, key, subject):
+def source_file(key, subject):
     """One subject's file of a source: `key` is a path-table key (`brain_mni`) or a path, with or without
     `{subject}` (without: one file for every subject, like a standard-space atlas)."""
     template = P[key] if key in P else key
@@ -130,16 +130,16 @@ def source_file(source, key, subject):
 
 
 def source_image(wildcards):
-    return source_file(wildcards.source, SOURCE[wildcards.source].image, wildcards.subject)
+    return source_file(SOURCE[wildcards.source].image, wildcards.subject)
 
 
 def source_mask(wildcards):
-    return source_file(wildcards.source, SOURCE[wildcards.source].mask, wildcards.subject)
+    return source_file(SOURCE[wildcards.source].mask, wildcards.subject)
 
 
 def source_atlas(source, subjects):
     """The label image of each of `subjects` for `source` (the same file for all with a one-file atlas)."""
-    return [source_file(source, SOURCE[source].atlas, s) for s in subjects]
+    return [source_file(SOURCE[source].atlas, s) for s in subjects]
 
 
 def source_label_table(source):

@@ -46,7 +46,7 @@ def model_inputs(source, model, subjects, prefix=""):
     """The input files a model of `source` reads for `subjects`: the source's images for the 3D baseline,
     its slices and their geometry otherwise (names prefixed with `prefix`, e.g. `control_`)."""
     files = {
-        "volumes": lambda s: source_file(source, SOURCE[source].image, s),
+        "volumes": lambda s: source_file(SOURCE[source].image, s),
         "slices": lambda s: P["slices"].format(source=source, subject=s),
         "slices_json": lambda s: P["slices_json"].format(source=source, subject=s),
     }
