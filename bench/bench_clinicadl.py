@@ -47,8 +47,7 @@ def clinicadl_worker(args: argparse.Namespace) -> dict:
     from clinicadl.data.datasets import BidsDataset
     from clinicadl.io.bids import BidsFileType
     from clinicadl.transforms import TransformsHandler
-    from clinicadl.transforms.config import (CropOrPadConfig, MaskConfig, RescaleIntensityConfig, ResizeConfig,
-                                             ToCanonicalConfig)
+    from clinicadl.transforms.config import CropOrPadConfig, MaskConfig, RescaleIntensityConfig, ResizeConfig, ToCanonicalConfig
     from clinicadl.transforms.extraction import Slice
 
     torch.set_num_threads(args.threads)

@@ -8,7 +8,7 @@ cortical regions, subcortical structures and the cerebellum, one-hemisphere effe
 runs the whole workflow (``snakemake --cores N all``: generation, preprocessing, training, explanations,
 rankings) and reads what the pipeline wrote: per task the folds that learned (``learned`` in
 tables/metrics.tsv), the mean subject-level test AUC over folds, and the recall of the planted regions
-in the task's top 10 (``headmri.explain.merge.planted_recall`` on tables/task-T_regions.tsv and the
+in the task's top 10 (``headmri.explain.merge.planted_recall`` on tables/source-T1w_task-T_regions.tsv and the
 cohort's ground_truth.tsv). One row per cohort and task goes to ``<out>/seeds.tsv`` (appended, so a
 long run can be continued cohort by cohort); the targets of issue 12 are every fold learned, mean test
 AUC >= 0.9 and recall >= 0.8 on every cohort and task. Wall minutes depend on what else the machine runs.
@@ -82,7 +82,7 @@ def score(name: str, results: Path, minutes: float) -> pd.DataFrame:
             "planted": ", ".join(f"{r}/{h}" for g, r, h, _, _ in COHORTS[name][1] if g == group),
             "folds_learned": f"{int(folds['learned'].astype(bool).sum())}/{len(folds)}",
             "mean_test_auc": round(float(folds["auc"].mean()), 3),
-            "recall_top10": round(planted_recall(results / "tables" / f"task-{task}_regions.tsv", truth, top_k=10, group=group), 3),
+            "recall_top10": round(planted_recall(results / "tables" / f"source-T1w_task-{task}_regions.tsv", truth, top_k=10, group=group), 3),
             "minutes": round(minutes, 1),
         })
     return pd.DataFrame(rows)

@@ -90,18 +90,18 @@ def task_classes(config: dict, results: Path) -> dict[str, list[str]]:
 
 
 def model_keys(results: Path, task: str) -> list[str]:
-    return sorted(p.name.removeprefix("model-") for p in (results / "train" / f"task-{task}").glob("model-*"))
+    return sorted(p.name.removeprefix("model-") for p in (results / "train" / "source-T1w" / f"task-{task}").glob("model-*"))
 
 
 def folds_of(results: Path, task: str, model: str) -> list[int]:
-    return sorted(int(p.name.removeprefix("fold-")) for p in (results / "train" / f"task-{task}" / f"model-{model}").glob("fold-*")
+    return sorted(int(p.name.removeprefix("fold-")) for p in (results / "train" / "source-T1w" / f"task-{task}" / f"model-{model}").glob("fold-*")
                   if (p / "model.pt").is_file())
 
 
 def subject_files(results: Path, pid: str) -> job.SubjectFiles:
     anat = results / "preproc" / pid / "anat"
-    return job.SubjectFiles(slices=results / "slices" / f"{pid}_slices.npy",
-                            geometry=results / "slices" / f"{pid}_slices.json",
+    return job.SubjectFiles(slices=results / "slices" / "source-T1w" / f"{pid}_slices.npy",
+                            geometry=results / "slices" / "source-T1w" / f"{pid}_slices.json",
                             dseg=anat / f"{pid}_space-{SPACE}_desc-wmparc_dseg.nii.gz",
                             volume=anat / f"{pid}_space-{SPACE}_desc-brain_T1w.nii.gz")
 
@@ -165,7 +165,7 @@ def explain_task(args, results: Path, config: dict, task: str, classes: list[str
     controls = {pid: subject_files(results, pid) for pid in split.loc[split["group"] == classes[0], "participant_id"]}
     embedded = config.get("preprocessing", {}).get("parcellation", "embedded") == "embedded"
     atlas_tsv = results / "atlas" / f"atlas-DKwm_space-{SPACE}_dseg.tsv"
-    cls = methods.method_class(method)
+    methods.method_class(method)  # an unknown method name fails here, before any work
     options = dict(explain.get("occlusion", {}) or {}) if method == "occlusion" else {}
     sanity = None
     if args.sanity_patients >= 0 and args.sanity_repeats > 0:
@@ -187,7 +187,7 @@ def explain_task(args, results: Path, config: dict, task: str, classes: list[str
         started = time.perf_counter()
         with SubjectLimit(limit):
             table = job.explain_fold(
-                model_path=results / "train" / f"task-{task}" / f"model-{model}" / f"fold-{fold}" / "model.pt",
+                model_path=results / "train" / "source-T1w" / f"task-{task}" / f"model-{model}" / f"fold-{fold}" / "model.pt",
                 split_tsv=split_tsv, task=task, classes=classes, fold=fold, subjects=subjects,
                 regions_tsv=fold_dir / "regions.tsv", mean_map=fold_dir / f"space-{SPACE}_desc-mean_map.nii.gz",
                 summary_json=summary, montage_png=None, maps_dir=None, method=method,
@@ -286,7 +286,7 @@ def main() -> None:
         classes = classes_of[task]
         model = args.model or model_keys(results, task)[0]
         folds = folds_of(results, task, model)
-        first_model = results / "train" / f"task-{task}" / f"model-{model}" / f"fold-{folds[0]}" / "model.pt"
+        first_model = results / "train" / "source-T1w" / f"task-{task}" / f"model-{model}" / f"fold-{folds[0]}" / "model.pt"
         for method in args.methods.split(","):
             cls = methods.method_class(method)
             base = {"date": stamp, "machine": machine, "cohort": args.cohort, "task": task, "model": model,
@@ -306,7 +306,7 @@ def main() -> None:
                 out_dir = scratch / f"task-{task}" / (method if statistic == "-" else f"{method}-{statistic}")
                 records = explain_task(args, results, config, task, classes, model, method,
                                        statistic if statistic != "-" else "max", limit, out_dir)
-                metrics = {r["fold"]: results / "train" / f"task-{task}" / f"model-{model}" / f"fold-{r['fold']}" / "metrics.tsv"
+                metrics = {r["fold"]: results / "train" / "source-T1w" / f"task-{task}" / f"model-{model}" / f"fold-{r['fold']}" / "metrics.tsv"
                            for r in records}
                 regions = {r["fold"]: out_dir / f"fold-{r['fold']}" / "regions.tsv" for r in records}
                 tests = [r["sanity"] for r in records if r.get("sanity")]

@@ -75,7 +75,7 @@ def bench_loading(paths, batch_size: int, epochs: int, repeat: int) -> dict:
         pass
     n, start = 0, time.perf_counter()
     for _ in range(epochs):
-        for x, y, s in loader:
+        for x, _y, _s in loader:
             n += x.shape[0]
     ready = n / (time.perf_counter() - start)
     subject, slice_ = loader._epoch_items(0)

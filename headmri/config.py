@@ -61,10 +61,44 @@ class PreprocessingConfig:
 @dataclass(frozen=True)
 class SliceConfig:
     axis: int = 0
-    size: int = 224
+    size: int | None = None  # None: the input size of the encoders (headmri.models.encoder_input_size)
     min_brain_fraction: float = 0.02
     percentiles: tuple[float, float] = (0.5, 99.5)
     dtype: str = "uint8"
+
+
+DEFAULT_SOURCE = "T1w"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """An image source: a named image set that the back half (slices, training, explanations, rankings)
+    runs on, keyed by the ``source-<name>`` path entity (docs/architecture.md, "Image sources").
+
+    ``image``/``mask``: the per-subject image and brain mask in the standard space, each a key of the
+    workflow's path table (``brain_mni``, ``mask_mni``; results/README.md) or a path with ``{subject}``.
+    ``atlas``: its label image on the same grid: a path-table key (``dseg_mni``: each subject's
+    parcellation), a path with ``{subject}``, or one file for every subject. ``labels``: its label table
+    (``headmri.labels``: ``freesurfer`` or a TSV path). ``axis``/``size``: how it is sliced (None: the
+    ``slices`` section's; a size None there too is the input size of its encoders, which the workflow fills
+    in from ``headmri.models.encoder_input_size``). ``encoders``: the slice encoders trained on it (empty: ``model.encoder``); the
+    3D baseline (``model.baseline_resnet3d``) is trained on every source's image.
+    """
+
+    name: str = DEFAULT_SOURCE
+    image: str = "brain_mni"
+    mask: str = "mask_mni"
+    atlas: str = "dseg_mni"
+    labels: str = "freesurfer"
+    axis: int | None = None
+    size: int | None = None
+    encoders: tuple[str, ...] = ()
+
+    def resolved(self, slices: "SliceConfig", model: "ModelConfig") -> "SourceConfig":
+        """This source with every default filled in from the shared sections."""
+        return replace(self, axis=slices.axis if self.axis is None else int(self.axis),
+                       size=slices.size if self.size is None else int(self.size),
+                       encoders=tuple(self.encoders) or (model.encoder,))
 
 
 @dataclass(frozen=True)
@@ -300,10 +334,18 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
+    sources: tuple[SourceConfig, ...] = (SourceConfig(),)
 
     @property
     def is_demo(self) -> bool:
         return self.bids_dir is None
+
+    def source(self, name: str) -> SourceConfig:
+        """The named source with its defaults filled in (``SourceConfig.resolved``)."""
+        for source in self.sources:
+            if source.name == name:
+                return source.resolved(self.slices, self.model)
+        raise ConfigError(f"no source named {name!r}; sources are {[s.name for s in self.sources]}")
 
     def task(self, name: str) -> Task:
         for task in self.tasks:
@@ -354,8 +396,10 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         evaluation=_section(EvaluationConfig, raw.pop("evaluation", None)),
         compute=_section(ComputeConfig, raw.pop("compute", None)),
         explain=_section(ExplainConfig, raw.pop("explain", None)),
+        sources=tuple(_section(SourceConfig, s) for s in (raw.pop("sources", None) or [{}])),
         **raw,
     )
+    _check_sources(cfg.sources)
     names = [t.name for t in cfg.tasks]
     if len(set(names)) != len(names):
         raise ConfigError(f"task names must be unique, got {names}")
@@ -375,6 +419,15 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
     if cfg.preprocessing.parcellation == "freesurfer" and not cfg.preprocessing.freesurfer.license:
         raise ConfigError("the freesurfer parcellation backend needs preprocessing.freesurfer.license (license.txt path)")
     return cfg
+
+
+def _check_sources(sources: tuple[SourceConfig, ...]) -> None:
+    names = [s.name for s in sources]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"source names must be unique, got {names}")
+    bad = [n for n in names if not n.isalnum()]
+    if bad:
+        raise ConfigError(f"source names are path entities: letters and digits only, got {bad}")
 
 
 def load(config_path: str | Path, overrides: Mapping[str, Any] | None = None) -> Config:

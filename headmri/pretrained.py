@@ -63,7 +63,7 @@ def _check_folder_config(folder: Path) -> None:
         config = json.loads(config_path.read_text())
         name = config["model_cfg"]["vision_cfg"].get("timm_model_name")
     except (ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read model_cfg.vision_cfg from the open_clip config ({exc})", path=config_path)
+        raise InputError(f"cannot read model_cfg.vision_cfg from the open_clip config ({exc})", path=config_path) from exc
     if name != TIMM_NAME:
         raise InputError(
             f"the open_clip config's vision tower is {name!r}; the biomedclip encoder needs {TIMM_NAME!r}",

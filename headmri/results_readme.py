@@ -1,6 +1,6 @@
 """``results/README.md``: what every file under ``results/`` is, written by the workflow for this run.
 
-The file names come from the same path templates as the rules (``workflow/rules/common.smk``); the text
+The file names come from the path table the rules use (``headmri.paths``, ``P`` in ``common.smk``); the text
 names this run's tasks, models and folds so a reader knows what to expect without reading the config.
 """
 
@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Sequence
 
 from headmri.atomic import write_text
-
-SPACE = "MNI152NLin6Asym"
+from headmri.paths import shown
+from headmri.templates import SPACE
 
 
 def results_readme(
     *,
+    sources: Sequence[str] = ("T1w",),
     tasks: Sequence[str],
     models: Sequence[str],
     folds: Sequence[int],
@@ -51,7 +52,7 @@ def results_readme(
         "# results/",
         "",
         "Written by the headmri workflow. Every path below is relative to this folder; `X` is a subject label",
-        f"(`sub-X`), `T` a task ({', '.join(f'`{t}`' for t in tasks)}), `M` a model "
+        f"(`sub-X`), `S` an image source ({', '.join(f'`{s}`' for s in sources)}; config `sources`), `T` a task ({', '.join(f'`{t}`' for t in tasks)}), `M` a model "
         f"({', '.join(f'`{m}`' for m in models)}), `K` a fold (1-{max(folds)}).",
         f"Space: `{SPACE}` is the MNI152 1 mm template grid (182 x 218 x 182, RAS). The HTML report",
         "(`snakemake --report report.html`) collects the tables and figures with captions.",
@@ -62,26 +63,26 @@ def results_readme(
         "|---|---|",
         "| `demo/bids/` | the synthetic demo cohort (only when no `bids_dir` is given), with `ground_truth.tsv` of the planted regions |",
         "| `bids/` | T1w images converted from DICOM with dcm2niix (only when `dicom_dir` is used) |",
-        "| `preproc/sub-X/anat/sub-X_desc-brain_T1w.nii.gz`, `..._desc-brain_mask.nii.gz` | brain and brain mask in native space |",
-        f"| `preproc/sub-X/anat/sub-X_from-T1w_to-{SPACE}_mode-image_xfm.mat` | the registration backend's own transform file |",
-        f"| `preproc/sub-X/anat/sub-X_from-T1w_to-{SPACE}_affine.txt` | the same transform as a 4x4 RAS-mm matrix (`numpy.loadtxt`) |",
-        f"| `preproc/sub-X/anat/sub-X_space-{SPACE}_desc-brain_T1w.nii.gz`, `..._desc-brain_mask.nii.gz` | brain and mask on the MNI grid |",
-        f"| `preproc/sub-X/anat/sub-X_space-{SPACE}_desc-wmparc_dseg.nii.gz` | parcellation on the MNI grid, FreeSurfer LUT codes, the 14 excluded structures removed |",
-        f"| `atlas/atlas-DKwm_space-{SPACE}_dseg.nii.gz`, `.tsv` | the embedded atlas and its region table (embedded parcellation backend) |",
-        "| `qc/inputs.tsv` | every T1w file's input check: subject, session, run, file, image, status, problem, run choice |",
-        "| `qc/preprocessing.tsv`, `qc/sub-X_qc.png` | QC metrics per image (outliers flagged) and overlay images |",
-        "| `slices/sub-X_slices.npy`, `slices/sub-X_slices.json` | the subject's sagittal slices (n, S, S) and their geometry (slice pixel <-> MNI voxel) |",
+        f"| `{shown('brain_native')}`, `{shown('mask_native')}` | brain and brain mask in native space |",
+        f"| `{shown('xfm')}` | the registration backend's own transform file |",
+        f"| `{shown('affine')}` | the same transform as a 4x4 RAS-mm matrix (`numpy.loadtxt`) |",
+        f"| `{shown('brain_mni')}`, `{shown('mask_mni')}` | brain and mask on the MNI grid |",
+        f"| `{shown('dseg_mni')}` | parcellation on the MNI grid, FreeSurfer LUT codes, the 14 excluded structures removed |",
+        f"| `{shown('atlas')}`, `{shown('atlas_tsv')}` | the embedded atlas and its region table (embedded parcellation backend) |",
+        f"| `{shown('inputs')}` | every T1w file's input check: subject, session, run, file, image, status, problem, run choice |",
+        f"| `{shown('qc_table')}`, `{shown('qc_png')}` | QC metrics per image (outliers flagged) and overlay images |",
+        f"| `{shown('slices')}`, `{shown('slices_json')}` | the subject's slices of source S along its axis (n, S, S) and their geometry (slice pixel <-> MNI voxel) |",
         "",
         "## Classification (per task, model and fold)",
         "",
         "| path | what |",
         "|---|---|",
-        "| `splits/task-T.tsv` | subject-level splits: one row per subject and fold, `split` = train / val / test |",
-        "| `train/task-T/model-M/fold-K/model.pt` | the trained model (weights and metadata: encoder, classes, input size, normalisation) |",
-        "| `train/task-T/model-M/fold-K/history.tsv` | per-epoch training loss, validation loss, AUC and probability spread; the selected epoch |",
-        "| `train/task-T/model-M/fold-K/predictions_slices.tsv`, `predictions_subjects.tsv` | class probabilities per slice, and per subject (slices aggregated) |",
-        "| `train/task-T/model-M/fold-K/metrics.tsv` | subject-level metrics of the fold's validation and test subjects, and whether its model learned (`learned`, `learned_reason`, `selected_epoch`, `selected_train_loss`, `chance_loss`, `prob_spread`) |",
-        "| `tables/metrics.tsv`, `tables/metrics_summary.md`, `figures/metrics.png` | metrics of every task, model and fold; mean +- sd over the folds that learned (Table 3 layout), with the folds that did not listed |",
+        f"| `{shown('split')}` | subject-level splits: one row per subject and fold, `split` = train / val / test |",
+        f"| `{shown('train_dir', '/model.pt')}` | the trained model (weights and metadata: encoder, classes, input size, normalisation) |",
+        f"| `{shown('train_dir', '/history.tsv')}` | per-epoch training loss, validation loss, AUC and probability spread; the selected epoch |",
+        f"| `{shown('train_dir', '/predictions_slices.tsv')}`, `predictions_subjects.tsv` | class probabilities per slice, and per subject (slices aggregated) |",
+        f"| `{shown('train_dir', '/metrics.tsv')}` | subject-level metrics of the fold's validation and test subjects, and whether its model learned (`learned`, `learned_reason`, `selected_epoch`, `selected_train_loss`, `chance_loss`, `prob_spread`) |",
+        f"| `{shown('metrics_table')}`, `{shown('metrics_summary')}`, `{shown('metrics_figure')}` | metrics of every source, task, model and fold (`source` column first); mean +- sd over the folds that learned (Table 3 layout), with the folds that did not listed |",
         "",
         "## Explanations and regional rankings",
         "",
@@ -94,32 +95,32 @@ def results_readme(
         "",
         "| path | what |",
         "|---|---|",
-        "| `explain/task-T/model-M/fold-K/regions.tsv` | one row per explained subject and region: `participant_id, group, split, target, label` (LUT code), `region` (LUT name), `value`; controls have their own `group` and the disease class as `target` |",
-        f"| `explain/task-T/model-M/fold-K/space-{SPACE}_desc-mean_map.nii.gz` | the fold's mean map over its explained patients, on the MNI grid |",
-        "| `explain/task-T/model-M/fold-K/explain.json` | what the fold job did: method, layer, target classes, patients, controls, device"
+        f"| `{shown('explain_regions')}` | one row per explained subject and region: `participant_id, group, split, target, label` (code of the source's label table), `region` (its name), `value`; controls have their own `group` and the disease class as `target` |",
+        f"| `{shown('explain_mean_map')}` | the fold's mean map over its explained patients, on the MNI grid |",
+        f"| `{shown('explain_summary')}` | what the fold job did: method, layer, target classes, patients, controls, device"
         + (", and the randomisation test (`sanity`)" if sanity_check else "") + " |",
     ]
     if save_nifti:
-        lines.append(f"| `explain/task-T/model-M/fold-K/maps/sub-X_space-{SPACE}_desc-{method}_map.nii.gz` | each explained patient's 3D map |")
+        lines.append(f"| `{shown('explain_maps', f'/sub-X_space-{SPACE}_desc-{method}_map.nii.gz')}` | each explained patient's 3D map |")
     lines += [
-        f"| `tables/task-T_regions.tsv` | the ranking for the main model (`{main}`): `target, rank, region, label, hemisphere, tissue, structure`, "
+        f"| `{shown('regions')}` | the ranking for the source's first encoder (`{main}` for the first source): `target, rank, region, label, hemisphere, tissue, structure`, "
         f"`score` (the ranking statistic, `{ranking}`), `ci_low, ci_high` (its 95 % bootstrap interval) and `rank_ci` (the rank's), "
         "`mean, sd` (of the patients' normalised scores, over folds), `contrast` (Hedges' g patients vs controls, mean over folds; empty without controls), "
         f"`folds_in_top_k` (folds in which the region is in that fold's top {top_k}), `n_folds` (folds ranked over: those that learned, by default), "
         "`n_learned` (0: no fold learned, no evidence), `n_patients, n_controls`, `statistic, normalisation` |",
     ]
     if sanity_check:
-        lines.append(f"| `tables/sanity.tsv` | the model-parameter randomisation test per task, model, method and fold: `spearman` "
+        lines.append(f"| `{shown('sanity')}` | the model-parameter randomisation test per source, task, model, method and fold: `spearman` "
                      f"(median rank correlation of trained vs re-initialised region scores), `passed` (below {sanity_threshold:g}: "
                      "the maps depend on the learnt weights) |")
     if baselines:
-        lines.append(f"| `tables/task-T_model-M_regions.tsv` | the same ranking for the baseline model(s) ({', '.join(f'`{m}`' for m in baselines)}) |")
+        lines.append(f"| `{shown('regions_model')}` | the same ranking for the baseline model(s) ({', '.join(f'`{m}`' for m in baselines)}) |")
     lines += [
-        "| `figures/task-T/regions_ranked.png` | the top regions' ranking score with its bootstrap interval (or the sd over folds), the rank interval beside each name, the randomisation test in the title |",
-        f"| `figures/task-T/space-{SPACE}_desc-mean_map.nii.gz`, `mean_map.png` | the mean map over patients and folds, and its picture over the MNI template |",
-        f"| `figures/task-T/top_regions.png` | the top {top_k} regions drawn on the atlas |",
-        "| `figures/task-T/roc.png`, `confusion.png` | ROC curves of the test subjects (one per fold) and the confusion matrix summed over folds |",
-        "| `figures/task-T/montage_model-M_fold-K.png` | slices of a few explained patients with their maps (one colour scale) |",
+        f"| `{shown('task_figures', '/regions_ranked.png')}` | the top regions' ranking score with its bootstrap interval (or the sd over folds), the rank interval beside each name, the randomisation test in the title |",
+        f"| `{shown('task_figures', f'/space-{SPACE}_desc-mean_map.nii.gz')}`, `mean_map.png` | the mean map over patients and folds, and its picture over the MNI template |",
+        f"| `{shown('task_figures', '/top_regions.png')}` | the top {top_k} regions drawn on the atlas |",
+        f"| `{shown('task_figures', '/roc.png')}`, `confusion.png` | ROC curves of the test subjects (one per fold) and the confusion matrix summed over folds |",
+        f"| `{shown('montage')}` | slices of a few explained patients with their maps (one colour scale) |",
         "",
         "## Bookkeeping",
         "",
@@ -127,7 +128,7 @@ def results_readme(
         "|---|---|",
         "| `logs/` | one log per job |",
         "| `benchmarks/` | run time and memory of every per-image, training and explanation job |",
-        "| `provenance/` | the resolved configuration, package and tool versions, the code's git state |",
+        f"| `{shown('provenance')}/` | the resolved configuration, package and tool versions, the code's git state |",
         "",
     ]
     return "\n".join(lines)

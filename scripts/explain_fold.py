@@ -64,5 +64,6 @@ explain_fold(
     method_options=p.get("method_options", {}),
     explain_controls=bool(p.get("explain_controls", False)),
     sanity=p.get("sanity"),
+    label_table=inputs.label_table,
     device=device,
 )

@@ -1,9 +1,10 @@
 """Snakemake adapter: every fold's regions.tsv (and its training metrics.tsv, for the learned flag) of one
-task and model -> the ranked table (headmri.explain.merge)."""
+source, task and model -> the ranked table, named by the source's label table (headmri.explain.merge)."""
 
 import logging
 
 from headmri.explain.merge import RankingOptions, write_ranking
+from headmri.labels import load as load_label_table
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
 folds = snakemake.params.folds
@@ -15,6 +16,7 @@ ranking = write_ranking(
     metrics_paths=dict(zip(folds, snakemake.input.metrics)),
     exclude_unlearned=snakemake.params.exclude_unlearned,
     options=options,
+    labels=load_label_table(snakemake.input.label_table),
 )
 logging.getLogger("rank_regions").info(
     "%d regions ranked by %s (%s normalisation, %d bootstrap replicates) over %d of folds %s (%d of them learned)",

@@ -6,7 +6,7 @@ from headmri.results_readme import write_results_readme
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO)
 p = snakemake.params
-write_results_readme(snakemake.output.readme, tasks=p.tasks, models=p.models, folds=p.folds, method=p.method,
+write_results_readme(snakemake.output.readme, sources=p.sources, tasks=p.tasks, models=p.models, folds=p.folds, method=p.method,
                      top_k=p.top_k, patients=p.patients, statistic=p.statistic, save_nifti=p.save_nifti,
                      normalisation=p.normalisation, ranking=p.ranking, controls=p.controls, bootstrap=p.bootstrap,
                      sanity_check=p.sanity_check, sanity_threshold=p.sanity_threshold)

@@ -1,13 +1,12 @@
 """Snakemake adapter: every explain job's explain.json -> tables/sanity.tsv, the model-parameter randomisation
-test per task, model, method and fold (headmri.explain.sanity)."""
+test per source, task, model, method and fold (headmri.explain.sanity)."""
 
 import logging
 
 from headmri.explain.sanity import write_sanity_table
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-keys = snakemake.params.task_models  # (task, model) of each summary, in the input's order
-table = write_sanity_table([(task, model, path) for (task, model), path in zip(keys, snakemake.input.summaries)],
-                           snakemake.output.table)
-logging.getLogger("sanity_table").info("%d of %d task x model x fold(s) passed the randomisation test",
+keys = snakemake.params.summary_keys  # (source, task, model) of each summary, in the input's order
+table = write_sanity_table([(*key, path) for key, path in zip(keys, snakemake.input.summaries)], snakemake.output.table)
+logging.getLogger("sanity_table").info("%d of %d source x task x model x fold(s) passed the randomisation test",
                                        int(table["passed"].eq(True).sum()), len(table))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from headmri.compute import job_device
 from headmri.config import ComputeConfig, TrainingConfig
+from headmri.model_inputs import model_input
 from headmri.training import train_fold
 
 log_file = open(snakemake.log[0], "a", buffering=1)
@@ -20,18 +21,19 @@ if warning:
 # how, not what: read from the config, so changing them reruns no finished job (headmri.config.ComputeConfig)
 compute = ComputeConfig(**snakemake.config["compute"])
 p = snakemake.params
-inputs = snakemake.input.get("volumes") or snakemake.input.slices
-files = dict(zip(p.subjects, inputs))
+given = model_input(p.encoder).main  # slices or volumes: what the encoder takes (headmri.model_inputs)
+files = dict(zip(p.subjects, snakemake.input[given]))
 train_fold(
     snakemake.input.split,
     Path(snakemake.output.model).parent,
     task=snakemake.wildcards.task,
+    source=snakemake.wildcards.source,
     classes=p.classes,
     fold=int(snakemake.wildcards.fold),
     model_name=snakemake.wildcards.model,
     encoder=p.encoder,
     training=TrainingConfig(**p.training),
-    **({"volumes": files} if "volumes" in snakemake.input.keys() else {"slices": files}),
+    **{given: files},
     checkpoint=p.checkpoint,
     pretrained=p.pretrained,
     aggregation=p.aggregation,

@@ -11,6 +11,7 @@ import pytest
 from headmri.compute import DEFAULT_THREADS, JobCompute, job_device, plan
 from headmri.config import ComputeConfig, load
 from headmri.errors import ConfigError
+
 from workflow_runner import REPO, run_snakemake, write_config
 
 
@@ -83,7 +84,7 @@ def test_the_rules_claim_a_gpu_only_on_cuda(tmp_path, device):
     # the demo configuration plans from the config alone (no input files needed for a dry run)
     configfile = write_config(tmp_path / "config.yaml", compute={"device": device, "threads_per_job": 2},
                               model={"encoder": "vit_tiny_demo"})
-    target = "results/explain/task-migraine/model-vittinydemo/fold-1/regions.tsv"
+    target = "results/explain/source-T1w/task-migraine/model-vittinydemo/fold-1/regions.tsv"
     done = run_snakemake(tmp_path, configfile, "--dry-run", "--cores", "4", "--", target, timeout_s=300)
     for rule in ("train_fold", "explain_fold"):
         job = _planned(done.stdout, rule)

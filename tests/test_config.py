@@ -31,7 +31,7 @@ def test_schema_fills_defaults_for_missing_sections(tmp_path):
     assert cfg.preprocessing.brain_extraction == "embedded"
     assert cfg.splits.folds == 5 and cfg.splits.val_per_class == 6 and cfg.splits.test_per_class == 6
     assert cfg.explain.target_layer is None  # the layer the model names (ViT: trunk.blocks[-1].norm1)
-    assert cfg.slices.size == 224
+    assert cfg.slices.size is None  # the workflow takes the encoder's input size (test_sources.py)
 
 
 def test_the_baseline_takes_its_own_hyper_parameters_and_the_shared_ones_where_null(tmp_path):

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from headmri.explain.merge import planted_recall
+
 from workflow_runner import REPO, dry_run, run_snakemake, write_config
 
 # The cohort is the demo's shape for one task (8 + 8, so 6 training subjects per class and fold, as in
@@ -60,7 +61,7 @@ def finished_run(tmp_path_factory) -> Path:
 
 
 def test_planted_regions_lead_the_ranking(finished_run):
-    ranking = finished_run / "results" / "tables" / "task-migraine_regions.tsv"
+    ranking = finished_run / "results" / "tables" / "source-T1w_task-migraine_regions.tsv"
     truth = finished_run / "bids" / "ground_truth.tsv"
     recall = planted_recall(ranking, truth, top_k=10, group="migraine")
     top = pd.read_csv(ranking, sep="\t").sort_values("rank").head(10)
@@ -93,5 +94,5 @@ def test_the_report_bundles_tables_and_figures(finished_run):
     report = finished_run / "report.html"
     run_snakemake(finished_run, finished_run / "config.yaml", "--report", str(report), timeout_s=600)
     html = report.read_text(errors="replace")
-    for expected in ("task-migraine_regions.tsv", "regions_ranked.png", "metrics_summary.md"):
+    for expected in ("source-T1w_task-migraine_regions.tsv", "regions_ranked.png", "metrics_summary.md"):
         assert expected in html, f"{expected} is not in the report"

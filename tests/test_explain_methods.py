@@ -22,8 +22,6 @@ from headmri.training import save_trained
 
 from box_vit import BOX, CLASSES, S, train_box_vit
 
-
-
 # ---- the registry -------------------------------------------------------------------------------------
 
 def test_every_registered_method_loads_under_its_own_name_with_one_interface():

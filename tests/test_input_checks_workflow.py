@@ -14,8 +14,8 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from bad_inputs import BAD, make_bad
+
 from conftest import grid_affine
 from workflow_runner import TINY_CONFIG, dry_run, planned_jobs, run_snakemake, write_config
 
@@ -76,7 +76,7 @@ def test_the_dry_run_plans_and_warns_of_every_header_problem(stopped_run):
     wd, dry, _ = stopped_run
     for kind in HEADER_KINDS:
         label = _label(kind)
-        line = next((l for l in dry.splitlines() if f"sub-{label}" in l and "Input check will fail" in l), "")
+        line = next((row for row in dry.splitlines() if f"sub-{label}" in row and "Input check will fail" in row), "")
         assert f"bids/sub-{label}/anat/sub-{label}_T1w.nii.gz" in line and BAD[kind][1] in line, dry[-3000:]
 
 

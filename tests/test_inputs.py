@@ -13,12 +13,13 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-
 from bad_inputs import BAD, make_bad
-from conftest import ellipsoid_head, grid_affine
+
 from headmri.errors import InputError
 from headmri.inputs import accept, check_image, input_table, select_images, snr_estimate, unused_rows
 from headmri.splits import LeakageError, check_leakage, make_split_file
+
+from conftest import ellipsoid_head, grid_affine
 
 SHAPE = (90, 110, 100)
 AFFINE = grid_affine(SHAPE, 2.0, "LIA")

@@ -68,12 +68,12 @@ def test_killed_preprocessing_job_is_redone(tmp_path):
     run_snakemake(wd, wd / "config.yaml", "--unlock", "--cores", "1")
     run_snakemake(wd, wd / "config.yaml", "--cores", "2", "preprocess_all")
     assert dry_run(wd, wd / "config.yaml", "preprocess_all") == []
-    assert (wd / "results" / "slices" / f"sub-{HELD_BACK}_slices.npy").is_file()
+    assert (wd / "results" / "slices" / "source-T1w" / f"sub-{HELD_BACK}_slices.npy").is_file()
 
 
 def test_killed_training_job_is_redone(tmp_path):
     wd = copy_workdir(preprocessed_workdir(), tmp_path / "wd")
-    train_log = wd / "results" / "logs" / "train" / "task-migraine_model-vittinydemo_fold-1.log"
+    train_log = wd / "results" / "logs" / "train" / "source-T1w_task-migraine_model-vittinydemo_fold-1.log"
     proc = start(wd, TRAIN_TARGET)
     # killed once the job logs its first line (the subjects it trains on): the job is under way, with
     # the model, the epoch and the scoring still to come, so its outputs are not written yet

@@ -8,8 +8,18 @@ import pandas as pd
 import pytest
 
 from headmri.errors import ConfigError, InputError
-from headmri.explain.merge import (RANKING_COLUMNS, RankingOptions, _bootstrap_weights, _Group, hedges_g, merge_folds,
-                                    normalise_subjects, planted_recall, rank_regions, write_ranking)
+from headmri.explain.merge import (
+    RANKING_COLUMNS,
+    RankingOptions,
+    _bootstrap_weights,
+    _Group,
+    hedges_g,
+    merge_folds,
+    normalise_subjects,
+    planted_recall,
+    rank_regions,
+    write_ranking,
+)
 
 # LUT codes: ctx-lh-postcentral, ctx-rh-postcentral, Left-Hippocampus
 LH, RH, HIPPO = 1022, 2022, 17

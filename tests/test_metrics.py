@@ -7,8 +7,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
-from headmri.evaluation import (aggregate_subjects, binary_metrics, evaluate_fold, metrics_table,
-                                multiclass_metrics)
+from headmri.evaluation import aggregate_subjects, binary_metrics, evaluate_fold, metrics_table, multiclass_metrics
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -17,12 +17,12 @@ from headmri.models import (
     Classifier,
     SliceCNN,
     VolumeClassifier,
+    biomedclip,
     build_architecture,
     build_classifier,
     encoder_input_size,
     is_light_encoder,
 )
-from headmri.models import biomedclip
 from headmri.models.resnet3d import TEMPLATE_SHAPE, volume_shape
 from headmri.splits import make_splits
 from headmri.training import load_trained, save_trained, train_fold

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from headmri import provenance, tool_versions
+
 from workflow_runner import dry_run, run_snakemake, write_config
 
 REPO = Path(__file__).resolve().parents[1]

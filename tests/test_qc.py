@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ellipsoid_head, grid_affine
 from headmri.qc import (
     dice,
     flag_outliers,
@@ -19,6 +18,8 @@ from headmri.qc import (
     robust_z,
     subject_metrics,
 )
+
+from conftest import ellipsoid_head, grid_affine
 
 # A small "template" grid (RAS, 4 mm) keeps these tests fast; qc_subject does not care about the grid.
 SHAPE = (40, 48, 40)
@@ -181,7 +182,7 @@ def _png_height(path) -> int:
 def test_the_picture_shows_the_native_mask_over_the_native_t1w(cohort_images, write_nifti, tmp_path):
     head, brain, template, template_mask = cohort_images
     brain_mni = write_nifti("brain_mni.nii.gz", head * brain, AFFINE)
-    mask_mni = write_nifti("mask_mni.nii.gz", brain.astype(np.uint8), AFFINE)
+    write_nifti("mask_mni.nii.gz", brain.astype(np.uint8), AFFINE)
     original = write_nifti("sub-01_T1w.nii.gz", head, AFFINE)
     mask_native = write_nifti("mask_native.nii.gz", brain.astype(np.uint8), AFFINE)
     without, with_native = tmp_path / "mni.png", tmp_path / "both.png"

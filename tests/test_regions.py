@@ -62,7 +62,7 @@ def test_present_codes_and_region_rows():
 def test_a_parcellation_missing_an_expected_region_is_an_error():
     with pytest.raises(InputError, match="sub-07.*dseg.nii.gz.*lacks 1 region.*ctx-rh-postcentral"):
         regions.check_codes([17, 1022, 3022], CODES, subject="sub-07", path="dseg.nii.gz")
-    with pytest.raises(InputError, match="not in the FreeSurfer LUT table: \\[9999\\]"):
+    with pytest.raises(InputError, match="not in the label table .*freesurfer_lut.tsv.*: \\[9999\\]"):
         regions.check_codes([*CODES, 9999], CODES, subject="sub-07", path="dseg.nii.gz")
     regions.check_codes(CODES, CODES, subject="sub-07", path="dseg.nii.gz")  # complete: no error
 

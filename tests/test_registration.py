@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import grid_affine, rotation_xyz
 from headmri.errors import ConfigError, InputError
 from headmri.preprocess.embedded import read_itk_affine
 from headmri.preprocess.mni import skull_stripped_template
@@ -28,6 +27,8 @@ from headmri.preprocess.transforms import (
     ras_to_itk,
     rotation_angle_deg,
 )
+
+from conftest import grid_affine, rotation_xyz
 
 RNG = np.random.default_rng(5)
 POINTS = RNG.uniform(-80, 80, (50, 3))

@@ -11,12 +11,18 @@ import torch
 
 from headmri.errors import InputError
 from headmri.explain import methods
-from headmri.explain.sanity import (SANITY_COLUMNS, randomisation_test, randomised_copy, reinitialised_modules, spearman,
-                                    summarise, write_sanity_table)
+from headmri.explain.sanity import (
+    SANITY_COLUMNS,
+    randomisation_test,
+    randomised_copy,
+    reinitialised_modules,
+    spearman,
+    summarise,
+    write_sanity_table,
+)
 from headmri.models import build_architecture
 
 from box_vit import CLASSES, S, train_box_vit
-
 
 
 @pytest.fixture(scope="module")
@@ -106,19 +112,21 @@ def test_spearman_and_the_summary_handle_ties_constants_and_nan():
     assert record["spearman_per_seed"] == [0.0, 1.0]
 
 
-def test_the_sanity_table_has_one_row_per_task_model_method_and_fold(tmp_path):
+def test_the_sanity_table_has_one_row_per_source_task_model_method_and_fold(tmp_path):
     summaries = []
     for fold, rho in ((2, 0.9), (1, 0.1)):
         path = tmp_path / f"fold-{fold}.json"
         path.write_text(json.dumps({"task": "migraine", "fold": fold, "method": "chefer", "sanity": {
             "spearman": rho, "passed": rho < 0.5, "threshold": 0.5, "n_patients": 4, "randomised": ["head"], "seconds": 1.0}}))
-        summaries.append(("migraine", "vit", path))
+        summaries.append(("T1w", "migraine", "vit", path))
+    summaries.append(("alff", "migraine", "vit", tmp_path / "fold-1.json"))
     table = write_sanity_table(summaries, tmp_path / "sanity.tsv")
     assert list(table.columns) == list(SANITY_COLUMNS)
-    assert list(table["fold"]) == [1, 2] and list(table["passed"]) == [True, False]
+    assert list(table["source"]) == ["T1w", "T1w", "alff"]
+    assert list(table["fold"]) == [1, 2, 1] and list(table["passed"]) == [True, False, True]
     (tmp_path / "off.json").write_text(json.dumps({"task": "migraine", "fold": 3, "method": "chefer"}))
     with pytest.raises(InputError, match="no randomisation test"):
-        write_sanity_table([("migraine", "vit", tmp_path / "off.json")], tmp_path / "other.tsv")
+        write_sanity_table([("T1w", "migraine", "vit", tmp_path / "off.json")], tmp_path / "other.tsv")
 
 
 def test_the_ranking_figure_title_reports_each_folds_test(tmp_path):

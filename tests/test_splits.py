@@ -1,6 +1,5 @@
 """Subject-level splits: sizes, disjointness, leakage check, stability when subjects are added, errors."""
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -73,7 +72,7 @@ def test_leakage_check_catches_a_subject_tested_in_two_folds():
 def test_validation_is_disjoint_from_test_within_each_fold():
     split = make_splits(cohort({"HC": 25, "migraine": 25}), ["HC", "migraine"], folds=4, val_per_class=3,
                         test_per_class=2)
-    for fold, rows in split.groupby("fold"):
+    for _fold, rows in split.groupby("fold"):
         val = set(rows[rows.split == "val"].participant_id)
         test = set(rows[rows.split == "test"].participant_id)
         assert len(val) == 6 and len(test) == 4 and not val & test

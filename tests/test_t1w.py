@@ -9,9 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import grid_affine
 from headmri.errors import InputError
 from headmri.t1w import check_header, load_t1w
+
+from conftest import grid_affine
 
 SUBJECT = "sub-07"
 SHAPE = (64, 72, 64)  # 2 mm voxels: 128 x 144 x 128 mm, a plausible head field of view

@@ -120,7 +120,7 @@ TINY_CONFIG = {
     "model": {"encoder": "vit_tiny_demo"},
     "training": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0, "patience": 1, "max_slices_per_subject": 8},
 }
-TRAIN_TARGET = "results/train/task-migraine/model-vittinydemo/fold-1/model.pt"
+TRAIN_TARGET = "results/train/source-T1w/task-migraine/model-vittinydemo/fold-1/model.pt"
 
 
 def _scratch(prefix: str) -> Path:

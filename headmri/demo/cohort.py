@@ -45,8 +45,7 @@ from scipy import ndimage
 
 from headmri import __version__
 from headmri.atomic import atomic_path, save_nifti, write_json, write_text, write_tsv
-from headmri.demo import demo_participants, subject_number
-from headmri.demo import synth
+from headmri.demo import demo_participants, subject_number, synth
 from headmri.demo.effects import PlantedEffect, effect_gain, effect_map, ground_truth_table, missing_from_atlas
 from headmri.errors import ConfigError
 from headmri.templates import SPACE, embedded_template

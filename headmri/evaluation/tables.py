@@ -16,6 +16,7 @@ from typing import Iterable
 import pandas as pd
 
 from headmri.atomic import atomic_path, write_text, write_tsv
+from headmri.config import DEFAULT_SOURCE
 from headmri.errors import InputError
 from headmri.evaluation.learned import as_bool
 
@@ -26,6 +27,7 @@ REQUIRED = ["task", "model", "fold", "split", "accuracy", "precision", "specific
 SUMMARY_METRICS = [("accuracy", "Accuracy"), ("precision", "Precision"), ("specificity", "Specificity"),
                    ("sensitivity", "Sensitivity"), ("auc", "AUC"), ("f1", "F1"), ("balanced_accuracy", "Balanced acc.")]
 SPLIT_ORDER = {"test": 0, "val": 1, "train": 2}
+KEYS = ["source", "task", "model"]  # what one model is trained on, for what, and which
 
 
 def read_fold_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
@@ -38,6 +40,8 @@ def read_fold_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
         missing = [c for c in REQUIRED if c not in frame.columns]
         if missing:
             raise InputError(f"the per-fold metrics file lacks the column(s) {missing}", path=path)
+        if "source" not in frame.columns:  # written before sources existed: the only source then was T1w
+            frame.insert(0, "source", DEFAULT_SOURCE)
         if "learned" in frame.columns:
             try:
                 frame["learned"] = frame["learned"].map(as_bool).astype(object)
@@ -47,15 +51,15 @@ def read_fold_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
     if not frames:
         raise InputError("no per-fold metrics files were given")
     table = pd.concat(frames, ignore_index=True)
-    # tasks and models keep the order the files came in (the config's), splits go test, val, train
-    first_seen = {c: {v: i for i, v in enumerate(pd.unique(table[c]))} for c in ("task", "model")}
+    # sources, tasks and models keep the order the files came in (the config's), splits go test, val, train
+    first_seen = {c: {v: i for i, v in enumerate(pd.unique(table[c]))} for c in KEYS}
 
     def key(column: pd.Series) -> pd.Series:
         if column.name == "split":
             return column.map(SPLIT_ORDER).fillna(9)
         return column.map(first_seen[column.name]) if column.name in first_seen else column
 
-    return table.sort_values(["task", "model", "split", "fold"], key=key, ignore_index=True)
+    return table.sort_values([*KEYS, "split", "fold"], key=key, ignore_index=True)
 
 
 def counts_as_learned(table: pd.DataFrame) -> pd.Series:
@@ -66,18 +70,18 @@ def counts_as_learned(table: pd.DataFrame) -> pd.Series:
 
 
 def unlearned_folds(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per task x model x fold that did not learn: ``task, model, fold, learned_reason``."""
-    columns = ["task", "model", "fold", "learned_reason"]
+    """One row per source x task x model x fold that did not learn: ``source, task, model, fold, learned_reason``."""
+    columns = [*KEYS, "fold", "learned_reason"]
     rows = table[~counts_as_learned(table)]
     if "learned_reason" not in rows.columns:
         rows = rows.assign(learned_reason="")
-    return rows[columns].drop_duplicates(["task", "model", "fold"]).reset_index(drop=True)
+    return rows[columns].drop_duplicates([*KEYS, "fold"]).reset_index(drop=True)
 
 
 def summarise(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean and sample standard deviation (n - 1) per task x model x split over the folds that learned;
-    ``n_folds`` counts every fold, ``n_learned`` those behind the mean (NaN means when none learned)."""
-    keys = ["task", "model", "split"]
+    """Mean and sample standard deviation (n - 1) per source x task x model x split over the folds that
+    learned; ``n_folds`` counts every fold, ``n_learned`` those behind the mean (NaN means when none learned)."""
+    keys = [*KEYS, "split"]
     metrics = [m for m, _ in SUMMARY_METRICS if m in table.columns]
     learned = table[counts_as_learned(table)]
     groups = table.groupby(keys, sort=False)
@@ -108,12 +112,12 @@ def summary_markdown(summary: pd.DataFrame, unlearned: pd.DataFrame | None = Non
              "(optimistic by construction).", ""]
     for split in sorted(summary["split"].unique(), key=lambda s: SPLIT_ORDER.get(s, 9)):
         part = summary[summary["split"] == split]
-        lines += [f"## {split}", "", "| Task | Model | Folds | " + " | ".join(n for _, n in metrics) + " |",
-                  "|" + "---|" * (3 + len(metrics))]
+        lines += [f"## {split}", "", "| Source | Task | Model | Folds | " + " | ".join(n for _, n in metrics) + " |",
+                  "|" + "---|" * (4 + len(metrics))]
         for _, row in part.iterrows():
             cells = [_cell(row[f"{m}_mean"], row[f"{m}_sd"]) for m, _ in metrics]
             folds = f"{row['n_learned']} / {row['n_folds']}" + ("" if row["n_learned"] == row["n_folds"] else " ⚠")
-            lines.append(f"| {row['task']} | {row['model']} | {folds} | " + " | ".join(cells) + " |")
+            lines.append(f"| {row['source']} | {row['task']} | {row['model']} | {folds} | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Folds that did not learn", ""]
     if unlearned is None or unlearned.empty:
@@ -122,16 +126,16 @@ def summary_markdown(summary: pd.DataFrame, unlearned: pd.DataFrame | None = Non
         lines += [f"> **Warning**: {len(unlearned)} fold(s) did not learn. Their rows stay in `tables/metrics.tsv` "
                   "(`learned` = False) but not in the means above; with `explain.exclude_unlearned` (the default) "
                   "their maps are left out of the regional rankings too.", "",
-                  "| Task | Model | Fold | Why |", "|---|---|---|---|"]
+                  "| Source | Task | Model | Fold | Why |", "|---|---|---|---|---|"]
         for _, row in unlearned.iterrows():
             reason = str(row["learned_reason"]).replace("|", "/") if pd.notna(row["learned_reason"]) else ""
-            lines.append(f"| {row['task']} | {row['model']} | {row['fold']} | {reason} |")
+            lines.append(f"| {row['source']} | {row['task']} | {row['model']} | {row['fold']} | {reason} |")
         lines.append("")
     return "\n".join(lines)
 
 
 def metrics_figure(summary: pd.DataFrame, out_png: str | Path) -> None:
-    """Bars of mean metric per task x model, sd as error bars, one panel per split."""
+    """Bars of mean metric per source x task x model, sd as error bars, one panel per split."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -149,7 +153,7 @@ def metrics_figure(summary: pd.DataFrame, out_png: str | Path) -> None:
             means = [row[f"{m}_mean"] for m, _ in metrics]
             sds = [0.0 if pd.isna(row[f"{m}_sd"]) else row[f"{m}_sd"] for m, _ in metrics]
             ax.bar(x + (i - (len(part) - 1) / 2) * width, means, width, yerr=sds, capsize=2,
-                   label=f"{row['task']} / {row['model']} ({row['n_learned']} of {row['n_folds']} folds learned)")
+                   label=f"{row['source']} / {row['task']} / {row['model']} ({row['n_learned']} of {row['n_folds']} folds learned)")
         ax.set_xticks(x, [name for _, name in metrics], rotation=30, ha="right")
         ax.set_ylim(0, 1.05)
         ax.axhline(0.5, color="grey", lw=0.6, ls=":")
@@ -170,8 +174,8 @@ def metrics_table(fold_metric_files: Iterable[str | Path], out_tsv: str | Path, 
     summary = summarise(table)
     unlearned = unlearned_folds(table)
     for _, row in unlearned.iterrows():
-        log.warning("task %s, model %s, fold %d did not learn and is left out of the means: %s", row["task"],
-                    row["model"], int(row["fold"]), row["learned_reason"])
+        log.warning("source %s, task %s, model %s, fold %d did not learn and is left out of the means: %s",
+                    row["source"], row["task"], row["model"], int(row["fold"]), row["learned_reason"])
     if "learned" not in table.columns:
         log.warning("the per-fold metrics have no 'learned' column (written before the check existed): every fold "
                     "counts as learned")

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -26,13 +26,16 @@ import numpy as np
 import pandas as pd
 import torch
 
+from headmri import labels as label_tables
 from headmri.atomic import save_nifti, write_json, write_tsv
 from headmri.errors import ConfigError, InputError
 from headmri.explain import methods
 from headmri.explain import regions as regional
-from headmri.explain.methods import target_index
 from headmri.explain.merge import REGION_COLUMNS
+from headmri.explain.methods import target_index
+from headmri.model_inputs import input_of_kind
 from headmri.splits import fold_table, read_split
+from headmri.templates import SPACE
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +239,41 @@ def _volume_subject(model, meta, files: SubjectFiles, participant_id: str, *, ex
     return ExplainedSubject(participant_id, volume, np.asarray(grid_affine), slices, maps)
 
 
+@dataclass(frozen=True)
+class ExplainSettings:
+    """How a fold is explained (the ``explain`` config keys of the same names; ``explain_fold``'s docstring)."""
+
+    method: str = "gradcam"
+    target_layer: str | None = None
+    statistic: str = "max"
+    patients: str = "test"
+    batch_size: int = 32
+    method_options: Mapping[str, Any] | None = None
+    explain_controls: bool = False
+    sanity: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class FoldInputs:
+    """What one explain job reads: the fold's model and split, the subjects' files, the source's regions."""
+
+    model_path: str | Path
+    split_tsv: str | Path
+    subjects: Mapping[str, SubjectFiles]
+    controls: Mapping[str, SubjectFiles] | None = None
+    expected_regions_tsv: str | Path | None = None
+    label_table: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class FoldOutputs:
+    regions_tsv: str | Path
+    mean_map: str | Path
+    summary_json: str | Path
+    montage_png: str | Path | None = None
+    maps_dir: str | Path | None = None
+
+
 def explain_fold(
     *,
     model_path: str | Path,
@@ -260,6 +298,7 @@ def explain_fold(
     method_options: Mapping[str, Any] | None = None,
     explain_controls: bool = False,
     sanity: Mapping[str, Any] | None = None,
+    label_table: str | Path | None = None,
 ) -> pd.DataFrame:
     """Explain one fold's model on its patients and write the fold's outputs; returns the regions table.
 
@@ -278,181 +317,263 @@ def explain_fold(
     ``target_layer`` defaults to the layer the model names (ViT: ``trunk.blocks[-1].norm1``; 3D CNN: its
     last convolutional stage). ``expected_regions_tsv``: a table whose ``label`` column lists the regions
     each parcellation must hold; without it, every scored region any patient has (optional FreeSurfer
-    labels aside).
+    labels aside). ``label_table``: the source's label table (``headmri.labels.load``: ``freesurfer`` or None for
+    the built-in FreeSurfer table, else a TSV path), which names the regions and says which are scored.
+    The keywords are grouped into ``FoldInputs``, ``ExplainSettings`` and ``FoldOutputs`` and the work
+    done by ``run_explain``.
     """
-    if statistic not in regional.STATISTICS:
-        raise ConfigError(f"explain.region_statistic must be one of {regional.STATISTICS}, got {statistic!r}")
-    classes = tuple(classes)
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    model, meta = load_fold_model(model_path, task=task, fold=fold, device=torch_device)
-    if tuple(meta.get("classes", ())) != classes:
-        raise InputError(f"the model was trained on classes {list(meta.get('classes', ()))}, but task {task} has {list(classes)}",
-                         path=model_path)
-    kind = meta.get("kind", "slices")
-    method_cls = methods.check_method(method, kind)
-    by_region = method_cls.scores_regions
-    # explain.target_layer names a layer of the ViT; the 3D baseline always uses its last convolutional stage
-    if kind == "volume":
-        layer_path = meta.get("target_layer_name") or model.target_layer_name
-    else:
-        layer_path = target_layer or meta.get("target_layer_name") or model.target_layer_name
-    split = read_split(split_tsv)
-    chosen = select_patients(split, fold, classes, patients, path=split_tsv)
-    missing = sorted(set(chosen["participant_id"]) - set(subjects))
-    if missing:
-        raise InputError(f"no input files given for patients {missing[:10]} of fold {fold}", path=split_tsv)
-    files_of: dict[str, SubjectFiles] = {pid: subjects[pid] for pid in chosen["participant_id"]}
-    records = chosen.assign(role="patient")
-    control_ids: list[str] = []
-    if explain_controls:
-        chosen_controls = select_controls(split, fold, classes, patients, path=split_tsv)
-        control_ids = list(dict.fromkeys(chosen_controls["participant_id"]))
-        missing = sorted(set(control_ids) - set(controls or {}))
-        if missing:
-            raise InputError(f"no input files given for controls {missing[:10]} of fold {fold} (explain.controls)", path=split_tsv)
-        for pid in control_ids:
-            if controls[pid].dseg is None:
-                raise InputError("explaining a control needs its parcellation", subject=pid)
-            files_of[pid] = controls[pid]
-        records = pd.concat([records, chosen_controls.assign(role="control")], ignore_index=True)
-    log.info("task %s fold %d: explaining %d patients%s with %s on %s (%s, %s)", task, fold, len(chosen),
-             f" and {len(control_ids)} controls (for {list(classes[1:])})" if control_ids else "", method,
-             layer_path if method_cls.uses_target_layer else "-", torch_device,
-             "value per region" if by_region else statistic)
+    inputs = FoldInputs(model_path, split_tsv, subjects, controls, expected_regions_tsv, label_table)
+    settings = ExplainSettings(method, target_layer, statistic, patients, batch_size, method_options,
+                               explain_controls, sanity)
+    outputs = FoldOutputs(regions_tsv, mean_map, summary_json, montage_png, maps_dir)
+    return run_explain(inputs, FoldKey(task, tuple(classes), int(fold)), settings, outputs, device)
 
-    # Parcellations and grids first (cheap): every grid and region set is checked before the expensive part.
-    parcellations: dict[str, nib.Nifti1Image] = {}
-    codes_of: dict[str, np.ndarray] = {}
-    for pid, files in files_of.items():
-        image = load_parcellation(files.dseg, subject=pid)
-        check_input_grid(image, files, pid, kind)
-        if parcellations:  # one grid for every subject, or the mean map would mix grids
-            first = next(iter(parcellations.values()))
-            regional.check_same_grid(image, first.shape, first.affine, subject=pid, path=files.dseg,
-                                     what=f"first patient's ({next(iter(parcellations))}) parcellation")
-        parcellations[pid] = image
-        codes_of[pid] = regional.present_codes(np.asarray(image.dataobj))
-    if expected_regions_tsv is not None:
-        expected = regional.expected_codes_from_table(expected_regions_tsv)
-    else:
-        expected = regional.expected_codes_from_subjects(codes_of.values())
-    for pid, codes in codes_of.items():
-        regional.check_codes(codes, expected, subject=pid, path=files_of[pid].dseg)
 
-    options = {"batch_size": batch_size, **dict(method_options or {})}
+@dataclass(frozen=True)
+class FoldKey:
+    task: str
+    classes: tuple[str, ...]
+    fold: int
 
-    def make_explainer(network: torch.nn.Module) -> methods.ExplanationMethod:
-        return method_cls(network, target_layer=layer_path if method_cls.uses_target_layer else None, **options)
 
-    explainer = make_explainer(model)
-    neutral = like = None
-    reference_controls: list[str] = []
-    if method_cls.needs_reference:
-        like = read_geometry(subjects[chosen["participant_id"].iloc[0]].geometry, subject=chosen["participant_id"].iloc[0])
-        neutral, reference_controls = neutral_slices(split, fold, classes[0], controls, like, path=split_tsv)
-        log.info("neutral image: the mean slices of %d training controls %s", len(reference_controls), reference_controls)
+@dataclass
+class _Explaining:
+    """One explain job's state: the model and method, the subjects and their parcellations, the regions."""
 
-    def explain_subject(method_instance, network, pid: str, target_name: str, keep_slices: bool):
+    key: FoldKey
+    settings: ExplainSettings
+    device: torch.device
+    model: torch.nn.Module
+    meta: dict
+    method_cls: type
+    layer_path: str | None
+    label_names: label_tables.LabelTable
+    chosen: pd.DataFrame = None
+    records: pd.DataFrame = None
+    control_ids: list[str] = field(default_factory=list)
+    files_of: dict[str, SubjectFiles] = field(default_factory=dict)
+    parcellations: dict[str, nib.Nifti1Image] = field(default_factory=dict)
+    expected: list[int] = field(default_factory=list)
+    neutral: np.ndarray | None = None
+    like: Any = None
+    reference_controls: list[str] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        return self.meta.get("kind", "slices")
+
+    @property
+    def options(self) -> dict[str, Any]:
+        return {"batch_size": self.settings.batch_size, **dict(self.settings.method_options or {})}
+
+    def make_explainer(self, network: torch.nn.Module) -> methods.ExplanationMethod:
+        layer = self.layer_path if self.method_cls.uses_target_layer else None
+        return self.method_cls(network, target_layer=layer, **self.options)
+
+    def explain_subject(self, method_instance, network, pid: str, target_name: str, keep_slices: bool):
         """One subject's explanation for one target class and its value per expected region."""
-        files = files_of[pid]
-        dseg = parcellations[pid]
+        files, dseg = self.files_of[pid], self.parcellations[pid]
         labels = np.asarray(dseg.dataobj).astype(np.int32)
-        target = target_index(classes, target_name)
-        if kind == "volume":
-            explained = _volume_subject(network, meta, files, pid, explainer=method_instance, target=target,
-                                        device=torch_device, grid_shape=dseg.shape, grid_affine=dseg.affine,
+        target = target_index(self.key.classes, target_name)
+        if input_of_kind(self.kind).is_volume:
+            explained = _volume_subject(network, self.meta, files, pid, explainer=method_instance, target=target,
+                                        device=self.device, grid_shape=dseg.shape, grid_affine=dseg.affine,
                                         keep_slices=keep_slices)
         else:
-            explained = _slice_subject(network, meta, files, pid, explainer=method_instance, target=target,
-                                       device=torch_device, keep_slices=keep_slices, labels=labels, codes=expected,
-                                       neutral=neutral, like=like)
+            explained = _slice_subject(network, self.meta, files, pid, explainer=method_instance, target=target,
+                                       device=self.device, keep_slices=keep_slices, labels=labels, codes=self.expected,
+                                       neutral=self.neutral, like=self.like)
         if explained.region_values is not None:
-            values = np.array([explained.region_values[c] for c in expected], dtype=np.float64)
+            values = np.array([explained.region_values[c] for c in self.expected], dtype=np.float64)
         else:
-            values = regional.regional_values(explained.volume, labels, expected, statistic)
+            values = regional.regional_values(explained.volume, labels, self.expected, self.settings.statistic)
         return explained, values
 
-    rows: list[pd.DataFrame] = []
-    total: np.ndarray | None = None
-    reference_affine: np.ndarray | None = None
-    montage_subjects: list[ExplainedSubject] = []
-    patient_values: dict[str, np.ndarray] = {}
 
-    def want_montage() -> bool:
-        return montage_png is not None and len(montage_subjects) < MONTAGE_PATIENTS
-
-    for i, record in enumerate(records.itertuples(index=False)):
-        pid = record.participant_id
-        is_patient = record.role == "patient"
-        started = time.perf_counter()
-        explained, values = explain_subject(explainer, model, pid, record.target, is_patient and want_montage())
-        seconds = time.perf_counter() - started
-        table = regional.region_rows(values, expected)
-        table.insert(0, "target", record.target)
-        table.insert(0, "split", record.split)
-        table.insert(0, "group", record.group)
-        table.insert(0, "participant_id", pid)
-        rows.append(table)
-        affine = parcellations[pid].affine
-        if is_patient:
-            patient_values[pid] = values
-            if total is None:
-                total = explained.volume.astype(np.float64)
-            else:
-                total += explained.volume  # in place: no new 58 MB array per patient on the MNI grid
-            reference_affine = affine if reference_affine is None else reference_affine
-        if maps_dir is not None:
-            name = f"{pid}_space-MNI152NLin6Asym_desc-{method}_map.nii.gz" if is_patient else \
-                f"{pid}_target-{record.target}_space-MNI152NLin6Asym_desc-{method}_map.nii.gz"
-            save_nifti(nib.Nifti1Image(explained.volume.astype(np.float32), affine), Path(maps_dir) / name)
-        if explained.maps is not None:
-            montage_subjects.append(explained)
-        log.info("  %d/%d %s (%s%s): map max %.4g, %.1f s%s", i + 1, len(records), pid, record.target,
-                 "" if is_patient else f", control of {record.group}", float(explained.volume.max()), seconds,
-                 f", {explainer.forward_passes} slices through the model" if hasattr(explainer, "forward_passes") else "")
-
-    sanity_record = None
-    if sanity is not None:
-        from headmri.explain import sanity as randomisation
-
-        wanted = int(sanity.get("patients", 0))
-        tested = list(chosen["participant_id"])[: wanted or None]
-        target_of = dict(zip(chosen["participant_id"], chosen["target"]))
-
-        def score(network: torch.nn.Module) -> dict[str, np.ndarray]:
-            method_instance = make_explainer(network)
-            return {pid: explain_subject(method_instance, network, pid, target_of[pid], False)[1] for pid in tested}
-
-        sanity_record = randomisation.randomisation_test(
-            model, score, seed=int(sanity.get("seed", 0)), repeats=int(sanity.get("repeats", randomisation.DEFAULT_REPEATS)),
-            threshold=float(sanity.get("threshold", randomisation.DEFAULT_THRESHOLD)),
-            trained={pid: patient_values[pid] for pid in tested})
-
-    result = pd.concat(rows, ignore_index=True).loc[:, list(REGION_COLUMNS)]
-    write_tsv(result, regions_tsv)
-    mean = (total / len(chosen)).astype(np.float32)
-    save_nifti(nib.Nifti1Image(mean, reference_affine), mean_map)
-    write_json(
-        {
-            "task": task, "fold": int(fold), "classes": list(classes), "encoder": meta.get("encoder"),
-            "method": method, "class_specific": bool(method_cls.class_specific),
-            "target_layer": layer_path if method_cls.uses_target_layer else None,
-            "targets": sorted(set(chosen["target"])), "region_statistic": None if by_region else statistic,
-            "patients": patients, "participants": list(chosen["participant_id"]),
-            "controls": control_ids, "n_regions": len(expected),
-            "device": str(torch_device),
-            "map_scaling": ("value per region: drop in the subject-level target probability when the region is "
-                            "replaced by the training controls' mean slices; the 3D maps paint it on the region")
-            if by_region else "raw (no per-slice min-max)",
-            "method_options": {k: v for k, v in options.items()},
-            **({"reference_controls": reference_controls} if method_cls.needs_reference else {}),
-            "sanity": sanity_record,
-        },
-        summary_json,
-    )
-    if montage_png is not None:
+def run_explain(inputs: FoldInputs, key: FoldKey, settings: ExplainSettings, outputs: FoldOutputs,
+                device: str | None = None) -> pd.DataFrame:
+    """``explain_fold`` on typed arguments."""
+    if settings.statistic not in regional.STATISTICS:
+        raise ConfigError(f"explain.region_statistic must be one of {regional.STATISTICS}, got {settings.statistic!r}")
+    job = _load(inputs, key, settings, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    split = read_split(inputs.split_tsv)
+    _select(job, split, inputs)
+    log.info("task %s fold %d: explaining %d patients%s with %s on %s (%s, %s)", key.task, key.fold, len(job.chosen),
+             f" and {len(job.control_ids)} controls (for {list(key.classes[1:])})" if job.control_ids else "",
+             settings.method, job.layer_path if job.method_cls.uses_target_layer else "-", job.device,
+             "value per region" if job.method_cls.scores_regions else settings.statistic)
+    _check_parcellations(job, inputs.expected_regions_tsv)  # cheap: every grid and region set before the costly part
+    explainer = job.make_explainer(job.model)
+    if job.method_cls.needs_reference:
+        first = job.chosen["participant_id"].iloc[0]
+        job.like = read_geometry(inputs.subjects[first].geometry, subject=first)
+        job.neutral, job.reference_controls = neutral_slices(split, key.fold, key.classes[0], inputs.controls, job.like,
+                                                             path=inputs.split_tsv)
+        log.info("neutral image: the mean slices of %d training controls %s", len(job.reference_controls),
+                 job.reference_controls)
+    explained = _explain_records(job, explainer, outputs)
+    sanity_record = _sanity_test(job, explained.patient_values)
+    result = pd.concat(explained.rows, ignore_index=True).loc[:, list(REGION_COLUMNS)]
+    write_tsv(result, outputs.regions_tsv)
+    mean = (explained.total / len(job.chosen)).astype(np.float32)
+    save_nifti(nib.Nifti1Image(mean, explained.affine), outputs.mean_map)
+    write_json(_summary(job, sanity_record), outputs.summary_json)
+    if outputs.montage_png is not None:
         from headmri.explain.figures import montage_figure
 
-        montage_figure([(s.participant_id, s.slices, s.maps) for s in montage_subjects], montage_png,
-                       title=f"task {task}, fold {fold}: {method} for the disease class (raw, common scale)")
+        montage_figure([(s.participant_id, s.slices, s.maps) for s in explained.montage], outputs.montage_png,
+                       title=f"task {key.task}, fold {key.fold}: {settings.method} for the disease class (raw, common scale)")
     return result
+
+
+def _load(inputs: FoldInputs, key: FoldKey, settings: ExplainSettings, device: torch.device) -> _Explaining:
+    """The fold's model, checked against the task, the method for its input kind, and the target layer."""
+    model, meta = load_fold_model(inputs.model_path, task=key.task, fold=key.fold, device=device)
+    if tuple(meta.get("classes", ())) != key.classes:
+        raise InputError(f"the model was trained on classes {list(meta.get('classes', ()))}, but task {key.task} has "
+                         f"{list(key.classes)}", path=inputs.model_path)
+    kind = meta.get("kind", "slices")
+    method_cls = methods.check_method(settings.method, kind)
+    # explain.target_layer names a layer of the ViT; the 3D baseline always uses its last convolutional stage
+    if input_of_kind(kind).is_volume:
+        layer_path = meta.get("target_layer_name") or model.target_layer_name
+    else:
+        layer_path = settings.target_layer or meta.get("target_layer_name") or model.target_layer_name
+    label_names = label_tables.load(None if inputs.label_table is None else str(inputs.label_table))
+    return _Explaining(key, settings, device, model, meta, method_cls, layer_path, label_names)
+
+
+def _select(job: _Explaining, split: pd.DataFrame, inputs: FoldInputs) -> None:
+    """The patients (and with ``explain_controls`` the controls) to explain, each with its files."""
+    key, path = job.key, inputs.split_tsv
+    job.chosen = select_patients(split, key.fold, key.classes, job.settings.patients, path=path)
+    missing = sorted(set(job.chosen["participant_id"]) - set(inputs.subjects))
+    if missing:
+        raise InputError(f"no input files given for patients {missing[:10]} of fold {key.fold}", path=path)
+    job.files_of = {pid: inputs.subjects[pid] for pid in job.chosen["participant_id"]}
+    job.records = job.chosen.assign(role="patient")
+    if not job.settings.explain_controls:
+        return
+    chosen_controls = select_controls(split, key.fold, key.classes, job.settings.patients, path=path)
+    job.control_ids = list(dict.fromkeys(chosen_controls["participant_id"]))
+    missing = sorted(set(job.control_ids) - set(inputs.controls or {}))
+    if missing:
+        raise InputError(f"no input files given for controls {missing[:10]} of fold {key.fold} (explain.controls)", path=path)
+    for pid in job.control_ids:
+        if inputs.controls[pid].dseg is None:
+            raise InputError("explaining a control needs its parcellation", subject=pid)
+        job.files_of[pid] = inputs.controls[pid]
+    job.records = pd.concat([job.records, chosen_controls.assign(role="control")], ignore_index=True)
+
+
+def _check_parcellations(job: _Explaining, expected_regions_tsv: str | Path | None) -> None:
+    """Every subject's parcellation on the model input's grid and on one grid for all (or the mean map
+    would mix grids), and holding every expected region of the source's label table."""
+    codes_of: dict[str, np.ndarray] = {}
+    for pid, files in job.files_of.items():
+        image = load_parcellation(files.dseg, subject=pid)
+        check_input_grid(image, files, pid, input_of_kind(job.kind).kind)
+        if job.parcellations:
+            first_pid, first = next(iter(job.parcellations.items()))
+            regional.check_same_grid(image, first.shape, first.affine, subject=pid, path=files.dseg,
+                                     what=f"first patient's ({first_pid}) parcellation")
+        job.parcellations[pid] = image
+        codes_of[pid] = regional.present_codes(np.asarray(image.dataobj))
+    if expected_regions_tsv is not None:
+        job.expected = regional.expected_codes_from_table(expected_regions_tsv, job.label_names)
+    else:
+        job.expected = regional.expected_codes_from_subjects(codes_of.values(), job.label_names)
+    for pid, codes in codes_of.items():
+        regional.check_codes(codes, job.expected, subject=pid, path=job.files_of[pid].dseg, labels=job.label_names)
+
+
+@dataclass
+class _Explained:
+    """What the loop over subjects gathers: region rows, the patients' summed map and values, the montage."""
+
+    rows: list[pd.DataFrame] = field(default_factory=list)
+    total: np.ndarray | None = None
+    affine: np.ndarray | None = None
+    montage: list[ExplainedSubject] = field(default_factory=list)
+    patient_values: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _explain_records(job: _Explaining, explainer, outputs: FoldOutputs) -> _Explained:
+    """Explain every selected subject for its target, one region row set each; patients also go into the
+    mean map, the montage (the first few) and the randomisation test."""
+    gathered = _Explained()
+    for i, record in enumerate(job.records.itertuples(index=False)):
+        pid, is_patient = record.participant_id, record.role == "patient"
+        want_montage = outputs.montage_png is not None and len(gathered.montage) < MONTAGE_PATIENTS
+        started = time.perf_counter()
+        explained, values = job.explain_subject(explainer, job.model, pid, record.target, is_patient and want_montage)
+        seconds = time.perf_counter() - started
+        table = regional.region_rows(values, job.expected, job.label_names)
+        for column, value in (("target", record.target), ("split", record.split), ("group", record.group),
+                              ("participant_id", pid)):
+            table.insert(0, column, value)
+        gathered.rows.append(table)
+        affine = job.parcellations[pid].affine
+        if is_patient:
+            gathered.patient_values[pid] = values
+            if gathered.total is None:
+                gathered.total = explained.volume.astype(np.float64)
+            else:
+                gathered.total += explained.volume  # in place: no new 58 MB array per patient on the MNI grid
+            gathered.affine = affine if gathered.affine is None else gathered.affine
+        if outputs.maps_dir is not None:
+            _save_map(explained, affine, outputs.maps_dir, job.settings.method, pid, None if is_patient else record.target)
+        if explained.maps is not None:
+            gathered.montage.append(explained)
+        log.info("  %d/%d %s (%s%s): map max %.4g, %.1f s%s", i + 1, len(job.records), pid, record.target,
+                 "" if is_patient else f", control of {record.group}", float(explained.volume.max()), seconds,
+                 f", {explainer.forward_passes} slices through the model" if hasattr(explainer, "forward_passes") else "")
+    return gathered
+
+
+def _save_map(explained: ExplainedSubject, affine: np.ndarray, maps_dir: str | Path, method: str, pid: str,
+              control_target: str | None) -> None:
+    target = "" if control_target is None else f"_target-{control_target}"
+    name = f"{pid}{target}_space-{SPACE}_desc-{method}_map.nii.gz"
+    save_nifti(nib.Nifti1Image(explained.volume.astype(np.float32), affine), Path(maps_dir) / name)
+
+
+def _sanity_test(job: _Explaining, patient_values: Mapping[str, np.ndarray]) -> dict | None:
+    """The model-parameter randomisation test on the first ``sanity.patients`` patients (None: not asked)."""
+    sanity = job.settings.sanity
+    if sanity is None:
+        return None
+    from headmri.explain import sanity as randomisation
+
+    wanted = int(sanity.get("patients", 0))
+    tested = list(job.chosen["participant_id"])[: wanted or None]
+    target_of = dict(zip(job.chosen["participant_id"], job.chosen["target"]))
+
+    def score(network: torch.nn.Module) -> dict[str, np.ndarray]:
+        method_instance = job.make_explainer(network)
+        return {pid: job.explain_subject(method_instance, network, pid, target_of[pid], False)[1] for pid in tested}
+
+    return randomisation.randomisation_test(
+        job.model, score, seed=int(sanity.get("seed", 0)), repeats=int(sanity.get("repeats", randomisation.DEFAULT_REPEATS)),
+        threshold=float(sanity.get("threshold", randomisation.DEFAULT_THRESHOLD)),
+        trained={pid: patient_values[pid] for pid in tested})
+
+
+def _summary(job: _Explaining, sanity_record: dict | None) -> dict:
+    """The fold's explain.json: what was explained, how, and the randomisation test."""
+    key, settings, by_region = job.key, job.settings, job.method_cls.scores_regions
+    return {
+        "task": key.task, "fold": key.fold, "classes": list(key.classes), "encoder": job.meta.get("encoder"),
+        "method": settings.method, "class_specific": bool(job.method_cls.class_specific),
+        "target_layer": job.layer_path if job.method_cls.uses_target_layer else None,
+        "targets": sorted(set(job.chosen["target"])), "region_statistic": None if by_region else settings.statistic,
+        "patients": settings.patients, "participants": list(job.chosen["participant_id"]),
+        "controls": job.control_ids, "n_regions": len(job.expected),
+        "device": str(job.device),
+        "map_scaling": ("value per region: drop in the subject-level target probability when the region is "
+                        "replaced by the training controls' mean slices; the 3D maps paint it on the region")
+        if by_region else "raw (no per-slice min-max)",
+        "method_options": {k: v for k, v in job.options.items()},
+        **({"reference_controls": job.reference_controls} if job.method_cls.needs_reference else {}),
+        "sanity": sanity_record,
+    }

@@ -52,11 +52,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from headmri import labels as lut_labels
+from headmri import labels as label_tables
 from headmri.atomic import write_tsv
 from headmri.config import NORMALISATIONS, RANKINGS
 from headmri.errors import ConfigError, InputError
 from headmri.evaluation.learned import read_fold_learned
+from headmri.labels import LabelTable
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ def _nanmean(stack: np.ndarray, axis: int = 0) -> np.ndarray:
         return np.where(present, stack, 0.0).sum(axis=axis) / present.sum(axis=axis)
 
 
-def _check_same_regions(per_fold: Mapping[int, pd.DataFrame], sources: Mapping[int, str]) -> None:
+def _check_same_regions(per_fold: Mapping[int, pd.DataFrame], sources: Mapping[int, str], labels: LabelTable) -> None:
     reference_fold = min(per_fold)
     reference = per_fold[reference_fold]
     for fold, means in per_fold.items():
@@ -210,15 +211,13 @@ def _check_same_regions(per_fold: Mapping[int, pd.DataFrame], sources: Mapping[i
             want = set(reference.loc[reference["target"] == target, "label"])
             have = set(means.loc[means["target"] == target, "label"])
             if want != have:
-                table = lut_labels.lut()
-                name = lambda c: str(table.loc[c, "name"]) if c in table.index else str(c)  # noqa: E731
                 lacks = sorted(want - have)
                 extra = sorted(have - want)
                 raise InputError(
                     f"fold {fold} (target {target}) does not score the same regions as fold {reference_fold}: "
-                    + (f"it lacks {[name(c) for c in lacks][:10]}" if lacks else "")
+                    + (f"it lacks {labels.names(lacks)[:10]}" if lacks else "")
                     + ("; " if lacks and extra else "")
-                    + (f"it has extra {[name(c) for c in extra][:10]}" if extra else ""),
+                    + (f"it has extra {labels.names(extra)[:10]}" if extra else ""),
                     path=sources.get(fold),
                 )
 
@@ -377,14 +376,17 @@ def _rank_target(target: str, folds: list[int], patients: Mapping[int, _Group], 
 
 def merge_folds(fold_tables: Mapping[int, pd.DataFrame], top_k: int, sources: Mapping[int, str] | None = None, *,
                 learned: Mapping[int, bool | None] | None = None, exclude_unlearned: bool = True,
-                options: RankingOptions | None = None) -> pd.DataFrame:
+                options: RankingOptions | None = None, labels: LabelTable | None = None) -> pd.DataFrame:
     """The ranked table (columns ``RANKING_COLUMNS``) from per-fold regional tables keyed by fold number.
 
+    ``labels``: the source's label table, which names the regions and gives their hemisphere, tissue and
+    structure (default: FreeSurfer's).
     ``learned``: fold -> whether its model learned (None or absent: unknown, counted as learned); see
     ``folds_to_merge`` for what ``exclude_unlearned`` leaves out. ``options``: normalisation, statistic,
     bootstrap (default: the paper's way, raw means and no intervals).
     """
     options = options or RankingOptions()
+    names = labels if labels is not None else label_tables.load()
     if not fold_tables:
         raise InputError("no fold tables to merge")
     if top_k < 1:
@@ -396,7 +398,7 @@ def merge_folds(fold_tables: Mapping[int, pd.DataFrame], top_k: int, sources: Ma
     empty = [fold for fold, means in per_fold.items() if means.empty]
     if empty:
         raise InputError(f"fold(s) {empty} have no patients with regional values", path=sources.get(empty[0]))
-    _check_same_regions(per_fold, sources)
+    _check_same_regions(per_fold, sources, names)
 
     parts = []
     reference = per_fold[min(per_fold)]
@@ -416,33 +418,33 @@ def merge_folds(fold_tables: Mapping[int, pd.DataFrame], top_k: int, sources: Ma
     merged = pd.concat(parts, ignore_index=True)
     merged["n_learned"] = n_learned
 
-    table = lut_labels.lut()
     codes = merged["label"].astype(int)
-    merged["region"] = [str(table.loc[c, "name"]) for c in codes]
-    merged["hemisphere"] = [str(table.loc[c, "hemisphere"]) for c in codes]
-    merged["tissue"] = [str(table.loc[c, "tissue"]) for c in codes]
-    merged["structure"] = [str(table.loc[c, "region"]) for c in codes]
-    # highest score first; equal scores keep LUT order so the ranking is reproducible
+    merged["region"] = names.column(codes, "name")
+    merged["hemisphere"] = names.column(codes, "hemisphere")
+    merged["tissue"] = names.column(codes, "tissue")
+    merged["structure"] = names.column(codes, "region")
+    # highest score first; equal scores keep the label table's code order so the ranking is reproducible
     merged = merged.sort_values(["target", "score", "label"], ascending=[True, False, True], na_position="last")
     merged["rank"] = merged.groupby("target").cumcount() + 1
     return merged.loc[:, list(RANKING_COLUMNS)].reset_index(drop=True)
 
 
 def rank_regions(fold_paths: Mapping[int, str | Path], top_k: int, metrics_paths: Mapping[int, str | Path] | None = None,
-                 exclude_unlearned: bool = True, options: RankingOptions | None = None) -> pd.DataFrame:
+                 exclude_unlearned: bool = True, options: RankingOptions | None = None,
+                 labels: LabelTable | None = None) -> pd.DataFrame:
     """Read every fold's ``regions.tsv`` (and, when given, its training ``metrics.tsv`` for the ``learned``
     flag) and merge them (the ``rank_regions`` rule's library call)."""
     tables = {int(fold): read_fold_table(path) for fold, path in fold_paths.items()}
     learned = {int(fold): read_fold_learned(path) for fold, path in (metrics_paths or {}).items()}
     return merge_folds(tables, top_k, sources={int(f): str(p) for f, p in fold_paths.items()}, learned=learned,
-                       exclude_unlearned=exclude_unlearned, options=options)
+                       exclude_unlearned=exclude_unlearned, options=options, labels=labels)
 
 
 def write_ranking(fold_paths: Mapping[int, str | Path], top_k: int, out_tsv: str | Path,
                   metrics_paths: Mapping[int, str | Path] | None = None, exclude_unlearned: bool = True,
-                  options: RankingOptions | None = None) -> pd.DataFrame:
+                  options: RankingOptions | None = None, labels: LabelTable | None = None) -> pd.DataFrame:
     """``rank_regions`` written to ``out_tsv`` (atomically); returns the table."""
-    ranking = rank_regions(fold_paths, top_k, metrics_paths, exclude_unlearned, options)
+    ranking = rank_regions(fold_paths, top_k, metrics_paths, exclude_unlearned, options, labels)
     write_tsv(ranking, out_tsv, float_format="%.6g")
     return ranking
 
@@ -464,7 +466,7 @@ def planted_recall(ranking_tsv: str | Path, ground_truth_tsv: str | Path, top_k:
         truth = truth[truth["group"] == group]
     if group is not None and "target" in ranking.columns and (ranking["target"] == group).any():
         ranking = ranking[ranking["target"] == group]
-    table = lut_labels.lut()
+    table = label_tables.lut()
     structure_of_name = dict(zip(table["name"], table["region"]))
     structures = set(table["region"])
     planted = set()

@@ -1,6 +1,7 @@
 """Regional activation: one number per region of a subject's parcellation (the paper takes the maximum).
 
-The parcellation holds FreeSurfer LUT codes on the same MNI grid as the 3D activation map. Every region
+The parcellation holds the codes of the source's label table (``headmri.labels``; FreeSurfer LUT codes for
+the T1w source) on the same grid as the 3D activation map. Every region
 that the parcellation is expected to contain must be there; a region that is missing would silently
 drop out of the average over patients, so it is an error instead.
 """
@@ -14,14 +15,16 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from headmri import labels as lut_labels
+from headmri import labels as label_tables
 from headmri.errors import InputError
+from headmri.labels import LabelTable
 
 STATISTICS = ("max", "mean")
-# FreeSurfer labels that a valid wmparc may or may not contain for a given subject (white-matter
-# hypointensities, the 5th ventricle, the "unknown" and "corpus callosum" cortical and white-matter
-# parcels): never required when the expected regions are inferred from the subjects themselves.
-OPTIONAL_CODES = frozenset({72, 77, 1000, 1004, 2000, 2004, 3000, 3004, 4000, 4004})
+OPTIONAL_CODES = label_tables.FREESURFER_OPTIONAL_CODES  # the FreeSurfer table's optional codes
+
+
+def _table(labels: LabelTable | None) -> LabelTable:
+    return labels if labels is not None else label_tables.load()
 
 
 def check_same_grid(
@@ -61,16 +64,19 @@ def present_codes(labels: np.ndarray) -> np.ndarray:
     return codes[codes > 0]
 
 
-def check_codes(codes: Iterable[int], expected: Iterable[int], *, subject: str | None, path: str | Path) -> None:
-    """An error naming the regions that ``expected`` lists and the parcellation lacks, or unknown codes."""
-    table = lut_labels.lut()
+def check_codes(codes: Iterable[int], expected: Iterable[int], *, subject: str | None, path: str | Path,
+                labels: LabelTable | None = None) -> None:
+    """An error naming the regions that ``expected`` lists and the parcellation lacks, or unknown codes
+    (``labels``: the source's label table; default FreeSurfer's)."""
+    table = _table(labels)
     codes = set(int(c) for c in codes)
-    unknown = sorted(c for c in codes if c not in table.index)
+    unknown = sorted(c for c in codes if c not in table)
     if unknown:
-        raise InputError(f"the parcellation holds codes that are not in the FreeSurfer LUT table: {unknown[:10]}", subject=subject, path=path)
+        raise InputError(f"the parcellation holds codes that are not in the label table ({table.source}): {unknown[:10]}",
+                         subject=subject, path=path)
     missing = sorted(set(int(c) for c in expected) - codes)
     if missing:
-        names = [str(table.loc[c, "name"]) if c in table.index else str(c) for c in missing]
+        names = table.names(missing)
         raise InputError(
             f"the parcellation lacks {len(missing)} region(s) that the region table expects: {', '.join(names[:12])}"
             + (" ..." if len(names) > 12 else ""),
@@ -115,20 +121,19 @@ def regional_values(volume: np.ndarray, labels: np.ndarray, codes: Sequence[int]
     return out
 
 
-def region_rows(values: np.ndarray, codes: Sequence[int]) -> pd.DataFrame:
-    """``label, region, value`` rows with names from the FreeSurfer LUT table."""
-    table = lut_labels.lut()
+def region_rows(values: np.ndarray, codes: Sequence[int], labels: LabelTable | None = None) -> pd.DataFrame:
+    """``label, region, value`` rows with names from the label table (default FreeSurfer's)."""
     codes = [int(c) for c in codes]
-    return pd.DataFrame({"label": codes, "region": [str(table.loc[c, "name"]) for c in codes], "value": values})
+    return pd.DataFrame({"label": codes, "region": _table(labels).names(codes), "value": values})
 
 
-def scored_codes(codes: Iterable[int]) -> list[int]:
-    """The codes that are scored: known to the LUT and not among the paper's 14 excluded structures."""
-    table = lut_labels.lut()
-    return sorted(int(c) for c in codes if int(c) in table.index and not bool(table.loc[int(c), "excluded"]))
+def scored_codes(codes: Iterable[int], labels: LabelTable | None = None) -> list[int]:
+    """The codes that are scored: known to the label table and not excluded there (FreeSurfer's: the
+    paper's 14 excluded structures)."""
+    return _table(labels).scored(codes)
 
 
-def expected_codes_from_table(path: str | Path) -> list[int]:
+def expected_codes_from_table(path: str | Path, labels: LabelTable | None = None) -> list[int]:
     """The scored codes that a region table (a TSV with a ``label`` column, e.g. the atlas's) lists."""
     try:
         table = pd.read_csv(path, sep="\t")
@@ -136,12 +141,13 @@ def expected_codes_from_table(path: str | Path) -> list[int]:
         raise InputError(f"cannot read the region table: {error}", path=path) from error
     if "label" not in table.columns:
         raise InputError(f"the region table has no 'label' column (columns: {list(table.columns)})", path=path)
-    return scored_codes(table["label"].astype(int))
+    return scored_codes(table["label"].astype(int), labels)
 
 
-def expected_codes_from_subjects(code_sets: Iterable[Iterable[int]]) -> list[int]:
-    """Without a region table: every scored region that any subject has, except the optional ones."""
+def expected_codes_from_subjects(code_sets: Iterable[Iterable[int]], labels: LabelTable | None = None) -> list[int]:
+    """Without a region table: every scored region that any subject has, except the table's optional ones."""
+    table = _table(labels)
     union: set[int] = set()
     for codes in code_sets:
         union.update(int(c) for c in codes)
-    return [c for c in scored_codes(union) if c not in OPTIONAL_CODES]
+    return [c for c in table.scored(union) if c not in table.optional]

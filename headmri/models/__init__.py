@@ -9,6 +9,7 @@ from headmri.models.registry import (
     encoder_input_size,
     is_light_encoder,
     is_volume_encoder,
+    slice_size_of,
 )
 from headmri.models.resnet3d import VolumeClassifier
 
@@ -22,4 +23,5 @@ __all__ = [
     "encoder_input_size",
     "is_light_encoder",
     "is_volume_encoder",
+    "slice_size_of",
 ]

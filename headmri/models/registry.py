@@ -29,8 +29,8 @@ from torch import nn
 
 from headmri.encoder_names import CNN_DEMO, KNOWN_ENCODERS, TIMM_PREFIX, TINY_DEMO, is_light_encoder  # noqa: F401
 from headmri.errors import ConfigError
-from headmri.models import biomedclip
-from headmri.models import cnn
+from headmri.model_inputs import model_input
+from headmri.models import biomedclip, cnn
 from headmri.models.classifier import Classifier
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM, VolumeClassifier
 
@@ -111,8 +111,19 @@ def encoder_input_size(encoder: str) -> int | None:
     return build_architecture(encoder, ("a", "b"), device="meta").input_size
 
 
+def slice_size_of(encoders: Sequence[str], *, what: str = "the source") -> int | None:
+    """The one slice size that every slice encoder of ``encoders`` takes (None: volume models only); an
+    error when they differ, since one slice set feeds them all."""
+    sizes = {encoder_input_size(e) for e in encoders} - {None}
+    if len(sizes) > 1:
+        raise ConfigError(f"{what}: its encoders {list(encoders)} take slices of different sizes {sorted(sizes)}; "
+                          "set the source's own size (sources[].size) or give each size its own source")
+    return sizes.pop() if sizes else None
+
+
 def is_volume_encoder(encoder: str) -> bool:
-    return encoder == "resnet3d"
+    """Whether ``encoder`` takes whole volumes (``headmri.model_inputs``, the one place that says so)."""
+    return model_input(encoder).is_volume
 
 
 def unknown_encoder(encoder: str) -> ConfigError:

@@ -44,8 +44,10 @@ from headmri.config import TrainingConfig
 from headmri.errors import ConfigError, InputError
 from headmri.evaluation import aggregate_subjects, evaluate_fold, fold_metrics
 from headmri.evaluation.learned import check_learned, probability_spread
-from headmri.models import build_classifier, encoder_input_size, is_volume_encoder
+from headmri.model_inputs import ModelInput, model_input
+from headmri.models import build_classifier, encoder_input_size
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
+from headmri.paths import TRAIN_OUTPUTS
 from headmri.splits import check_leakage, fold_table, read_split
 from headmri.training.augment import make_augment
 from headmri.training.checkpoint import CheckpointWriter, load_resume, rng_state, save_trained, set_rng_state
@@ -56,7 +58,7 @@ from headmri.training.schedule import warmup_cosine
 
 log = logging.getLogger(__name__)
 
-OUTPUTS = ("model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv")
+OUTPUTS = TRAIN_OUTPUTS  # the path table's (headmri.paths), which the workflow names its outputs from
 RESUME_FILE = "checkpoint_last.pt"
 BEST_FILE = "checkpoint_best.pt"
 HISTORY_COLUMNS = ["epoch", "train_loss", "val_loss", "val_auc", "val_prob_spread", "lr", "seconds"]
@@ -332,6 +334,51 @@ def _save_progress(writer: CheckpointWriter, out_dir: Path, fingerprint: str, pr
     }, out_dir / (BEST_FILE if best else RESUME_FILE))
 
 
+@dataclass(frozen=True)
+class FoldJob:
+    """What one training job is: the task and its classes, the fold, the model's name in the tables (the
+    ``model-<key>`` path entity) and the image source its inputs come from (config ``sources``)."""
+
+    task: str
+    classes: tuple[str, ...]
+    fold: int
+    model_name: str
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    """Which network is trained and from which weights; ``voxel_size_mm`` only concerns the volume baseline."""
+
+    encoder: str
+    checkpoint: str | Path | None = None
+    pretrained: bool = False
+    voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM
+
+    @property
+    def input(self) -> ModelInput:
+        return model_input(self.encoder)
+
+
+@dataclass
+class _Run:
+    """The live objects of one training run: the job, its settings, its subjects and the network."""
+
+    job: FoldJob
+    training: TrainingConfig
+    aggregation: str
+    subjects: FoldSubjects
+    files: dict[str, Path]
+    out_dir: Path
+    device: torch.device
+    model: torch.nn.Module | None = None
+    data: _Data | None = None
+    val_loader: object | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    scheduler: object | None = None
+    fingerprint: str = ""
+
+
 def train_fold(
     split_tsv: str | Path,
     out_dir: str | Path,
@@ -352,6 +399,7 @@ def train_fold(
     threads: int | None = None,
     device: str | None = None,
     progress: bool = True,
+    source: str | None = None,
     compile: bool | str = False,
     resume_every: int = 1,
 ) -> pd.DataFrame:
@@ -359,132 +407,205 @@ def train_fold(
 
     Slice models read ``slices`` (participant_id -> ``sub-X_slices.npy``, with its ``.json`` beside it,
     or the folder holding them); the 3D baseline (``encoder="resnet3d"``) reads ``volumes``
-    (participant_id -> MNI-space brain NIfTI, or a folder of ``sub-X_T1w.nii.gz``). ``model_name`` is
-    the ``model`` column of the metrics (the ``model-<key>`` path entity). ``slice_size`` is the size the
-    slices were built with (config ``slices.size``), checked against the encoder before any work.
-    ``compile``: run the model through ``torch.compile`` (config ``compute.compile``; a string names the
-    backend, for tests and benchmarks; True: torch's default, inductor); ``resume_every``:
-    write the resume file every that many epochs (config ``compute.resume_every``; best epochs always).
+    (participant_id -> MNI-space brain NIfTI, or a folder of ``sub-X_T1w.nii.gz``); which one an encoder
+    takes is ``headmri.model_inputs``. ``model_name`` is the ``model`` column of the metrics (the
+    ``model-<key>`` path entity). ``slice_size`` is the size the slices were built with (config
+    ``slices.size``), checked against the encoder before any work. ``source``: the image source the inputs
+    come from (config ``sources``), the first column of the metrics rows when given. ``compile``: run the
+    model through ``torch.compile`` (config ``compute.compile``; a string names the backend, for tests and
+    benchmarks; True: torch's default, inductor); ``resume_every``: write the resume file every that many
+    epochs (config ``compute.resume_every``; best epochs always). The keywords are grouped into
+    ``FoldJob``, ``EncoderChoice`` and ``FoldSettings`` and the work done by ``run_fold``.
     """
-    out_dir = Path(out_dir)
-    classes = tuple(classes)
-    volume = is_volume_encoder(encoder)
-    input_size = encoder_input_size(encoder)  # also rejects an unknown encoder name, before any reading
-    if not volume and slice_size is not None and int(slice_size) != input_size:
+    job = FoldJob(task, tuple(classes), int(fold), model_name, source)
+    choice = EncoderChoice(encoder, checkpoint, pretrained, voxel_size_mm)
+    given = {"slices": slices, "volumes": volumes}[choice.input.main]
+    return run_fold(split_tsv, out_dir, job, choice, training, given,
+                    FoldSettings(aggregation, slice_size, threads, device, progress, compile, resume_every))
+
+
+@dataclass(frozen=True)
+class FoldSettings:
+    """How a training job runs: subject aggregation, the slices' size (checked), CPU threads, device, bars,
+    ``torch.compile`` (a string: its backend) and how often the resume file is written."""
+
+    aggregation: str = "mean"
+    slice_size: int | None = None
+    threads: int | None = None
+    device: str | None = None
+    progress: bool = True
+    compile: bool | str = False
+    resume_every: int = 1
+
+
+def run_fold(split_tsv: str | Path, out_dir: str | Path, job: FoldJob, choice: EncoderChoice, training: TrainingConfig,
+             inputs: Mapping[str, str | Path] | str | Path | None, settings: FoldSettings = FoldSettings()) -> pd.DataFrame:
+    """``train_fold`` on typed arguments: ``inputs`` are the model's inputs (``choice.input``)."""
+    subjects, files = _fold_inputs(split_tsv, job, choice, inputs, settings.slice_size)
+    run = _Run(job, training, settings.aggregation, subjects, files, Path(out_dir),
+               torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    log.info("task %s, model %s (%s), fold %d on %s with %d CPU threads: %d train, %d val, %d test subjects", job.task,
+             job.model_name, choice.encoder, job.fold, run.device, int(settings.threads or torch.get_num_threads()),
+             len(subjects.train), len(subjects.val), len(subjects.test))
+    with reproducible(training.seed, settings.threads, run.device):
+        _build(run, choice, settings.compile)
+        state = _restore(run.out_dir, run.fingerprint, run.model, run.optimizer, run.scheduler, training)
+        _train_epochs(run, state, settings)
+        best_epoch, per_slice, per_subject, metrics = _evaluate_best(run, choice.input)
+    _add_learned(run, state, best_epoch, per_subject, metrics)
+    _write_outputs(run, state, best_epoch, per_slice, per_subject, metrics)
+    return metrics
+
+
+def _fold_inputs(split_tsv: str | Path, job: FoldJob, choice: EncoderChoice,
+                 inputs: Mapping[str, str | Path] | str | Path | None,
+                 slice_size: int | None) -> tuple[FoldSubjects, dict[str, Path]]:
+    """The fold's subjects and every one's input file, checked before any work (headers only)."""
+    spec = choice.input
+    input_size = encoder_input_size(choice.encoder)  # also rejects an unknown encoder name, before any reading
+    if not spec.is_volume and slice_size is not None and int(slice_size) != input_size:
         raise ConfigError(
-            f"slices.size is {slice_size} but encoder {encoder!r} takes {input_size}x{input_size} slices; "
+            f"slices.size is {slice_size} but encoder {choice.encoder!r} takes {input_size}x{input_size} slices; "
             f"set slices.size: {input_size} in the config"
         )
-    subjects = read_fold(split_tsv, fold, classes)
+    subjects = read_fold(split_tsv, job.fold, job.classes)
     everyone = pd.concat([subjects.train, subjects.val, subjects.test])["participant_id"].tolist()
-    source = volumes if volume else slices
-    if source is None:
-        raise ConfigError(f"encoder {encoder!r} needs {'volumes' if volume else 'slices'} as input")
-    files = resolve_inputs(source, everyone, pattern="{}_T1w.nii.gz" if volume else "{}_slices.npy")
-    check_input_shapes(files, volume=volume, input_size=input_size, held_out=subjects.val["participant_id"].tolist()
+    if inputs is None:
+        raise ConfigError(f"encoder {choice.encoder!r} needs {spec.main} as input")
+    files = resolve_inputs(inputs, everyone, pattern=spec.folder_pattern)
+    check_input_shapes(files, volume=spec.is_volume, input_size=input_size, held_out=subjects.val["participant_id"].tolist()
                        + subjects.test["participant_id"].tolist())
-    torch_device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    log.info("task %s, model %s (%s), fold %d on %s with %d CPU threads: %d train, %d val, %d test subjects", task,
-             model_name, encoder, fold, torch_device, int(threads or torch.get_num_threads()), len(subjects.train),
-             len(subjects.val), len(subjects.test))
+    return subjects, files
 
-    with reproducible(training.seed, threads, torch_device):
-        model = build_classifier(encoder, len(classes), pretrained=pretrained, checkpoint=checkpoint, classes=classes,
-                                 voxel_size_mm=voxel_size_mm)
-        model.to(torch_device)
-        if compile:
-            compile_model(model, **({"backend": compile} if isinstance(compile, str) else {}))
-        data = _Data(volume=volume, files=files, model=model, training=training, device=torch_device, voxel_size_mm=voxel_size_mm)
-        val_loader = data.loader(subjects.val, train=False, seed=training.seed)
-        steps_per_epoch = len(data.train_loader(subjects.train, 0))
-        optimizer = make_optimizer(model, lr=training.lr, weight_decay=training.weight_decay, device=torch_device)
-        scheduler = warmup_cosine(optimizer, warmup_steps=training.warmup_epochs * steps_per_epoch,
+
+def _build(run: _Run, choice: EncoderChoice, compile: bool | str = False) -> None:
+    """The network, its loaders, optimiser and schedule, and the fingerprint of everything that decides
+    the run (the resume file is only used when it matches). The order of these calls is the random
+    generators' order, so it is part of the reproducibility contract."""
+    job, training = run.job, run.training
+    run.model = build_classifier(choice.encoder, len(job.classes), pretrained=choice.pretrained,
+                                 checkpoint=choice.checkpoint, classes=job.classes, voxel_size_mm=choice.voxel_size_mm)
+    run.model.to(run.device)
+    if compile:
+        compile_model(run.model, **({"backend": compile} if isinstance(compile, str) else {}))
+    run.data = _Data(volume=choice.input.is_volume, files=run.files, model=run.model, training=training,
+                     device=run.device, voxel_size_mm=choice.voxel_size_mm)
+    run.val_loader = run.data.loader(run.subjects.val, train=False, seed=training.seed)
+    steps_per_epoch = len(run.data.train_loader(run.subjects.train, 0))
+    run.optimizer = make_optimizer(run.model, lr=training.lr, weight_decay=training.weight_decay, device=run.device)
+    run.scheduler = warmup_cosine(run.optimizer, warmup_steps=training.warmup_epochs * steps_per_epoch,
                                   total_steps=training.epochs * steps_per_epoch)
-        fingerprint = _fingerprint(
-            task=task, classes=classes, fold=fold, encoder=encoder, checkpoint=str(checkpoint), pretrained=pretrained,
-            training=asdict(training), aggregation=aggregation, voxel_size_mm=voxel_size_mm,
-            train=subjects.train[["participant_id", "class_index"]].values.tolist(),
-            val=subjects.val["participant_id"].tolist(), steps_per_epoch=steps_per_epoch,
+    run.fingerprint = _fingerprint(
+        task=job.task, classes=job.classes, fold=job.fold, encoder=choice.encoder, checkpoint=str(choice.checkpoint),
+        pretrained=choice.pretrained, training=asdict(training), aggregation=run.aggregation,
+        voxel_size_mm=choice.voxel_size_mm, train=run.subjects.train[["participant_id", "class_index"]].values.tolist(),
+        val=run.subjects.val["participant_id"].tolist(), steps_per_epoch=steps_per_epoch,
+    )
+
+
+def _train_epochs(run: _Run, state: Progress, settings: FoldSettings) -> None:
+    """Epochs until the last one or early stopping; resume states saved by a background writer."""
+    training = run.training
+    writer = CheckpointWriter()
+    first_step_note = "includes torch.compile's compilation" if settings.compile else None
+    augment = None if run.data.volume else make_augment(training.augment)  # slices only: the 3D baseline is not jittered
+    while not state.finished:
+        epoch = state.epoch + 1
+        started = time.perf_counter()
+        train_loss = train_epoch(
+            run.model, run.data.train_loader(run.subjects.train, epoch - 1), run.optimizer, run.scheduler,
+            device=run.device, grad_clip=training.grad_clip, desc=f"epoch {epoch}/{training.epochs}",
+            progress=settings.progress, first_step_note=first_step_note, augment=augment,
         )
-        state = _restore(out_dir, fingerprint, model, optimizer, scheduler, training)
-        writer = CheckpointWriter()
-        first_step_note = "includes torch.compile's compilation" if compile else None
+        first_step_note = None
+        val_loss, val_auc, val_spread = _validate(run)
+        best = state.stopping.update(epoch, val_auc, val_loss, val_spread)
+        seconds = time.perf_counter() - started
+        state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": val_auc,
+                              "val_prob_spread": val_spread, "lr": run.scheduler.get_last_lr()[0],
+                              "seconds": round(seconds, 3)})
+        state.epoch = epoch
+        state.finished = epoch >= training.epochs or state.stopping.should_stop
+        _save_progress(writer, run.out_dir, run.fingerprint, state,
+                       {"model": run.model, "optimizer": run.optimizer, "scheduler": run.scheduler}, best=best,
+                       every=settings.resume_every)
+        log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.3f (probabilities differ by %.2g), "
+                 "lr %.2e, %.1f s%s", epoch, training.epochs, train_loss, val_loss, val_auc, val_spread,
+                 run.scheduler.get_last_lr()[0], seconds, " (best)" if best else "")
+    if state.stopping.should_stop and state.epoch < training.epochs:
+        log.info("early stop after epoch %d: no validation improvement for %d epochs", state.epoch, training.patience)
+    writer.close()
+    log.info("resume states: %.2f s copying on the training thread, %.2f s writing in the background",
+             writer.copy_seconds, writer.write_seconds)
 
-        augment = None if volume else make_augment(training.augment)  # slices only: the 3D baseline is not jittered
-        while not state.finished:
-            epoch = state.epoch + 1
-            started = time.perf_counter()
-            train_loss = train_epoch(
-                model, data.train_loader(subjects.train, epoch - 1), optimizer, scheduler, device=torch_device,
-                grad_clip=training.grad_clip, desc=f"epoch {epoch}/{training.epochs}", progress=progress,
-                first_step_note=first_step_note, augment=augment,
-            )
-            first_step_note = None
-            val_subjects = aggregate_subjects(
-                slice_predictions(predict(model, val_loader, device=torch_device, progress=False), subjects.val, classes),
-                aggregation,
-            )
-            val_loss = subject_loss(val_subjects, classes)
-            val_auc = float(fold_metrics(val_subjects, classes, task=task, model=model_name, fold=fold)["auc"].iloc[0])
-            val_spread = probability_spread(val_subjects, classes)
-            best = state.stopping.update(epoch, val_auc, val_loss, val_spread)
-            seconds = time.perf_counter() - started
-            state.history.append({"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss, "val_auc": val_auc,
-                                  "val_prob_spread": val_spread, "lr": scheduler.get_last_lr()[0],
-                                  "seconds": round(seconds, 3)})
-            state.epoch = epoch
-            state.finished = epoch >= training.epochs or state.stopping.should_stop
-            _save_progress(writer, out_dir, fingerprint, state,
-                           {"model": model, "optimizer": optimizer, "scheduler": scheduler}, best=best, every=resume_every)
-            log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.3f (probabilities differ by %.2g), "
-                     "lr %.2e, %.1f s%s", epoch, training.epochs, train_loss, val_loss, val_auc, val_spread,
-                     scheduler.get_last_lr()[0], seconds, " (best)" if best else "")
-        if state.stopping.should_stop and state.epoch < training.epochs:
-            log.info("early stop after epoch %d: no validation improvement for %d epochs", state.epoch, training.patience)
 
-        writer.close()
-        log.info("resume states: %.2f s copying on the training thread, %.2f s writing in the background",
-                 writer.copy_seconds, writer.write_seconds)
-        # Training is over: only now are the test subjects read.
-        best_state = torch.load(out_dir / BEST_FILE, map_location="cpu", weights_only=True, mmap=True)
-        model.load_state_dict(best_state["model"])
-        log.info("selected epoch %d on validation subjects (selection: %s, from epoch %d on); scoring validation "
-                 "and test subjects", best_state["epoch"], training.selection, training.min_epochs)
-        frames = []
-        for rows in (subjects.val, subjects.test):
-            if rows.empty:
-                continue
-            kept = None if volume else {pid: _kept_indices(files[pid], pid) for pid in rows["participant_id"]}
-            found = predict(model, data.loader(rows, train=False, seed=training.seed), device=torch_device, progress=False)
-            frames.append(slice_predictions(found, rows, classes, kept_indices=kept))
-        per_slice = pd.concat(frames, ignore_index=True)
-        per_subject, metrics = evaluate_fold(per_slice, classes, task=task, model=model_name, fold=fold, method=aggregation)
+def _validate(run: _Run) -> tuple[float, float, float]:
+    """Validation loss, AUC and probability spread of the subjects (slices aggregated per subject)."""
+    job = run.job
+    found = predict(run.model, run.val_loader, device=run.device, progress=False)
+    val_subjects = aggregate_subjects(slice_predictions(found, run.subjects.val, job.classes), run.aggregation)
+    val_loss = subject_loss(val_subjects, job.classes)
+    val_auc = float(fold_metrics(val_subjects, job.classes, task=job.task, model=job.model_name, fold=job.fold)["auc"].iloc[0])
+    return val_loss, val_auc, probability_spread(val_subjects, job.classes)
 
-    verdict = check_learned([row["train_loss"] for row in state.history], int(best_state["epoch"]), per_subject,
-                            classes, training.learned_check)
+
+def _evaluate_best(run: _Run, spec: ModelInput) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Training is over: only now are the test subjects read. The selected epoch, slice and subject
+    predictions of the validation and test subjects, and the fold's metrics rows."""
+    job = run.job
+    best_state = torch.load(run.out_dir / BEST_FILE, map_location="cpu", weights_only=True, mmap=True)
+    run.model.load_state_dict(best_state["model"])
+    log.info("selected epoch %d on validation subjects (selection: %s, from epoch %d on); scoring validation "
+             "and test subjects", best_state["epoch"], run.training.selection, run.training.min_epochs)
+    frames = []
+    for rows in (run.subjects.val, run.subjects.test):
+        if rows.empty:
+            continue
+        kept = None if spec.is_volume else {pid: _kept_indices(run.files[pid], pid) for pid in rows["participant_id"]}
+        found = predict(run.model, run.data.loader(rows, train=False, seed=run.training.seed), device=run.device,
+                        progress=False)
+        frames.append(slice_predictions(found, rows, job.classes, kept_indices=kept))
+    per_slice = pd.concat(frames, ignore_index=True)
+    per_subject, metrics = evaluate_fold(per_slice, job.classes, task=job.task, model=job.model_name, fold=job.fold,
+                                         method=run.aggregation)
+    return int(best_state["epoch"]), per_slice, per_subject, metrics
+
+
+def _add_learned(run: _Run, state: Progress, best_epoch: int, per_subject: pd.DataFrame, metrics: pd.DataFrame) -> None:
+    """Whether the fold learned (``headmri.evaluation.learned``), in every metrics row; the source first."""
+    job = run.job
+    verdict = check_learned([row["train_loss"] for row in state.history], best_epoch, per_subject, job.classes,
+                            run.training.learned_check)
     for name, value in verdict.columns().items():
         metrics[name] = value
+    if job.source is not None:
+        metrics.insert(0, "source", job.source)
     if verdict.learned:
         log.info("the model learned: %s", verdict.reason)
     else:
         log.warning("task %s, model %s, fold %d DID NOT LEARN: %s. Its metrics are kept in the tables but left out "
                     "of the means, and its maps out of the rankings (explain.exclude_unlearned).",
-                    task, model_name, fold, verdict.reason)
+                    job.task, job.model_name, job.fold, verdict.reason)
+
+
+def _write_outputs(run: _Run, state: Progress, best_epoch: int, per_slice: pd.DataFrame, per_subject: pd.DataFrame,
+                   metrics: pd.DataFrame) -> None:
+    """The job's outputs, each written atomically, at the very end; then the resume files go."""
+    out_dir, job = run.out_dir, run.job
     history = pd.DataFrame(state.history, columns=HISTORY_COLUMNS)
-    history["selected"] = history["epoch"] == best_state["epoch"]
+    history["selected"] = history["epoch"] == best_epoch
     write_tsv(per_slice, out_dir / "predictions_slices.tsv", float_format="%.6g")
     write_tsv(per_subject, out_dir / "predictions_subjects.tsv", float_format="%.6g")
     write_tsv(metrics, out_dir / "metrics.tsv", float_format="%.6g")
     write_tsv(history, out_dir / "history.tsv", float_format="%.6g")
-    save_trained(model, out_dir / "model.pt", task=task, fold=int(fold), model_name=model_name,
-                 selected_epoch=int(best_state["epoch"]), aggregation=aggregation)
+    save_trained(run.model, out_dir / "model.pt", task=job.task, fold=job.fold, model_name=job.model_name,
+                 selected_epoch=best_epoch, aggregation=run.aggregation)
     for name in (RESUME_FILE, BEST_FILE):
         (out_dir / name).unlink(missing_ok=True)
     for _, row in metrics.iterrows():
         log.info("%s subjects: accuracy %.3f, AUC %.3f, sensitivity %.3f, specificity %.3f", row["split"],
                  row["accuracy"], row["auc"], row["sensitivity"], row["specificity"])
-    return metrics
 
 
 def _kept_indices(npy: Path, pid: str) -> list[int]:

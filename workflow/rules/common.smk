@@ -13,10 +13,12 @@ from headmri import config as _config
 from headmri import inputs as _inputs
 from headmri.demo import demo_participants
 from headmri.encoder_names import is_light_encoder
+from headmri import paths as _paths
+from headmri import templates as _templates
 
 CFG = _config.from_mapping(config)
 RESULTS = CFG.results_dir
-SPACE = "MNI152NLin6Asym"
+SPACE = _templates.SPACE  # the standard space's name, one place: headmri.templates
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
 ENV_MAIN = "../../envs/headmri.yaml"
@@ -65,47 +67,14 @@ FOLDS = list(range(1, CFG.splits.folds + 1))
 
 wildcard_constraints:
     subject=_inputs.IMAGE_KEY_PATTERN,
+    source="[A-Za-z0-9]+",
     task="[a-z0-9]+",
     fold="[0-9]+",
 
 
 # --- Path templates ----------------------------------------------------------------------------------
-PREPROC = f"{RESULTS}/preproc/sub-{{subject}}/anat/sub-{{subject}}"
-P = {
-    # input checks
-    "input_row": f"{RESULTS}/qc/inputs/sub-{{subject}}_inputs.tsv",
-    "input_ok": f"{RESULTS}/qc/inputs/sub-{{subject}}_accepted.tsv",
-    "inputs": f"{RESULTS}/qc/inputs.tsv",
-    # native space
-    "brain_native": PREPROC + "_desc-brain_T1w.nii.gz",
-    "mask_native": PREPROC + "_desc-brain_mask.nii.gz",
-    # registration: the backend's own transform file, plus a backend-independent 4x4 RAS world affine
-    "xfm": PREPROC + f"_from-T1w_to-{SPACE}_mode-image_xfm.mat",
-    "affine": PREPROC + f"_from-T1w_to-{SPACE}_affine.txt",
-    # MNI space (template grid 182x218x182, 1 mm)
-    "brain_mni": PREPROC + f"_space-{SPACE}_desc-brain_T1w.nii.gz",
-    "mask_mni": PREPROC + f"_space-{SPACE}_desc-brain_mask.nii.gz",
-    "dseg_mni": PREPROC + f"_space-{SPACE}_desc-wmparc_dseg.nii.gz",
-    # QC
-    "qc_png": f"{RESULTS}/qc/sub-{{subject}}_qc.png",
-    "qc_row": f"{RESULTS}/qc/subjects/sub-{{subject}}_qc.tsv",
-    "qc_table": f"{RESULTS}/qc/preprocessing.tsv",
-    # embedded atlas (built once)
-    "atlas": f"{RESULTS}/atlas/atlas-DKwm_space-{SPACE}_dseg.nii.gz",
-    "atlas_tsv": f"{RESULTS}/atlas/atlas-DKwm_space-{SPACE}_dseg.tsv",
-    # slices
-    "slices": f"{RESULTS}/slices/sub-{{subject}}_slices.npy",
-    "slices_json": f"{RESULTS}/slices/sub-{{subject}}_slices.json",
-    # splits, training, evaluation
-    "split": f"{RESULTS}/splits/task-{{task}}.tsv",
-    "train_dir": f"{RESULTS}/train/task-{{task}}/model-{{model}}/fold-{{fold}}",
-    "tables": f"{RESULTS}/tables",
-    # explanations
-    "explain_dir": f"{RESULTS}/explain/task-{{task}}/model-{{model}}/fold-{{fold}}",
-    "regions": f"{RESULTS}/tables/task-{{task}}_regions.tsv",
-    "figures": f"{RESULTS}/figures",
-    "provenance": f"{RESULTS}/provenance",
-}
+# The one path table (headmri.paths): the rules' file names and results/README.md come from it.
+P = _paths.path_table(RESULTS)
 
 
 def subject_log(name):
@@ -129,8 +98,81 @@ def model_key(encoder: str) -> str:
     return "".join(ch for ch in encoder.split(":")[-1].lower() if ch.isalnum())
 
 
-MODELS = [model_key(CFG.model.encoder)] + (["resnet3d"] if CFG.model.baseline_resnet3d else [])
-ENCODER_OF_MODEL = {model_key(CFG.model.encoder): CFG.model.encoder, "resnet3d": "resnet3d"}
+# --- Image sources -----------------------------------------------------------------------------------
+# Each source (config `sources`) names its per-subject image and mask, its atlas and label table, how it
+# is sliced and which encoders it trains; everything after the slices is keyed by `{source}`.
+def _with_slice_size(source):
+    """The source with its slice size: set in the config (the source's or `slices.size`), or else the input
+    size its slice encoders take (one for all of them)."""
+    if source.size is not None:
+        return source
+    from dataclasses import replace
+    from headmri.models import slice_size_of
+
+    return replace(source, size=slice_size_of(source.encoders, what=f"source {source.name}"))
+
+
+SOURCES = [s.name for s in CFG.sources]
+SOURCE = {name: _with_slice_size(CFG.source(name)) for name in SOURCES}
+
+
+def models_of(source):
+    """The `model-<key>` values trained on a source: its encoders, then the 3D baseline if configured."""
+    keys = [model_key(encoder) for encoder in SOURCE[source].encoders]
+    return keys + (["resnet3d"] if CFG.model.baseline_resnet3d else [])
+
+
+ENCODER_OF_MODEL = {model_key(e): e for s in SOURCES for e in SOURCE[s].encoders} | {"resnet3d": "resnet3d"}
+SOURCE_MODELS = [(s, m) for s in SOURCES for m in models_of(s)]
+MODELS = list(dict.fromkeys(m for _, m in SOURCE_MODELS))
+
+
+def expand_source_models(template, **wildcards):
+    """`template` for every source with each of its models (and every combination of `wildcards`)."""
+    return [path for s, m in SOURCE_MODELS for path in expand(template, source=s, model=m, **wildcards)]
+
+
+def _workflow_file(path):
+    """A config path as given (relative to the working directory), or beside the workflow if only there."""
+    return str(path if Path(path).is_absolute() or Path(path).exists() else Path(workflow.basedir) / path)
+
+
+def source_file(key, subject):
+    """One subject's file of a source: `key` is a path-table key (`brain_mni`) or a path, with or without
+    `{subject}` (without: one file for every subject, like a standard-space atlas)."""
+    template = P[key] if key in P else key
+    if "{subject}" not in template:
+        return _workflow_file(template)
+    return template.format(subject=subject)
+
+
+def source_image(wildcards):
+    return source_file(SOURCE[wildcards.source].image, wildcards.subject)
+
+
+def source_mask(wildcards):
+    return source_file(SOURCE[wildcards.source].mask, wildcards.subject)
+
+
+def source_atlas(source, subjects):
+    """The label image of each of `subjects` for `source` (the same file for all with a one-file atlas)."""
+    return [source_file(SOURCE[source].atlas, s) for s in subjects]
+
+
+def source_label_table(source):
+    """The label table file of a source (the built-in FreeSurfer one, or the config's TSV)."""
+    from headmri.labels import FREESURFER, LUT_PATH
+
+    labels = SOURCE[source].labels
+    return str(LUT_PATH) if labels == FREESURFER else _workflow_file(labels)
+
+
+def source_expected_regions(source):
+    """The table of regions every parcellation of `source` must hold: the embedded atlas's for subject
+    parcellations made by the embedded backend; none otherwise (they are inferred from the subjects)."""
+    if SOURCE[source].atlas == "dseg_mni" and CFG.preprocessing.parcellation == "embedded":
+        return {"atlas_tsv": P["atlas_tsv"]}
+    return {}
 
 
 wildcard_constraints:

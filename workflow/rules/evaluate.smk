@@ -1,14 +1,14 @@
-# Evaluation stage: every task x model x fold's subject-level metrics (written by training) merged into
+# Evaluation stage: every source x task x model x fold's subject-level metrics (written by training) merged into
 # one table, the mean +- sd summary in the layout of the structural paper's Table 3, and a figure.
 
-METRICS_TABLE = f"{P['tables']}/metrics.tsv"
-METRICS_SUMMARY = f"{P['tables']}/metrics_summary.md"
-METRICS_FIGURE = f"{P['figures']}/metrics.png"
+METRICS_TABLE = P["metrics_table"]
+METRICS_SUMMARY = P["metrics_summary"]
+METRICS_FIGURE = P["metrics_figure"]
 
 
 rule metrics_table:
     input:
-        metrics=expand(f"{P['train_dir']}/metrics.tsv", task=TASKS, model=MODELS, fold=FOLDS),
+        metrics=expand_source_models(P["train_dir"] + "/metrics.tsv", task=TASKS, fold=FOLDS),
     output:
         tsv=METRICS_TABLE,
         md=METRICS_SUMMARY,

@@ -1,12 +1,12 @@
-# Explanation stage, per task x model x fold: the registered explain.method (Grad-CAM, attention rollout,
+# Explanation stage, per source x task x model x fold: the registered explain.method (Grad-CAM, attention rollout,
 # gradient-weighted rollout: raw maps put back on the MNI grid, the maximum (or mean) per region of each
-# patient's parcellation; region occlusion: one value per region directly) of the fold's trained model on
+# patient's label image of the source's atlas, named by the source's label table; region occlusion: one value per region directly) of the fold's trained model on
 # the fold's patients (and, with explain.controls, its controls for the disease class), and the
 # model-parameter randomisation test (explain.sanity_check). Library: headmri.explain.job.explain_fold;
 # methods: docs/explanations.md.
 
-EXPLAIN_MEAN_MAP = f"{P['explain_dir']}/space-{SPACE}_desc-mean_map.nii.gz"
-EXPLAIN_MONTAGE = f"{P['figures']}/task-{{task}}/montage_model-{{model}}_fold-{{fold}}.png"
+EXPLAIN_MEAN_MAP = P["explain_mean_map"]
+EXPLAIN_MONTAGE = P["montage"]
 
 
 def explain_patients(task):
@@ -27,28 +27,22 @@ def explain_controls(task):
 
 
 def explain_inputs(wildcards):
+    source, model = wildcards.source, wildcards.model
     subjects = explain_patients(wildcards.task)
     inputs = {
         "model": f"{P['train_dir']}/model.pt".format(**wildcards),
         "split": P["split"].format(task=wildcards.task),
-        "dseg": expand(P["dseg_mni"], subject=subjects),
+        "dseg": source_atlas(source, subjects),
+        "label_table": source_label_table(source),
+        **model_inputs(source, model, subjects),
     }
     controls = explain_controls(wildcards.task)
-    if is_baseline(wildcards.model):
-        inputs["volumes"] = expand(P["brain_mni"], subject=subjects)
-        if CFG.explain.explains_controls:
-            inputs["control_volumes"] = expand(P["brain_mni"], subject=controls)
-    else:
-        inputs["slices"] = expand(P["slices"], subject=subjects)
-        inputs["slices_json"] = expand(P["slices_json"], subject=subjects)
-        if controls:
-            inputs["control_slices"] = expand(P["slices"], subject=controls)
-            inputs["control_slices_json"] = expand(P["slices_json"], subject=controls)
+    # the controls lend occlusion its neutral image (slice models) and, with explain.controls, are explained
+    if CFG.explain.explains_controls or (controls and not is_baseline(model)):
+        inputs |= model_inputs(source, model, controls, prefix="control_")
     if CFG.explain.explains_controls:  # the controls explained for the disease class need their parcellations
-        inputs["control_dseg"] = expand(P["dseg_mni"], subject=controls)
-    if CFG.preprocessing.parcellation == "embedded":
-        inputs["atlas_tsv"] = P["atlas_tsv"]  # the regions every parcellation must hold
-    return inputs
+        inputs["control_dseg"] = source_atlas(source, controls)
+    return inputs | source_expected_regions(source)  # the regions every parcellation must hold
 
 
 def explain_mem_mb(wildcards):
@@ -59,17 +53,17 @@ rule explain_fold:
     input:
         unpack(explain_inputs),
     output:
-        regions=f"{P['explain_dir']}/regions.tsv",
+        regions=P["explain_regions"],
         mean_map=EXPLAIN_MEAN_MAP,
-        summary=f"{P['explain_dir']}/explain.json",
+        summary=P["explain_summary"],
         montage=report(
             EXPLAIN_MONTAGE,
             caption="../report/montage.rst",
             category="Explanations",
-            subcategory="task {task}",
+            subcategory="source {source}, task {task}",
             labels={"figure": "montage", "model": "{model}", "fold": "{fold}"},
         ),
-        **({"maps": directory(f"{P['explain_dir']}/maps")} if CFG.explain.save_nifti else {}),
+        **({"maps": directory(P["explain_maps"])} if CFG.explain.save_nifti else {}),
     params:
         subjects=lambda wildcards: [f"sub-{s}" for s in explain_patients(wildcards.task)],
         classes=lambda wildcards: list(CFG.task(wildcards.task).classes),
@@ -91,9 +85,9 @@ rule explain_fold:
         **({"explain_controls": True} if CFG.explain.explains_controls else {}),
         **({"sanity": CFG.explain.sanity_options()} if CFG.explain.sanity_check else {}),
     log:
-        f"{LOGS}/explain/task-{{task}}_model-{{model}}_fold-{{fold}}.log",
+        f"{LOGS}/explain/source-{{source}}_task-{{task}}_model-{{model}}_fold-{{fold}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/explain/task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
+        f"{RESULTS}/benchmarks/explain/source-{{source}}_task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
     threads: JOB_COMPUTE.threads  # compute.threads_per_job (train.smk); lowered to --cores by Snakemake
     resources:
         mem_mb=explain_mem_mb,

@@ -1,14 +1,15 @@
-# Ranking stage, per task: regional scores normalised per subject, averaged over patients (or contrasted
+# Ranking stage, per source and task: regional scores normalised per subject, averaged over patients (or contrasted
 # with the controls) within each fold, then over folds, ranked with bootstrap intervals
-# (headmri.explain.merge); the task's figures; the randomisation-test table; results/README.md. The
-# main encoder (MODELS[0]) gives tables/task-T_regions.tsv and the figures; a baseline gets its own table.
+# (headmri.explain.merge), named by the source's label table; the task's figures; the randomisation-test
+# table; results/README.md. The source's first encoder gives tables/source-S_task-T_regions.tsv and the
+# figures; every other model of the source (a second encoder, the 3D baseline) gets its own table.
 # Each fold's training metrics.tsv says whether its model learned; folds that did not are left out of
 # the ranking when explain.exclude_unlearned is on (the default).
 
-MAIN_MODEL = MODELS[0]
-BASELINE_MODELS = MODELS[1:]
-RANKING_BASELINE = f"{P['tables']}/task-{{task}}_model-{{model}}_regions.tsv"
-TASK_FIGURES = f"{P['figures']}/task-{{task}}"
+MAIN_MODEL = {source: models_of(source)[0] for source in SOURCES}
+OTHER_SOURCE_MODELS = [(source, model) for source in SOURCES for model in models_of(source)[1:]]
+RANKING_BASELINE = P["regions_model"]
+TASK_FIGURES = P["task_figures"]
 FIGURE_FILES = {
     "bars": "regions_ranked.png",
     "mean_png": "mean_map.png",
@@ -24,17 +25,26 @@ FIGURE_CAPTIONS = {
     "roc": "roc",
     "confusion": "confusion",
 }
-RESULTS_README = f"{RESULTS}/README.md"
-SANITY_TABLE = f"{P['tables']}/sanity.tsv"
+RESULTS_README = P["results_readme"]
+SANITY_TABLE = P["sanity"]
+
+
+def main_model(wildcards):
+    return MAIN_MODEL[wildcards.source]
+
+
+def fold_files(template, wildcards, model):
+    """`template` of every fold of the job's source and task for `model` (in fold order)."""
+    return expand(template, source=wildcards.source, task=wildcards.task, model=model, fold=FOLDS)
 
 
 def fold_region_tables(wildcards, model):
-    return expand(f"{P['explain_dir']}/regions.tsv", task=wildcards.task, model=model, fold=FOLDS)
+    return fold_files(P["explain_regions"], wildcards, model)
 
 
 def fold_metrics_files(wildcards, model):
     # the learned flag of each fold (headmri.evaluation.learned), in the same fold order as the regions
-    return expand(f"{P['train_dir']}/metrics.tsv", task=wildcards.task, model=model, fold=FOLDS)
+    return fold_files(f"{P['train_dir']}/metrics.tsv", wildcards, model)
 
 
 def ranking_options(wildcards):
@@ -50,21 +60,22 @@ def figure_output(name):
         path,
         caption=f"../report/{FIGURE_CAPTIONS[name]}.rst",
         category="Explanations" if name in ("bars", "mean_png", "top_regions") else "Classification",
-        subcategory="task {task}",
-        labels={"figure": FIGURE_CAPTIONS[name].replace("_", " "), "task": "{task}"},
+        subcategory="source {source}, task {task}",
+        labels={"figure": FIGURE_CAPTIONS[name].replace("_", " "), "source": "{source}", "task": "{task}"},
     )
 
 
 rule rank_regions:
     input:
-        regions=lambda wildcards: fold_region_tables(wildcards, MAIN_MODEL),
-        metrics=lambda wildcards: fold_metrics_files(wildcards, MAIN_MODEL),
+        regions=lambda wildcards: fold_region_tables(wildcards, main_model(wildcards)),
+        metrics=lambda wildcards: fold_metrics_files(wildcards, main_model(wildcards)),
+        label_table=lambda wildcards: source_label_table(wildcards.source),
     output:
         ranking=report(
             P["regions"],
             caption="../report/regions.rst",
             category="Regions",
-            labels={"table": "ranked regions", "task": "{task}", "model": MAIN_MODEL},
+            labels={"table": "ranked regions", "source": "{source}", "task": "{task}"},
         ),
     params:
         folds=FOLDS,
@@ -72,7 +83,7 @@ rule rank_regions:
         exclude_unlearned=CFG.explain.exclude_unlearned,
         options=ranking_options,
     log:
-        f"{LOGS}/rank/task-{{task}}.log",
+        f"{LOGS}/rank/source-{{source}}_task-{{task}}.log",
     threads: 1
     resources:
         mem_mb=1000,
@@ -87,12 +98,13 @@ rule rank_regions_baseline:
     input:
         regions=lambda wildcards: fold_region_tables(wildcards, wildcards.model),
         metrics=lambda wildcards: fold_metrics_files(wildcards, wildcards.model),
+        label_table=lambda wildcards: source_label_table(wildcards.source),
     output:
         ranking=report(
             RANKING_BASELINE,
             caption="../report/regions.rst",
             category="Regions",
-            labels={"table": "ranked regions", "task": "{task}", "model": "{model}"},
+            labels={"table": "ranked regions", "source": "{source}", "task": "{task}", "model": "{model}"},
         ),
     params:
         folds=FOLDS,
@@ -100,7 +112,7 @@ rule rank_regions_baseline:
         exclude_unlearned=CFG.explain.exclude_unlearned,
         options=ranking_options,
     log:
-        f"{LOGS}/rank/task-{{task}}_model-{{model}}.log",
+        f"{LOGS}/rank/source-{{source}}_task-{{task}}_model-{{model}}.log",
     threads: 1
     resources:
         mem_mb=1000,
@@ -112,22 +124,20 @@ rule rank_regions_baseline:
 
 
 def figure_atlas(wildcards):
-    # every parcellation lies on the same MNI grid; the first patient's is the drawing board
-    return P["dseg_mni"].format(subject=explain_patients(wildcards.task)[0])
+    # every label image of a source lies on the same grid; the first patient's is the drawing board
+    return source_atlas(wildcards.source, explain_patients(wildcards.task)[:1])[0]
 
 
 rule task_figures:
     input:
         ranking=P["regions"],
-        mean_maps=lambda wildcards: expand(EXPLAIN_MEAN_MAP, task=wildcards.task, model=MAIN_MODEL, fold=FOLDS),
+        mean_maps=lambda wildcards: fold_files(EXPLAIN_MEAN_MAP, wildcards, main_model(wildcards)),
         atlas_dseg=figure_atlas,
-        predictions=lambda wildcards: expand(
-            f"{P['train_dir']}/predictions_subjects.tsv", task=wildcards.task, model=MAIN_MODEL, fold=FOLDS
+        predictions=lambda wildcards: fold_files(
+            f"{P['train_dir']}/predictions_subjects.tsv", wildcards, main_model(wildcards)
         ),
         # the randomisation test of each fold, shown in the ranking figure's title
-        summaries=lambda wildcards: expand(
-            f"{P['explain_dir']}/explain.json", task=wildcards.task, model=MAIN_MODEL, fold=FOLDS
-        ),
+        summaries=lambda wildcards: fold_files(P["explain_summary"], wildcards, main_model(wildcards)),
     output:
         **{name: figure_output(name) for name in FIGURE_FILES},
     params:
@@ -136,7 +146,7 @@ rule task_figures:
         top_k=CFG.explain.top_k,
         method=CFG.explain.method,
     log:
-        f"{LOGS}/figures/task-{{task}}.log",
+        f"{LOGS}/figures/source-{{source}}_task-{{task}}.log",
     threads: 1
     resources:
         mem_mb=3000,
@@ -149,7 +159,7 @@ rule task_figures:
 
 rule sanity_table:
     input:
-        summaries=expand(f"{P['explain_dir']}/explain.json", task=TASKS, model=MODELS, fold=FOLDS),
+        summaries=expand_source_models(P["explain_summary"], task=TASKS, fold=FOLDS),
     output:
         table=report(
             SANITY_TABLE,
@@ -158,7 +168,8 @@ rule sanity_table:
             labels={"table": "randomisation test"},
         ),
     params:
-        task_models=[(task, model) for task in TASKS for model in MODELS for fold in FOLDS],
+        # (source, task, model) of each summary, in the input's order
+        summary_keys=[(source, task, model) for source, model in SOURCE_MODELS for task in TASKS for fold in FOLDS],
     log:
         f"{LOGS}/rank/sanity.log",
     threads: 1
@@ -175,6 +186,7 @@ rule results_readme:
     output:
         readme=RESULTS_README,
     params:
+        sources=SOURCES,
         tasks=TASKS,
         models=MODELS,
         folds=FOLDS,
@@ -204,12 +216,13 @@ rule results_readme:
 def all_explain_outputs():
     """Rankings, baseline tables, figures and montages of every task, the randomisation-test table, and
     results/README.md."""
-    outputs = expand(P["regions"], task=TASKS)
-    outputs += expand(RANKING_BASELINE, task=TASKS, model=BASELINE_MODELS)
-    outputs += expand(f"{TASK_FIGURES}/{{name}}", task=TASKS, name=FIGURE_FILES.values())
-    outputs += expand(EXPLAIN_MONTAGE, task=TASKS, model=MODELS, fold=FOLDS)
+    outputs = expand(P["regions"], source=SOURCES, task=TASKS)
+    outputs += [path for source, model in OTHER_SOURCE_MODELS
+                for path in expand(RANKING_BASELINE, source=source, task=TASKS, model=model)]
+    outputs += expand(f"{TASK_FIGURES}/{{name}}", source=SOURCES, task=TASKS, name=FIGURE_FILES.values())
+    outputs += expand_source_models(EXPLAIN_MONTAGE, task=TASKS, fold=FOLDS)
     if CFG.explain.save_nifti:
-        outputs += expand(f"{P['explain_dir']}/maps", task=TASKS, model=MODELS, fold=FOLDS)
+        outputs += expand_source_models(P["explain_maps"], task=TASKS, fold=FOLDS)
     if CFG.explain.sanity_check:
         outputs.append(SANITY_TABLE)
     outputs.append(RESULTS_README)

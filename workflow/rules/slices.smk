@@ -1,24 +1,24 @@
-# Slices stage: per subject, the MNI brain as a stack of square 2D slices (+ geometry JSON); per task, the
-# subject-level cross-validation split. Contracts: docs/architecture.md; split rules: docs/splits.md.
+# Slices stage: per source and subject, the source's image as a stack of square 2D slices along the
+# source's axis (+ geometry JSON); per task, the subject-level cross-validation split (shared by sources). Contracts: docs/architecture.md; split rules: docs/splits.md.
 
 
 rule make_slices:
     input:
-        brain=P["brain_mni"],
-        mask=P["mask_mni"],
+        brain=source_image,
+        mask=source_mask,
     output:
         slices=P["slices"],
         json=P["slices_json"],
     params:
-        axis=CFG.slices.axis,
-        size=CFG.slices.size,
+        axis=lambda wildcards: SOURCE[wildcards.source].axis,
+        size=lambda wildcards: SOURCE[wildcards.source].size,
         min_brain_fraction=CFG.slices.min_brain_fraction,
         percentiles=list(CFG.slices.percentiles),
         dtype=CFG.slices.dtype,
     log:
-        subject_log("slices"),
+        f"{LOGS}/slices/source-{{source}}_sub-{{subject}}.log",
     benchmark:
-        subject_benchmark("slices")
+        f"{BENCHMARKS}/slices/source-{{source}}_sub-{{subject}}.tsv"
     group:
         "preprocess"
     threads: 1
@@ -60,7 +60,7 @@ rule make_split:
 
 
 def all_slice_outputs():
-    return expand_subjects(P["slices"]) + expand_subjects(P["slices_json"])
+    return expand([P["slices"], P["slices_json"]], source=SOURCES, subject=SUBJECTS)
 
 
 def all_split_outputs():

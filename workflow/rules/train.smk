@@ -1,4 +1,4 @@
-# Training stage: one job per task x model x fold. Fine-tunes the slice encoder (or trains the 3D ResNet-18
+# Training stage: one job per source x task x model x fold. Fine-tunes the slice encoder (or trains the 3D ResNet-18
 # baseline on whole volumes), chooses the checkpoint on validation subjects, then scores validation and
 # test subjects. Outputs and their columns: docs/architecture.md; library: headmri.training.train_fold.
 
@@ -8,6 +8,7 @@ from dataclasses import asdict
 from snakemake.logging import logger
 
 from headmri.compute import RESOLVED_DEVICE_ENV, plan as _plan_compute
+from headmri.model_inputs import model_input
 
 # Device and threads of every training and explanation job, decided once by the Snakemake process that
 # plans the run (config `compute`; headmri.compute). Cluster jobs read the workflow again on their node
@@ -35,7 +36,7 @@ if workflow.is_main_process:
 
         logger.info(f"biomedclip weights: {_check_weights(CFG.model.checkpoint)}")
 
-TRAIN_FILES = ["model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv"]
+TRAIN_FILES = list(_paths.TRAIN_OUTPUTS)  # the training job's outputs (headmri.paths)
 
 
 def task_subjects(task):
@@ -48,14 +49,19 @@ def is_baseline(model):
     return ENCODER_OF_MODEL[model] == "resnet3d"
 
 
-def training_inputs(wildcards):
-    subjects = task_subjects(wildcards.task)
-    if is_baseline(wildcards.model):
-        return {"volumes": expand(P["brain_mni"], subject=subjects)}
-    return {
-        "slices": expand(P["slices"], subject=subjects),
-        "slices_json": expand(P["slices_json"], subject=subjects),
+def model_inputs(source, model, subjects, prefix=""):
+    """The input files a model of `source` reads for `subjects`: the source's images for the 3D baseline,
+    its slices and their geometry otherwise (names prefixed with `prefix`, e.g. `control_`)."""
+    files = {
+        "volumes": lambda s: source_file(SOURCE[source].image, s),
+        "slices": lambda s: P["slices"].format(source=source, subject=s),
+        "slices_json": lambda s: P["slices_json"].format(source=source, subject=s),
     }
+    return {prefix + name: [files[name](s) for s in subjects] for name in model_input(ENCODER_OF_MODEL[model]).files}
+
+
+def training_inputs(wildcards):
+    return model_inputs(wildcards.source, wildcards.model, task_subjects(wildcards.task))
 
 
 def training_mem_mb(wildcards):
@@ -85,11 +91,11 @@ rule train_fold:
         # only the baseline's jobs see (and so rerun on) the baseline section
         voxel_size_mm=lambda wildcards: CFG.baseline.voxel_size_mm if is_baseline(wildcards.model) else None,
         aggregation=CFG.evaluation.aggregation,
-        slice_size=CFG.slices.size,
+        slice_size=lambda wildcards: SOURCE[wildcards.source].size,
     log:
-        f"{LOGS}/train/task-{{task}}_model-{{model}}_fold-{{fold}}.log",
+        f"{LOGS}/train/source-{{source}}_task-{{task}}_model-{{model}}_fold-{{fold}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train/task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
+        f"{RESULTS}/benchmarks/train/source-{{source}}_task-{{task}}_model-{{model}}_fold-{{fold}}.tsv"
     threads: JOB_COMPUTE.threads  # compute.threads_per_job; Snakemake lowers it to --cores
     resources:
         mem_mb=training_mem_mb,
@@ -102,4 +108,4 @@ rule train_fold:
 
 
 def all_training_outputs():
-    return expand(f"{P['train_dir']}/{{name}}", task=TASKS, model=MODELS, fold=FOLDS, name=TRAIN_FILES)
+    return expand_source_models(f"{P['train_dir']}/{{name}}", task=TASKS, fold=FOLDS, name=TRAIN_FILES)

@@ -1,0 +1,81 @@
+"""Where every output lives: the one path table of the workflow, and how results/README.md shows it.
+
+``workflow/rules/common.smk`` takes its ``P`` from ``path_table(results_dir)``; ``headmri.results_readme``
+writes results/README.md from the same table (``shown``), and the training job names its outputs from
+``TRAIN_OUTPUTS``. Names follow BIDS derivatives (``sub-``, ``source-``, ``task-``, ``model-``, ``fold-``
+entities; ``space-`` from ``headmri.templates.SPACE``). Imports no torch: the workflow reads it when it
+plans jobs.
+"""
+
+from __future__ import annotations
+
+from headmri.templates import SPACE
+
+TRAIN_OUTPUTS = ("model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv")
+# the letter results/README.md shows for each wildcard
+LETTERS = {"subject": "X", "source": "S", "task": "T", "model": "M", "fold": "K"}
+
+
+def path_table(results: str = "results") -> dict[str, str]:
+    """Every output's path template (Snakemake wildcards in braces) under ``results``."""
+    preproc = f"{results}/preproc/sub-{{subject}}/anat/sub-{{subject}}"
+    train = f"{results}/train/source-{{source}}/task-{{task}}/model-{{model}}/fold-{{fold}}"
+    explain = f"{results}/explain/source-{{source}}/task-{{task}}/model-{{model}}/fold-{{fold}}"
+    figures = f"{results}/figures"
+    task_figures = f"{figures}/source-{{source}}/task-{{task}}"
+    return {
+        # input checks (one row per image, the cohort's table, and the acceptance heavy jobs wait for)
+        "input_row": f"{results}/qc/inputs/sub-{{subject}}_inputs.tsv",
+        "input_ok": f"{results}/qc/inputs/sub-{{subject}}_accepted.tsv",
+        "inputs": f"{results}/qc/inputs.tsv",
+        # native space
+        "brain_native": preproc + "_desc-brain_T1w.nii.gz",
+        "mask_native": preproc + "_desc-brain_mask.nii.gz",
+        # registration: the backend's own transform file, plus a backend-independent 4x4 RAS world affine
+        "xfm": preproc + f"_from-T1w_to-{SPACE}_mode-image_xfm.mat",
+        "affine": preproc + f"_from-T1w_to-{SPACE}_affine.txt",
+        # MNI space (template grid 182x218x182, 1 mm)
+        "brain_mni": preproc + f"_space-{SPACE}_desc-brain_T1w.nii.gz",
+        "mask_mni": preproc + f"_space-{SPACE}_desc-brain_mask.nii.gz",
+        "dseg_mni": preproc + f"_space-{SPACE}_desc-wmparc_dseg.nii.gz",
+        # QC
+        "qc_png": f"{results}/qc/sub-{{subject}}_qc.png",
+        "qc_row": f"{results}/qc/subjects/sub-{{subject}}_qc.tsv",
+        "qc_table": f"{results}/qc/preprocessing.tsv",
+        # embedded atlas (built once)
+        "atlas": f"{results}/atlas/atlas-DKwm_space-{SPACE}_dseg.nii.gz",
+        "atlas_tsv": f"{results}/atlas/atlas-DKwm_space-{SPACE}_dseg.tsv",
+        # The back half is keyed by image source (config `sources`, docs/architecture.md "Image sources").
+        "slices": f"{results}/slices/source-{{source}}/sub-{{subject}}_slices.npy",
+        "slices_json": f"{results}/slices/source-{{source}}/sub-{{subject}}_slices.json",
+        # splits (by subject, shared by every source so their folds hold the same subjects)
+        "split": f"{results}/splits/task-{{task}}.tsv",
+        # training and evaluation
+        "train_dir": train,
+        "tables": f"{results}/tables",
+        "metrics_table": f"{results}/tables/metrics.tsv",
+        "metrics_summary": f"{results}/tables/metrics_summary.md",
+        "metrics_figure": f"{figures}/metrics.png",
+        # explanations and rankings
+        "explain_dir": explain,
+        "explain_regions": f"{explain}/regions.tsv",
+        "explain_mean_map": f"{explain}/space-{SPACE}_desc-mean_map.nii.gz",
+        "explain_summary": f"{explain}/explain.json",
+        "explain_maps": f"{explain}/maps",
+        "regions": f"{results}/tables/source-{{source}}_task-{{task}}_regions.tsv",
+        "regions_model": f"{results}/tables/source-{{source}}_task-{{task}}_model-{{model}}_regions.tsv",
+        "sanity": f"{results}/tables/sanity.tsv",
+        "figures": figures,
+        "task_figures": task_figures,
+        "montage": f"{task_figures}/montage_model-{{model}}_fold-{{fold}}.png",
+        "results_readme": f"{results}/README.md",
+        "provenance": f"{results}/provenance",
+    }
+
+
+def shown(key: str, suffix: str = "") -> str:
+    """A path of the table as results/README.md shows it: relative to results/, each wildcard a letter."""
+    path = path_table("@")[key].removeprefix("@/") + suffix
+    for wildcard, letter in LETTERS.items():
+        path = path.replace("{" + wildcard + "}", letter)
+    return path
