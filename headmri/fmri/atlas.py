@@ -64,3 +64,13 @@ def paint(values: np.ndarray, atlas: LabelAtlas) -> nib.Nifti1Image:
     lookup = np.zeros(max(int(labels.max()), max(atlas.ids)) + 1, dtype=np.float32)
     lookup[list(atlas.ids)] = values
     return nib.Nifti1Image(lookup[np.clip(labels, 0, None)], atlas.image.affine)
+
+
+def mni_brain_mask(shape: tuple[int, int, int], affine: np.ndarray) -> nib.Nifti1Image:
+    """nilearn's MNI152 brain mask (shipped with nilearn, no download) on the grid (nearest neighbour)."""
+    from nilearn.datasets import load_mni152_brain_mask
+    from nilearn.image import resample_img
+
+    mask = resample_img(load_mni152_brain_mask(resolution=2), target_affine=affine, target_shape=shape,
+                        interpolation="nearest", force_resample=True, copy_header=True)
+    return nib.Nifti1Image((np.asarray(mask.dataobj) > 0).astype(np.uint8), affine)

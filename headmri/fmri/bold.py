@@ -238,12 +238,14 @@ def clean_bold(bold: Bold, cleaning: Cleaning, confounds: np.ndarray | None = No
                          path=bold.files.bold)
     if confounds is not None and len(confounds) != bold.img.shape[3]:
         raise ValueError(f"{len(confounds)} confound rows for {bold.img.shape[3]} volumes")
-    out = replace(bold, img=index_img(bold.img, slice(drop, None)))
+    out = replace(bold, img=index_img(bold.img, slice(drop, None))) if drop else bold
     if cleaning.grid is not None:
         out = _on_grid(out, cleaning.grid)
     band = dict(high_pass=cleaning.band.low, low_pass=cleaning.band.high) if cleaning.band_pass else {}
+    # butterworth__copy=True: nilearn's in-place variant loops over voxels in Python (30 s for a brain at
+    # 3 mm); the copy filters every voxel in one scipy call, with a copy of the in-mask series only.
     img = clean_img(out.img, detrend=cleaning.detrend, standardize=None, t_r=out.tr, mask_img=out.mask,
-                    confounds=None if confounds is None else confounds[drop:], **band)
+                    confounds=None if confounds is None else confounds[drop:], clean__butterworth__copy=True, **band)
     if cleaning.smooth_fwhm:
         img = smooth_img(img, cleaning.smooth_fwhm)
     return replace(out, img=nib.Nifti1Image(np.asarray(img.dataobj, dtype=np.float32), out.img.affine))
