@@ -79,7 +79,7 @@ def main(argv=None) -> list[dict]:
     print(json.dumps(context))
     rows = []
     for size in (27, 19, 7):
-        rows.append({"step": f"reho_{size}", **timed(lambda: reho.kendall_w(data, mask, size), args.repeats)})
+        rows.append({"step": f"reho_{size}", **timed(lambda size=size: reho.kendall_w(data, mask, size), args.repeats)})
         print(json.dumps(rows[-1]))
     rows.append({"step": "alff_falff", **timed(lambda: (alff.alff(series, TR), alff.falff(series, TR)), args.repeats)})
     print(json.dumps(rows[-1]))

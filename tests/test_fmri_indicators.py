@@ -10,6 +10,7 @@ from scipy.stats import rankdata
 
 from headmri.fmri import alff, reho, rfcs
 from headmri.fmri.atlas import LabelAtlas, aal116, paint
+from headmri.parcellation.embedded_atlas import aal_atlas_files
 
 TR = 2.0
 
@@ -143,7 +144,7 @@ def test_tie_term_counts_t_cubed_minus_t_per_group():
 def test_strength_is_the_mean_absolute_off_diagonal_correlation():
     rng = np.random.default_rng(7)
     series = rng.standard_normal((100, 6))
-    s, r = rfcs.strength(series)
+    s, _ = rfcs.strength(series)
     for i in range(6):
         others = [abs(np.corrcoef(series[:, i], series[:, j])[0, 1]) for j in range(6) if j != i]
         assert s[i] == pytest.approx(np.mean(others))
@@ -197,6 +198,13 @@ def test_aal116_has_its_regions_on_the_right_side():
         centre = np.argwhere(labels == atlas.ids[atlas.names.index(name)]).mean(axis=0)
         x = nib.affines.apply_affine(atlas.image.affine, centre)[0]
         assert (x < -20) if name.endswith("_L") else (x > 20)
+
+
+def test_aal_files_are_found_by_version_with_aal3_the_default():
+    assert aal_atlas_files().image.name == "AAL3.nii"  # what the embedded atlas has always used
+    assert aal_atlas_files("AAL").table.name == "AAL.txt"
+    with pytest.raises(ValueError, match="version"):
+        aal_atlas_files("AAL2")
 
 
 def test_paint_puts_each_value_on_its_region():

@@ -16,8 +16,8 @@ leave-one-subject-out fold) has nothing to shuffle and is left out of the import
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

@@ -214,7 +214,7 @@ def _on_grid(bold: Bold, grid: Grid) -> Bold:
 
     if bold.img.shape[:3] == grid.shape and np.allclose(bold.img.affine, grid.affine, atol=1e-3):
         return bold
-    kw = dict(target_affine=grid.affine, target_shape=grid.shape, force_resample=True, copy_header=True)
+    kw = {"target_affine": grid.affine, "target_shape": grid.shape, "force_resample": True, "copy_header": True}
     img = resample_img(bold.img, interpolation="continuous", **kw)
     inside = np.asarray(resample_img(bold.mask, interpolation="nearest", **kw).dataobj) > 0
     data = np.asarray(img.dataobj, dtype=np.float32)
@@ -241,7 +241,7 @@ def clean_bold(bold: Bold, cleaning: Cleaning, confounds: np.ndarray | None = No
     out = replace(bold, img=index_img(bold.img, slice(drop, None))) if drop else bold
     if cleaning.grid is not None:
         out = _on_grid(out, cleaning.grid)
-    band = dict(high_pass=cleaning.band.low, low_pass=cleaning.band.high) if cleaning.band_pass else {}
+    band = {"high_pass": cleaning.band.low, "low_pass": cleaning.band.high} if cleaning.band_pass else {}
     # butterworth__copy=True: nilearn's in-place variant loops over voxels in Python (30 s for a brain at
     # 3 mm); the copy filters every voxel in one scipy call, with a copy of the in-mask series only.
     img = clean_img(out.img, detrend=cleaning.detrend, standardize=None, t_r=out.tr, mask_img=out.mask,

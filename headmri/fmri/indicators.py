@@ -20,7 +20,16 @@ from headmri.errors import InputError
 from headmri.fmri import alff as amplitude
 from headmri.fmri.alff import LOW_FREQUENCY, Band
 from headmri.fmri.atlas import LabelAtlas, aal116
-from headmri.fmri.bold import MNI_3MM, Bold, BoldFiles, Cleaning, Grid, clean_bold, load_bold, read_confounds
+from headmri.fmri.bold import (
+    MNI_3MM,
+    Bold,
+    BoldFiles,
+    Cleaning,
+    Grid,
+    clean_bold,
+    load_bold,
+    read_confounds,
+)
 from headmri.fmri.reho import kendall_w
 from headmri.fmri.rfcs import Rfcs, rfcs
 from headmri.fmri.series import divide_by_mask_mean

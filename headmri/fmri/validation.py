@@ -12,7 +12,7 @@ baselines refit in seconds, so it matters less here, and a classical k-fold test
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
@@ -42,7 +42,8 @@ def _members(participants: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame
 def _table(members: pd.DataFrame, test_sets: list[set[str]]) -> pd.DataFrame:
     rows = []
     for fold, test in enumerate(test_sets, start=1):
-        part = members.assign(fold=fold, split=members["participant_id"].map(lambda s: "test" if s in test else "train"))
+        in_test = members["participant_id"].isin(test)
+        part = members.assign(fold=fold, split=in_test.map({True: "test", False: "train"}))
         rows.append(part)
     out = pd.concat(rows, ignore_index=True)[COLUMNS]
     check_leakage(out)
