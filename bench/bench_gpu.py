@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_training import measure  # noqa: E402
+
 from headmri.atomic import write_tsv  # noqa: E402
 from headmri.config import TrainingConfig  # noqa: E402
 from headmri.explain.gradcam import GradCAMMethod  # noqa: E402

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-pytestmark = pytest.mark.slow  # 20 subjects through the indicators: a few minutes on the shared VM
-
 from headmri.demo import bold as demo
 from headmri.fmri import baselines as bl
 from headmri.fmri.bold import BoldFiles, Grid
 from headmri.fmri.indicators import IndicatorSettings, compute_indicators
 from headmri.fmri.validation import leave_one_subject_out, stratified_kfold
+
+pytestmark = pytest.mark.slow  # 20 subjects through the indicators: a few minutes on the shared VM
 
 COARSE = Grid(shape=(31, 37, 31), affine=np.array([[6.0, 0, 0, -90], [0, 6.0, 0, -126], [0, 0, 6.0, -72], [0, 0, 0, 1]]))
 PLANTED = {"Precuneus_L", "Precuneus_R"}
