@@ -70,6 +70,7 @@ def results_readme(
         f"| `{shown('dseg_mni')}` | parcellation on the MNI grid, FreeSurfer LUT codes, the 14 excluded structures removed |",
         f"| `{shown('atlas')}`, `{shown('atlas_tsv')}` | the embedded atlas and its region table (embedded parcellation backend) |",
         f"| `{shown('inputs')}` | every T1w file's input check: subject, session, run, file, image, status, problem, run choice |",
+        f"| `{shown('input_row')}`, `{shown('input_ok')}` | one image's input-check row, and its acceptance (which its brain extraction waits for) |",
         f"| `{shown('qc_table')}`, `{shown('qc_png')}` | QC metrics per image (outliers flagged) and overlay images |",
         f"| `{shown('slices')}`, `{shown('slices_json')}` | the subject's slices of source S along its axis (n, S, S) and their geometry (slice pixel <-> MNI voxel) |",
         "",
