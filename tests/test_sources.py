@@ -64,7 +64,7 @@ def test_source_names_are_unique():
 def test_the_slice_size_is_the_encoders_unless_set():
     from headmri.models import slice_size_of
 
-    assert slice_size_of(["cnn_demo"]) == 112 and slice_size_of(["biomedclip", "resnet3d"]) == 224
+    assert slice_size_of(["cnn_demo"]) == 64 and slice_size_of(["biomedclip", "resnet3d"]) == 224
     assert slice_size_of(["resnet3d"]) is None
     with pytest.raises(ConfigError, match="different sizes \\[112, 224\\]"):
         slice_size_of(["vit_tiny_demo", "biomedclip"], what="source T1w")
