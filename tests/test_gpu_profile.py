@@ -98,13 +98,13 @@ def test_the_gpu_profile_runs_end_to_end_on_the_cpu_at_tiny_sizes(tmp_path):
     configfile = write_config(workdir / "config.yaml", **merged(PROFILE, SMALL_SPLITS, tiny))
     run_snakemake(workdir, configfile, "--cores", "2", timeout_s=1500)
     results = workdir / "results"
-    train_log = (results / "logs" / "train" / "task-migraine_model-vittinydemo_fold-1.log").read_text()
+    train_log = (results / "logs" / "train" / "source-T1w_task-migraine_model-vittinydemo_fold-1.log").read_text()
     assert "claimed a GPU" in train_log and "running on the CPU" in train_log  # planned on cuda, ran here
-    history = (results / "train" / "task-migraine" / "model-vittinydemo" / "fold-1" / "history.tsv").read_text()
+    history = (results / "train" / "source-T1w" / "task-migraine" / "model-vittinydemo" / "fold-1" / "history.tsv").read_text()
     assert len(history.strip().splitlines()) == 1 + 2
-    summary = json.loads((results / "explain" / "task-migraine" / "model-vittinydemo" / "fold-2"
+    summary = json.loads((results / "explain" / "source-T1w" / "task-migraine" / "model-vittinydemo" / "fold-2"
                           / "explain.json").read_text())
     assert summary["method"] == "gradcam" and summary["target_layer"] == "trunk.blocks[-1].norm1"
     assert summary["region_statistic"] == "max" and summary["patients"] == "test"
-    assert (results / "tables" / "task-migraine_regions.tsv").is_file()
+    assert (results / "tables" / "source-T1w_task-migraine_regions.tsv").is_file()
     assert not any((results / "train").rglob("checkpoint_*.pt")), "resume states are removed at the end"
