@@ -102,7 +102,7 @@ def test_preprocessing_and_training_run_as_slurm_jobs(slurm_cluster, tmp_path):
     grouped = [c for c in comments if "preprocess" in c and "make_slices" in c]
     assert grouped, comments
     training = [j for j in jobs if j["Comment"].startswith("rule_train_fold")]
-    assert [j["Comment"] for j in training] == ["rule_train_fold_wildcards_migraine_vittinydemo_1"]
+    assert [j["Comment"] for j in training] == ["rule_train_fold_wildcards_T1w_migraine_vittinydemo_1"]
     assert {j["Account"] for j in jobs} == {"headmri"}, "the account given on the command line"
     assert "gres/gpu=1" in training[0]["AllocTRES"], "compute.device cuda: the rule's gpu=1 became a SLURM GPU request"
     assert "training and explanation jobs: device cuda" in run.stdout
