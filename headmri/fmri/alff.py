@@ -74,24 +74,26 @@ def _in_band(freqs: np.ndarray, band: Band) -> np.ndarray:
     return selected
 
 
-def alff(series: np.ndarray, tr: float, band: Band = LOW_FREQUENCY) -> np.ndarray:
-    """ALFF of each row of ``series`` (voxels x time): the mean amplitude in ``band``."""
+def _band_spectrum(series: np.ndarray, tr: float, band: Band) -> tuple[np.ndarray, np.ndarray]:
+    """The checked series' amplitude spectrum (series x frequencies) and the mask of ``band``'s frequencies."""
     require_good(np.asarray(series))
     problem = band_problem(np.asarray(series).shape[-1], tr, band)
     if problem:
         raise ValueError(problem)
     freqs, amplitude = amplitude_spectrum(series, tr)
-    return amplitude[:, _in_band(freqs, band)].mean(axis=1)
+    return amplitude, _in_band(freqs, band)
+
+
+def alff(series: np.ndarray, tr: float, band: Band = LOW_FREQUENCY) -> np.ndarray:
+    """ALFF of each row of ``series`` (voxels x time): the mean amplitude in ``band``."""
+    amplitude, selected = _band_spectrum(series, tr, band)
+    return amplitude[:, selected].mean(axis=1)
 
 
 def falff(series: np.ndarray, tr: float, band: Band = LOW_FREQUENCY) -> np.ndarray:
     """fALFF of each row: the band's share of the summed amplitude over all frequencies above 0."""
-    require_good(np.asarray(series))
-    problem = band_problem(np.asarray(series).shape[-1], tr, band)
-    if problem:
-        raise ValueError(problem)
-    freqs, amplitude = amplitude_spectrum(series, tr)
-    return amplitude[:, _in_band(freqs, band)].sum(axis=1) / amplitude[:, 1:].sum(axis=1)
+    amplitude, selected = _band_spectrum(series, tr, band)
+    return amplitude[:, selected].sum(axis=1) / amplitude[:, 1:].sum(axis=1)
 
 
 def malff(alff_values: np.ndarray) -> np.ndarray:
