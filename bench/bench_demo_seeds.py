@@ -50,7 +50,23 @@ COHORTS: dict[str, tuple[int, list[tuple[str, str, str, str, float]]]] = {
     "mixed_b": (505, [("migraine", "lateralorbitofrontal", "both", "both", -0.25), ("migraine", "Putamen", "lh", "both", -0.25),
                       ("APTH", "postcentral", "rh", "both", -0.25), ("APTH", "inferiortemporal", "both", "both", -0.25),
                       ("PPTH", "Thalamus", "rh", "both", -0.25), ("PPTH", "rostralmiddlefrontal", "both", "both", -0.25)]),
+    # issue 13's scoring cohort: a milder effect (-15 %), small and large structures, subcortical and one-sided,
+    # with the brain mean restored (RESTORED) so that only the planted regions separate the groups
+    "mild_restored": (606, [("migraine", "Amygdala", "both", "both", -0.15), ("migraine", "superiorfrontal", "lh", "both", -0.15),
+                            ("APTH", "Thalamus", "rh", "both", -0.15), ("APTH", "parahippocampal", "both", "both", -0.15),
+                            ("PPTH", "pericalcarine", "both", "both", -0.15), ("PPTH", "middletemporal", "lh", "both", -0.15)]),
 }
+RESTORED = {"mild_restored"}
+
+
+def _demo_cohort() -> tuple[int, list[tuple[str, str, str, str, float]]]:
+    """The default demo: config.yaml's seed and effects table, as ``make demo`` makes it."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())["demo"]
+    effects = pd.read_csv(REPO / config["effects_tsv"], sep="\t")
+    return int(config["seed"]), list(effects[["group", "region", "hemisphere", "tissue", "effect"]].itertuples(index=False, name=None))
+
+
+COHORTS["demo"] = _demo_cohort()
 
 
 def write_cohort_config(name: str, out: Path) -> Path:
@@ -63,6 +79,7 @@ def write_cohort_config(name: str, out: Path) -> Path:
     config["results_dir"] = str(folder / "results")
     config["demo"]["seed"] = seed
     config["demo"]["effects_tsv"] = str(effects_tsv)
+    config["demo"]["restore_brain_mean"] = name in RESTORED
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
