@@ -111,12 +111,19 @@ class SplitConfig:
     proportional_test: float = 0.2
     seed: int = 13
 
+    @property
+    def leave_one_subject_out(self) -> bool:
+        """One fold per participant (``scheme: loso``): the fold count is the task's, and the metrics table
+        adds the pooled test rows (headmri.evaluation.tables)."""
+        return self.scheme == "loso"
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     encoder: str = "biomedclip"
     checkpoint: str | None = None
     pretrained: bool = False
+    freeze: str = "auto"  # auto | paper | none: which parameters train (headmri.models.freezing)
     baseline_resnet3d: bool = False
 
 
