@@ -6,6 +6,7 @@ All at 224 px on the CPU with batches of 1-2 slices and one training epoch, so e
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from headmri.atomic import write_tsv
 from headmri.config import TrainingConfig
 from headmri.errors import ConfigError, InputError
 from headmri.explain import methods
+from headmri.explain.job import SubjectFiles, explain_fold
 from headmri.explain.occlusion import RegionOcclusion, SliceRegions
 from headmri.explain.sanity import randomised_copy, reinitialised_modules
 from headmri.models import build_architecture, build_classifier, encoder_input_size, slice_size_of
@@ -28,7 +30,7 @@ from headmri.models.torchvision_cnn import TorchvisionCNN
 from headmri.slices import extract_slices
 from headmri.slices.geometry import SliceGeometry
 from headmri.splits import check_leakage, make_splits
-from headmri.training import load_trained, train_fold
+from headmri.training import load_trained, save_trained, train_fold
 
 ENCODERS = ("googlenet", "resnet18")
 LAST_BLOCK = {"googlenet": "net.inception5b", "resnet18": "net.layer4"}
@@ -249,3 +251,48 @@ def test_a_leave_one_subject_out_fold_trains_googlenet_frozen_to_its_last_block(
     with pytest.raises(ConfigError, match="slices.size is 64 but encoder 'resnet18' takes 224x224"):
         train_fold(tmp_path / "split.tsv", tmp_path / "out2", task="three", classes=CLASSES, fold=1, model_name="resnet18",
                    encoder="resnet18", training=training, slices=tmp_path, slice_size=64, threads=1, progress=False)
+
+
+# ---- the explanation job on a CNN: Grad-CAM on the last block and the randomisation test ----------------
+
+GRID = (14, 20, 16)
+GRID_AFFINE = np.array([[1.0, 0, 0, -7], [0, 1, 0, -10], [0, 0, 1, -8], [0, 0, 0, 1]])
+CODES = [17, 1022, 2022, 3022]  # FreeSurfer codes: left thalamus and three cortical regions
+
+
+def _grid_labels() -> np.ndarray:
+    labels = np.zeros(GRID, np.int16)
+    labels[2:7, 3:17, 2:14], labels[7:12, 3:17, 2:14] = 1022, 2022
+    labels[2:12, 3:17, 10:14] = 3022
+    labels[5:9, 8:12, 3:6] = 17
+    return labels
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_the_explain_job_runs_gradcam_and_the_randomisation_test_on_the_cnn(encoder, tmp_path):
+    geometry = SliceGeometry.create(axis=0, size=224, source_shape=GRID, source_affine=GRID_AFFINE, kept_indices=range(3, 11))
+    rng = np.random.default_rng(0)
+    groups = {"sub-p1": "migraine", "sub-h1": "HC"}
+    files = {}
+    for pid in groups:
+        brain = np.where(_grid_labels() > 0, rng.random(GRID), 0).astype(np.float32)
+        slices = np.clip(geometry.slices_from_volume(brain), 0, 1)
+        np.save(tmp_path / f"{pid}_slices.npy", (slices * 255).round().astype(np.uint8))
+        (tmp_path / f"{pid}_slices.json").write_text(json.dumps(geometry.to_dict()))
+        nib.save(nib.Nifti1Image(_grid_labels(), GRID_AFFINE), tmp_path / f"{pid}_dseg.nii.gz")
+        files[pid] = SubjectFiles(tmp_path / f"{pid}_slices.npy", tmp_path / f"{pid}_slices.json", tmp_path / f"{pid}_dseg.nii.gz")
+    torch.manual_seed(0)
+    model = _calibrated(build_architecture(encoder, ("HC", "migraine")), torch.from_numpy(slices[:, None]).float())
+    save_trained(model, tmp_path / "model.pt", task="migraine", fold=1)
+    pd.DataFrame({"participant_id": list(groups), "label": [p[4:] for p in groups], "group": list(groups.values()),
+                  "class_index": [1, 0], "fold": 1, "split": ["test", "train"]}).to_csv(tmp_path / "split.tsv", sep="\t", index=False)
+    table = explain_fold(model_path=tmp_path / "model.pt", split_tsv=tmp_path / "split.tsv", task="migraine",
+                         classes=("HC", "migraine"), fold=1, subjects={"sub-p1": files["sub-p1"]},
+                         regions_tsv=tmp_path / "regions.tsv", mean_map=tmp_path / "mean.nii.gz",
+                         summary_json=tmp_path / "explain.json", device="cpu", batch_size=4,
+                         sanity={"patients": 1, "repeats": 2, "threshold": 0.5, "seed": 0})
+    assert sorted(table["label"]) == CODES and table["value"].gt(0).all()
+    summary = json.loads((tmp_path / "explain.json").read_text())
+    assert summary["target_layer"] == LAST_BLOCK[encoder]
+    assert summary["sanity"]["randomised"] == reinitialised_modules(model)
+    assert summary["sanity"]["spearman"] is not None  # the randomised model's maps are not constant
