@@ -111,12 +111,19 @@ class SplitConfig:
     proportional_test: float = 0.2
     seed: int = 13
 
+    @property
+    def leave_one_subject_out(self) -> bool:
+        """One fold per participant (``scheme: loso``): the fold count is the task's, and the metrics table
+        adds the pooled test rows (headmri.evaluation.tables)."""
+        return self.scheme == "loso"
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     encoder: str = "biomedclip"
     checkpoint: str | None = None
     pretrained: bool = False
+    freeze: str = "auto"  # auto | paper | none: which parameters train (headmri.models.freezing)
     baseline_resnet3d: bool = False
 
 
@@ -400,6 +407,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         **raw,
     )
     _check_sources(cfg.sources)
+    _check_leave_one_subject_out(cfg)
     names = [t.name for t in cfg.tasks]
     if len(set(names)) != len(names):
         raise ConfigError(f"task names must be unique, got {names}")
@@ -419,6 +427,17 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
     if cfg.preprocessing.parcellation == "freesurfer" and not cfg.preprocessing.freesurfer.license:
         raise ConfigError("the freesurfer parcellation backend needs preprocessing.freesurfer.license (license.txt path)")
     return cfg
+
+
+def _check_leave_one_subject_out(cfg: Config) -> None:
+    """Leave-one-subject-out tests one participant per fold: explaining only test patients would leave
+    every control's fold without a patient (the explain job stops there), and no fold has a test patient and
+    a test control for the contrast."""
+    if cfg.splits.leave_one_subject_out and cfg.explain.patients == "test":
+        raise ConfigError("splits.scheme loso tests one participant per fold, so with explain.patients: test the folds "
+                          "that test a control have no patient to explain; set explain.patients: all (each fold's "
+                          "model explains every patient of the fold, training patients included) or use a k-fold scheme "
+                          "for the explanations")
 
 
 def _check_sources(sources: tuple[SourceConfig, ...]) -> None:

@@ -9,7 +9,10 @@ TINY_DEMO = "vit_tiny_demo"
 CNN_DEMO = "cnn_demo"
 VOLUME_BASELINE = "resnet3d"
 TIMM_PREFIX = "timm:"
-KNOWN_ENCODERS = ("biomedclip", TINY_DEMO, CNN_DEMO, VOLUME_BASELINE, "timm:<name>")
+GOOGLENET = "googlenet"
+RESNET18 = "resnet18"
+TORCHVISION_CNNS = (GOOGLENET, RESNET18)  # torchvision's 2D CNNs of the fMRI paper (headmri.models.torchvision_cnn)
+KNOWN_ENCODERS = ("biomedclip", TINY_DEMO, CNN_DEMO, GOOGLENET, RESNET18, VOLUME_BASELINE, "timm:<name>")
 LIGHT_ENCODERS = (TINY_DEMO, CNN_DEMO)  # small enough for a CPU job with a few GB of memory and minutes of time
 
 

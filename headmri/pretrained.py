@@ -1,8 +1,11 @@
-"""Where BiomedCLIP's weights come from, checked without torch: when the workflow is planned, so that an
-offline run without weights stops before hours of preprocessing, and by the loader itself.
+"""Where pretrained weights come from (BiomedCLIP's, and torchvision's ImageNet weights for googlenet and
+resnet18), checked without loading a network: when the workflow is planned, so that an
+offline run without weights stops before hours of preprocessing, and by the loaders themselves.
 
-Sources, in order: ``model.checkpoint`` as a local open_clip file or folder; else (null, or an
+BiomedCLIP, in order: ``model.checkpoint`` as a local open_clip file or folder; else (null, or an
 ``hf-hub:`` id) the Hugging Face cache, then the hub. The loading itself is ``headmri.models.biomedclip``.
+torchvision's CNNs: ``model.checkpoint`` (a file or a folder), else with ``model.pretrained`` torch's hub
+cache, never the network (``torchvision_weights``); the loading is ``headmri.models.torchvision_cnn``.
 """
 
 from __future__ import annotations
@@ -108,3 +111,49 @@ def check_available(checkpoint: str | Path | None, *, probe_seconds: float = PRO
             f"({type(exc).__name__}: {first}). To run offline, {where_to_put(source)}."
         ) from None
     return source
+
+
+# --- torchvision's ImageNet weights (the googlenet and resnet18 encoders) ---------------------------------
+# torchvision's file names (the last part of `<Model>_Weights.IMAGENET1K_V1.url`; tests/test_torchvision_cnn.py
+# checks them against torchvision), so that planning can say where they go without importing torchvision.
+TORCHVISION_FILES = {"googlenet": "googlenet-1378be20.pth", "resnet18": "resnet18-f37072fd.pth"}
+TORCHVISION_URL = "https://download.pytorch.org/models/"
+
+
+def torch_hub_checkpoints() -> Path:
+    """torch's hub cache for model weights (``$TORCH_HOME/hub/checkpoints``, by default
+    ``~/.cache/torch/hub/checkpoints``): where torchvision keeps the weights it downloaded."""
+    from torch.hub import get_dir  # torch's own rule for the folder, not a copy of it
+
+    return Path(get_dir()) / "checkpoints"
+
+
+def torchvision_where_to_put(encoder: str) -> str:
+    name = TORCHVISION_FILES[encoder]
+    return (f"download {TORCHVISION_URL}{name} on a machine with network and either put it into torch's hub cache "
+            f"({torch_hub_checkpoints()}) or give its path as model.checkpoint; or set model.pretrained: false to train "
+            "from a random initialisation")
+
+
+def torchvision_weights(encoder: str, checkpoint: str | Path | None, pretrained: bool) -> Path | None:
+    """The ImageNet weights file of a torchvision encoder, never a download: ``model.checkpoint`` (the file,
+    or a folder holding torchvision's file name) when given; else, with ``model.pretrained``, torchvision's
+    file in torch's hub cache; else None (random initialisation). A ConfigError saying where to put the
+    file when it is in neither place."""
+    name = TORCHVISION_FILES[encoder]
+    if checkpoint is not None:
+        path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            path = path / name
+        if not path.is_file():
+            raise ConfigError(f"encoder {encoder}: model.checkpoint {str(path)!r} is not a file. To get ImageNet weights, "
+                              f"{torchvision_where_to_put(encoder)}.")
+        return path
+    if not pretrained:
+        return None
+    cached = torch_hub_checkpoints() / name
+    if cached.is_file():
+        return cached
+    raise ConfigError(f"encoder {encoder}: model.pretrained is true, model.checkpoint is null and torch's hub cache has no "
+                      f"{name} ({cached}); nothing is downloaded at run time. To run with ImageNet weights, "
+                      f"{torchvision_where_to_put(encoder)}.")

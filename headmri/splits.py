@@ -11,6 +11,12 @@ test set whenever the bucket has ``t + v`` members; with the head, two folds wit
 on each other's test subjects and so train on exactly the same subjects.
 The exact guarantee, and how buckets short of members borrow, are in docs/splits.md.
 
+``scheme: loso`` (``leave_one_subject_out``) is leave-one-subject-out: one fold per participant, who is
+its test set; validation subjects (``val_per_class`` of every class) come from the others by rendezvous
+hashing on (seed, test subject, candidate), so they differ between folds and a new subject only changes
+the folds whose validation it wins. With ``val_per_class`` 0 (the fMRI baselines, which choose nothing)
+everyone else trains.
+
 Hand-written because scikit-learn's splitters (StratifiedKFold, StratifiedGroupKFold) assign by position
 after a shuffle, so adding one subject reshuffles everyone.
 """
@@ -35,7 +41,7 @@ COLUMNS = ["participant_id", "label", "group", "class_index", "fold", "split"]
 # A row is an image: participant_id and label name the image (sub-01_ses-02 and 01_ses-02, or sub-01 and
 # 01 for a subject with one image); `subject` names its participant, the unit the split is made on.
 SUBJECT = "subject"
-SCHEMES = ("balanced", "proportional")
+SCHEMES = ("balanced", "proportional", "loso")
 
 
 def _hash(*parts: object) -> int:
@@ -136,7 +142,10 @@ def make_splits(
     task: str | None = None,
 ) -> pd.DataFrame:
     """Long table, one row per subject and fold: participant_id, label, group, class_index, fold (1-based),
-    split (train/val/test), plus ``site`` when the participants have one. Subjects of other groups are left out."""
+    split (train/val/test), plus ``site`` when the participants have one. Subjects of other groups are left out.
+    ``scheme: loso``: ``leave_one_subject_out`` (``folds``, ``test_per_class`` and the proportions do not apply)."""
+    if scheme == "loso":
+        return leave_one_subject_out(participants, classes, val_per_class=val_per_class, seed=seed, task=task)
     if folds < 2:
         raise ValueError("folds must be at least 2")
     missing = [c for c in ("participant_id", "group") if c not in participants.columns]
@@ -185,6 +194,49 @@ def make_splits(
                     row["site"] = site[s]
                 rows.append(row)
     out = pd.DataFrame(rows, columns=COLUMNS + (["site"] if has_site else []))
+    return out.sort_values(["fold", "class_index", "participant_id"], ignore_index=True)
+
+
+def _task_members(participants: pd.DataFrame, classes: Sequence[str], what: str) -> pd.DataFrame:
+    """The participants of ``classes`` (participant_id with ``sub-``), checked: columns, duplicates, no empty class."""
+    missing = [c for c in ("participant_id", "group") if c not in participants.columns]
+    if missing:
+        raise InputError(f"the participants table lacks the column(s) {missing}")
+    table = participants[participants["group"].isin(classes)].copy()
+    table["participant_id"] = table["participant_id"].map(_participant_id)
+    if table["participant_id"].duplicated().any():
+        raise InputError(f"participants appear more than once: {sorted(set(table['participant_id'][table['participant_id'].duplicated()]))}")
+    absent = [c for c in classes if c not in set(table["group"])]
+    if absent:
+        raise InputError(f"{what} cannot be split: class(es) {absent} have no subjects")
+    return table.sort_values("participant_id", ignore_index=True)
+
+
+def leave_one_subject_out(participants: pd.DataFrame, classes: Sequence[str], *, val_per_class: int = 0,
+                          seed: int = 13, task: str | None = None) -> pd.DataFrame:
+    """One fold per participant of ``classes`` (folds 1.. in participant_id order): that participant is the
+    test set; ``val_per_class`` subjects of every class among the others validate (the ones that hash highest
+    on (seed, test subject, candidate)); everyone else trains. Same columns as ``make_splits`` (``site`` kept)."""
+    what = f"task {task!r}" if task else f"classes {list(classes)}"
+    table = _task_members(participants, classes, what)
+    groups = dict(zip(table["participant_id"], table["group"]))
+    members = {c: [s for s in table["participant_id"] if groups[s] == c] for c in classes}
+    small = {c: len(ids) for c, ids in members.items() if len(ids) < val_per_class + 2}
+    if small:
+        raise InputError(f"{what} cannot be split leave-one-subject-out with {val_per_class} validation subject(s) per "
+                         f"class: class(es) {small} need at least {val_per_class + 2} subjects (one to test, "
+                         f"{val_per_class} to validate, one left to train)")
+    site = dict(zip(table["participant_id"], table["site"].astype("string").fillna("n/a"))) if "site" in table else None
+    rows = []
+    for fold, tested in enumerate(table["participant_id"], start=1):
+        val = {s for c in classes
+               for s in sorted((m for m in members[c] if m != tested), key=lambda m: -_hash(seed, tested, "val", m))[:val_per_class]}
+        for class_index, cls in enumerate(classes):
+            for s in members[cls]:
+                split = "test" if s == tested else "val" if s in val else "train"
+                rows.append({"participant_id": s, "label": s[4:], "group": cls, "class_index": class_index,
+                             "fold": fold, "split": split, **({"site": site[s]} if site else {})})
+    out = pd.DataFrame(rows, columns=COLUMNS + (["site"] if site else []))
     return out.sort_values(["fold", "class_index", "participant_id"], ignore_index=True)
 
 

@@ -36,6 +36,7 @@ train_fold(
     **{given: files},
     checkpoint=p.checkpoint,
     pretrained=p.pretrained,
+    freeze=p.freeze,
     aggregation=p.aggregation,
     slice_size=p.slice_size,
     **({"voxel_size_mm": p.voxel_size_mm} if p.voxel_size_mm is not None else {}),

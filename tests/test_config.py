@@ -110,3 +110,13 @@ def test_compile_and_resume_interval_are_compute_settings_with_checked_values():
         ComputeConfig(compile="yes")
     with pytest.raises(ConfigError, match="compute.resume_every"):
         ComputeConfig(resume_every=0)
+
+
+def test_leave_one_subject_out_needs_every_patient_explained():
+    tasks = [{"name": "t", "classes": ["HC", "migraine"]}]
+    with pytest.raises(ConfigError, match="splits.scheme loso tests one participant per fold.*explain.patients: all"):
+        config.from_mapping({"tasks": tasks, "splits": {"scheme": "loso"}})
+    cfg = config.from_mapping({"tasks": tasks, "splits": {"scheme": "loso"}, "explain": {"patients": "all"},
+                               "model": {"encoder": "googlenet", "freeze": "paper"}})
+    assert cfg.splits.leave_one_subject_out and cfg.model.freeze == "paper"
+    assert not config.from_mapping({"tasks": tasks}).splits.leave_one_subject_out

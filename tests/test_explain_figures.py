@@ -47,6 +47,13 @@ def test_a_fold_with_one_class_only_gets_no_auc(tmp_path):
     assert np.isnan(auc)
 
 
+def test_with_one_test_subject_per_fold_the_roc_curve_pools_the_folds(tmp_path):
+    paths = {k: _predictions(tmp_path, k, [(f"sub-{k}", "test", y, p)])
+             for k, (y, p) in enumerate([(0, 0.2), (0, 0.7), (1, 0.9), (1, 0.6)], start=1)}
+    (name, _fpr, _tpr, auc), = roc_curves(held_out_predictions(paths), CLASSES)
+    assert name == "4 folds pooled" and auc == pytest.approx(3 / 4)
+
+
 def test_mean_over_folds_weighs_folds_equally_and_checks_grids(tmp_path):
     affine = np.eye(4)
     paths = []

@@ -31,6 +31,9 @@ EXPLAIN_LIBRARIES = ["pytorch_grad_cam", "matplotlib", "cv2"]
     ("import headmri.training.job", NIFTI + VIT + EXPLAIN_LIBRARIES),
     ("from headmri.models import build_classifier; build_classifier('cnn_demo', 2)", NIFTI + VIT),
     ("import headmri.explain.job", VIT + EXPLAIN_LIBRARIES + ["isal"]),
+    # the fMRI paper's CNNs are known (size, names) without torchvision; only building one loads it
+    ("from headmri.models import encoder_input_size; encoder_input_size('googlenet'); encoder_input_size('resnet18')",
+     NIFTI + VIT),
 ])
 def test_a_job_module_loads_only_what_it_uses(code, absent):
     assert loaded_after(code, absent) == []
@@ -40,4 +43,6 @@ def test_the_probe_sees_what_is_loaded():
     # the check above could pass by never seeing anything: the same probe sees a ViT's libraries
     assert loaded_after("from headmri.models import build_classifier; build_classifier('vit_tiny_demo', 2)",
                         VIT) == VIT
+    assert loaded_after("from headmri.models import build_classifier; build_classifier('resnet18', 2)",
+                        VIT) == ["torchvision"]
     assert "nibabel" in loaded_after("from headmri.slices import extract_slices", NIFTI)

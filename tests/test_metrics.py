@@ -8,6 +8,7 @@ import pytest
 from sklearn import metrics as skm
 
 from headmri.evaluation import aggregate_subjects, binary_metrics, evaluate_fold, metrics_table, multiclass_metrics
+from headmri.evaluation.metrics import fold_metrics, pooled_test_metrics
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -165,3 +166,66 @@ def test_a_task_with_no_fold_that_learned_has_no_mean(tmp_path):
     test = summary[summary.split == "test"].iloc[0]
     assert (test.n_folds, test.n_learned) == (2, 0) and pd.isna(test.accuracy_mean)
     assert "| ppth | vittiny | 0 / 2 ⚠ | n/a |" in (out / "summary.md").read_text()
+
+
+# ---- pooled test rows (leave-one-subject-out) and per-class metrics ---------------------------------------
+
+def _loso_fold(tmp_path, fold, participant, class_index, probs, classes, learned=True):
+    """One LOSO fold's files: metrics.tsv from the library, predictions_subjects.tsv with one test subject."""
+    subjects = pd.DataFrame({"participant_id": [participant, "sub-v"], "split": ["test", "val"],
+                             "class_index": [class_index, 0], **{f"prob_{c}": [p, 1.0 / len(classes)]
+                                                                  for c, p in zip(classes, probs)}})
+    metrics = fold_metrics(subjects, classes, task="three", model="googlenet", fold=fold).assign(learned=learned)
+    metrics.insert(0, "source", "rfcs")
+    folder = tmp_path / f"fold-{fold}"
+    folder.mkdir()
+    metrics.to_csv(folder / "metrics.tsv", sep="\t", index=False)
+    subjects.to_csv(folder / "predictions_subjects.tsv", sep="\t", index=False)
+    return folder / "metrics.tsv", folder / "predictions_subjects.tsv"
+
+
+def test_pooled_loso_row_equals_a_hand_computation_beside_the_fold_rows(tmp_path):
+    classes = ["HC", "migraine"]
+    # four one-subject folds: HC 0.2 (right), HC 0.7 (wrong), migraine 0.9 (right), migraine 0.6 (right)
+    folds = [("sub-a", 0, 0.2), ("sub-b", 0, 0.7), ("sub-c", 1, 0.9), ("sub-d", 1, 0.6)]
+    files = [_loso_fold(tmp_path, k, pid, y, [1 - p, p], classes, learned=k != 2)
+             for k, (pid, y, p) in enumerate(folds, start=1)]
+    out = tmp_path / "out"
+    metrics_table([m for m, _ in files], out / "metrics.tsv", out / "summary.md", out / "metrics.png",
+                  prediction_files=[p for _, p in files])
+    merged = pd.read_csv(out / "metrics.tsv", sep="\t")
+    pooled = merged[merged["fold"] == 0]
+    assert len(pooled) == 1 and len(merged) == 1 + 4 * 2  # the pooled row beside every fold's test and val rows
+    row = pooled.iloc[0]
+    # tp = 2 (c, d), fp = 1 (b), tn = 1 (a), fn = 0
+    assert (row.tp, row.fp, row.tn, row.fn, row.n_subjects) == (2, 1, 1, 0, 4)
+    assert row.accuracy == pytest.approx(3 / 4) and row.precision == pytest.approx(2 / 3)
+    assert row.sensitivity == pytest.approx(1.0) and row.specificity == pytest.approx(1 / 2)
+    assert row.f1 == pytest.approx(2 * 2 / (2 * 2 + 1 + 0))
+    # AUC: migraine scores (0.9, 0.6) against HC scores (0.2, 0.7): 3 of 4 pairs ordered right
+    assert row.auc == pytest.approx(3 / 4)
+    assert (row.n_folds, row.n_learned, row.split) == (4, 3, "test")
+    assert merged[(merged["fold"] > 0) & (merged["split"] == "test")]["auc"].isna().all()  # one subject: no AUC
+    text = (out / "summary.md").read_text()
+    assert "## test, pooled over folds" in text and "| rfcs | three | googlenet | 3 / 4 ⚠ | 4 | 75.00% |" in text
+    with pytest.raises(ValueError, match="tested in several folds"):
+        pooled_test_metrics(pd.DataFrame({"participant_id": ["sub-a", "sub-a"], "fold": [1, 2], "split": "test",
+                                          "class_index": [0, 0], "prob_HC": 0.5, "prob_migraine": 0.5}),
+                            classes, task="t", model="m")
+
+
+def test_three_class_rows_carry_per_class_one_vs_rest_metrics_and_the_confusion_matrix():
+    classes = ["HC", "MWoA", "MWA"]
+    y = np.array([0, 0, 1, 1, 2, 2])
+    proba = np.array([[0.7, 0.2, 0.1], [0.3, 0.6, 0.1], [0.1, 0.8, 0.1], [0.2, 0.5, 0.3], [0.1, 0.2, 0.7], [0.5, 0.1, 0.4]])
+    subjects = pd.DataFrame({"split": "test", "class_index": y, **{f"prob_{c}": proba[:, k] for k, c in enumerate(classes)}})
+    row = fold_metrics(subjects, classes, task="three", model="m", fold=1).iloc[0]
+    pred = proba.argmax(1)
+    per_class = json.loads(row["per_class"])
+    assert list(per_class) == classes
+    for k, c in enumerate(classes):
+        assert per_class[c]["precision"] == pytest.approx(skm.precision_score(y == k, pred == k, zero_division=0))
+        assert per_class[c]["recall"] == pytest.approx(skm.recall_score(y == k, pred == k))
+        assert per_class[c]["auc"] == pytest.approx(skm.roc_auc_score(y == k, proba[:, k])) and per_class[c]["n"] == 2
+    assert row["auc"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr", average="macro"))
+    assert json.loads(row["confusion"]) == skm.confusion_matrix(y, pred).tolist()

@@ -65,7 +65,7 @@ def test_timm_vit_from_a_local_checkpoint_file(tmp_path):
 @pytest.mark.parametrize(
     "encoder, kwargs, pattern",
     [
-        ("vit_giant_typo", {}, r"unknown encoder 'vit_giant_typo'.*biomedclip, vit_tiny_demo, cnn_demo, resnet3d, timm:<name>"),
+        ("vit_giant_typo", {}, r"unknown encoder 'vit_giant_typo'.*biomedclip, vit_tiny_demo, cnn_demo, googlenet, resnet18, resnet3d, timm:<name>"),
         ("timm:no_such_net", {}, r"timm has no model 'no_such_net'"),
         ("timm:resnet18", {}, r"must be a Vision Transformer with a class token"),
         ("vit_tiny_demo", {"pretrained": True}, r"has no pretrained weights"),

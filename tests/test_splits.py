@@ -192,3 +192,55 @@ def test_split_file_keeps_only_requested_subjects_and_other_groups_are_left_out(
     check_leakage(written)
     with pytest.raises(InputError, match=r"subjects \['sub-nobody'\] are not in participants.tsv"):
         make_split_file(tsv, out, ["HC", "migraine"], subjects=["nobody"], folds=3)
+
+
+# ---- leave-one-subject-out (scheme loso) -------------------------------------------------------------------
+
+def test_loso_tests_each_participant_once_with_all_sessions_and_validates_on_others(tmp_path):
+    participants = cohort({"HC": 4, "MWoA": 3, "MWA": 3})
+    (tmp_path / "participants.tsv").write_text(participants.to_csv(sep="\t", index=False))
+    images = {"s0000_ses-1": "s0000", "s0000_ses-2": "s0000", "s0005_ses-a": "s0005", "s0005_ses-b": "s0005"}
+    split = make_split_file(tmp_path / "participants.tsv", tmp_path / "split.tsv", ["HC", "MWoA", "MWA"],
+                            images=images, scheme="loso", folds=5, val_per_class=1, seed=4)
+    check_leakage(split)
+    assert split["fold"].nunique() == 10  # one fold per participant, whatever splits.folds says
+    test = split[split["split"] == "test"]
+    assert test.groupby("fold")["subject"].nunique().eq(1).all()
+    assert sorted(test["subject"].unique()) == sorted(participants["participant_id"])  # each tested exactly once
+    assert sorted(test[test["subject"] == "sub-s0000"]["participant_id"]) == ["sub-s0000_ses-1", "sub-s0000_ses-2"]
+    sets = split.groupby(["fold", "subject"])["split"].nunique()
+    assert (sets == 1).all()  # both sessions of a participant always in the same set
+    val = split[split["split"] == "val"]
+    assert (val.groupby(["fold", "group"])["subject"].nunique() == 1).all() and val.groupby("fold")["group"].nunique().eq(3).all()
+    train = split[split["split"] == "train"].groupby("fold")["subject"].nunique()
+    assert (train == 10 - 1 - 3).all()
+    assert val.groupby("subject")["fold"].nunique().max() < 10  # validation subjects change from fold to fold
+    direct = make_splits(participants, ["HC", "MWoA", "MWA"], scheme="loso", val_per_class=1, seed=4)
+    by_participant = direct.set_index(["fold", "participant_id"])["split"]
+    assert all(by_participant[(r.fold, r.subject)] == r.split for r in split.itertuples())  # images follow their participant
+    assert (read_split(tmp_path / "split.tsv")["split"] == split["split"]).all()
+
+
+def test_loso_validation_is_stable_when_a_subject_joins_and_without_validation_everyone_else_trains():
+    old = make_splits(cohort({"HC": 5, "migraine": 5}), ["HC", "migraine"], scheme="loso", val_per_class=2, seed=1)
+    new = make_splits(cohort({"HC": 5, "migraine": 5}).pipe(
+        lambda p: pd.concat([p, pd.DataFrame([{"participant_id": "sub-s9999", "group": "HC"}])])),
+        ["HC", "migraine"], scheme="loso", val_per_class=2, seed=1)
+
+    def val_sets(split):
+        v = split[split["split"] == "val"]
+        tested = split[split["split"] == "test"].set_index("fold")["participant_id"]
+        return {tested[f]: set(g["participant_id"]) for f, g in v.groupby("fold")}
+
+    before, after = val_sets(old), val_sets(new)
+    # rendezvous hashing: a fold's validation set changes only where the newcomer wins a place in it
+    changed = [s for s in before if after[s] != before[s]]
+    assert all("sub-s9999" in after[s] and len(after[s] - before[s]) == 1 for s in changed)
+    assert len(changed) < len(before)
+    plain = make_splits(cohort({"HC": 2, "migraine": 2}), ["HC", "migraine"], scheme="loso", val_per_class=0)
+    assert set(plain["split"]) == {"train", "test"} and (plain.groupby("fold")["split"].apply(lambda s: (s == "train").sum()) == 3).all()
+
+
+def test_loso_with_too_small_a_class_says_what_it_needs():
+    with pytest.raises(InputError, match=r"class\(es\) \{'migraine': 2\} need at least 3 subjects"):
+        make_splits(cohort({"HC": 4, "migraine": 2}), ["HC", "migraine"], scheme="loso", val_per_class=1)

@@ -18,6 +18,8 @@ from headmri.evaluation.aggregate import aggregate_subjects
 
 METRIC_COLUMNS = ["accuracy", "precision", "specificity", "sensitivity", "auc", "f1", "balanced_accuracy"]
 COUNT_COLUMNS = ["tp", "fp", "tn", "fn"]
+# the fold number of a row computed from every fold's test subjects pooled (pooled_test_metrics)
+POOLED_FOLD = 0
 
 
 def _ratio(num: float, den: float) -> float:
@@ -35,6 +37,23 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndar
     matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(matrix, (np.asarray(y_true, int), np.asarray(y_pred, int)), 1)
     return matrix
+
+
+def per_class_metrics(y_true: Sequence[int], proba: np.ndarray, pred: Sequence[int], classes: Sequence[str]) -> dict:
+    """Each class one-vs-rest: ``{class: {precision, recall, specificity, f1, auc, n}}`` (recall = that class's
+    sensitivity; AUC of its probability against the rest, NaN when all or none are of that class; ``n`` its
+    subjects). The layout of the per-class rows of a confusion-matrix report such as the fMRI paper's."""
+    y, pred = np.asarray(y_true, int), np.asarray(pred, int)
+    out = {}
+    for c, name in enumerate(classes):
+        tp = int(((pred == c) & (y == c)).sum())
+        fp = int(((pred == c) & (y != c)).sum())
+        fn = int(((pred != c) & (y == c)).sum())
+        tn = int(y.size - tp - fp - fn)
+        out[str(name)] = {"precision": _ratio(tp, tp + fp), "recall": _ratio(tp, tp + fn), "specificity": _ratio(tn, tn + fp),
+                          "f1": _ratio(2 * tp, 2 * tp + fp + fn), "auc": _auc((y == c).astype(int), np.asarray(proba)[:, c]),
+                          "n": int((y == c).sum())}
+    return out
 
 
 def binary_metrics(y_true: Sequence[int], p_positive: Sequence[float], threshold: float = 0.5) -> dict:
@@ -105,7 +124,10 @@ def fold_metrics(subjects: pd.DataFrame, classes: Sequence[str], *, task: str, m
     """One metrics row per split present in ``subjects`` (columns split, class_index, prob_<class>).
 
     Binary tasks treat ``classes[1]`` as positive; multi-class tasks report macro metrics (tp/fp/tn/fn
-    summed one-vs-rest over classes). ``confusion`` is JSON, rows true and columns predicted class.
+    summed one-vs-rest over classes; AUC the macro mean of the one-vs-rest AUCs). ``confusion`` is JSON,
+    rows true and columns predicted class; ``per_class`` is JSON, every class one-vs-rest
+    (``per_class_metrics``: precision, recall, specificity, F1, AUC, n; the prediction is the one the row's
+    metrics use).
     """
     probs = [f"prob_{c}" for c in classes]
     missing = [c for c in probs + ["class_index", "split"] if c not in subjects.columns]
@@ -114,17 +136,42 @@ def fold_metrics(subjects: pd.DataFrame, classes: Sequence[str], *, task: str, m
     rows = []
     for split, part in subjects.groupby("split", sort=False):
         y = part["class_index"].to_numpy(int)
+        proba = part[probs].to_numpy(float)
         if len(classes) == 2:
-            values = binary_metrics(y, part[probs[1]].to_numpy(float), threshold)
+            values = binary_metrics(y, proba[:, 1], threshold)
+            pred = (proba[:, 1] >= threshold).astype(int)
         else:
-            values = multiclass_metrics(y, part[probs].to_numpy(float))
+            values = multiclass_metrics(y, proba)
+            pred = proba.argmax(axis=1)
         values["confusion"] = json.dumps(values["confusion"])
+        values["per_class"] = json.dumps(per_class_metrics(y, proba, pred, classes), allow_nan=True)
         rows.append({"task": task, "model": model, "fold": int(fold), "split": split,
                      "n_subjects": int(len(part)), **values})
     order = {"test": 0, "val": 1, "train": 2}
-    columns = ["task", "model", "fold", "split", "n_subjects", *METRIC_COLUMNS, *COUNT_COLUMNS, "confusion"]
+    columns = ["task", "model", "fold", "split", "n_subjects", *METRIC_COLUMNS, *COUNT_COLUMNS, "confusion", "per_class"]
     table = pd.DataFrame(rows, columns=columns)
     return table.sort_values("split", key=lambda s: s.map(order).fillna(9), ignore_index=True)
+
+
+def pooled_test_metrics(predictions: pd.DataFrame, classes: Sequence[str], *, task: str, model: str,
+                        threshold: float = 0.5) -> pd.DataFrame:
+    """One ``fold_metrics`` row (fold ``POOLED_FOLD``, split ``test``) from the test subjects of every fold
+    pooled: the score of leave-one-subject-out, whose one-subject folds have no AUC, precision or F1 of
+    their own. ``predictions``: subject predictions of all folds (``split``, ``class_index``,
+    ``prob_<class>``). A subject tested in two folds is an error (test sets must partition the subjects)."""
+    test = predictions[predictions["split"] == "test"]
+    if test.empty:
+        raise ValueError("no test subjects to pool")
+    key = "subject" if "subject" in test.columns else "participant_id"  # the participant (all its sessions)
+    if "fold" in test.columns:
+        folds = test.groupby(key)["fold"].nunique()
+        twice = sorted(folds.index[folds > 1])
+    else:
+        twice = sorted(set(test[key][test[key].duplicated()]))
+    if twice:
+        raise ValueError(f"subjects {twice[:5]} are tested in several folds; pooling needs test sets that partition "
+                         "the subjects")
+    return fold_metrics(test, classes, task=task, model=model, fold=POOLED_FOLD, threshold=threshold)
 
 
 def evaluate_fold(slice_predictions: pd.DataFrame, classes: Sequence[str], *, task: str, model: str, fold: int,

@@ -5,6 +5,12 @@ in the merged table but not in the means: a chance-level fold's metrics are nois
 method. The summary says over how many folds each mean is (``n_learned`` of ``n_folds``) and lists the
 folds left out with the reason. A metrics file without a ``learned`` column (written before the check
 existed) counts as learned.
+
+Given every fold's subject predictions too (leave-one-subject-out, ``splits.scheme: loso``), the table
+also gets one **pooled** row per source x task x model (fold 0, split ``test``): the metrics of every
+fold's test subjects pooled (``headmri.evaluation.metrics.pooled_test_metrics``), over every fold, learned
+or not (leaving folds out would leave their subjects out), with ``n_folds`` and ``n_learned`` beside it.
+The means over folds leave the pooled rows out; the summary shows them in a section of their own.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from headmri.atomic import atomic_path, write_text, write_tsv
 from headmri.config import DEFAULT_SOURCE
 from headmri.errors import InputError
 from headmri.evaluation.learned import as_bool
+from headmri.evaluation.metrics import POOLED_FOLD, pooled_test_metrics
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,10 @@ def read_fold_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
         frames.append(frame)
     if not frames:
         raise InputError("no per-fold metrics files were given")
-    table = pd.concat(frames, ignore_index=True)
+    return _sorted(pd.concat(frames, ignore_index=True))
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
     # sources, tasks and models keep the order the files came in (the config's), splits go test, val, train
     first_seen = {c: {v: i for i, v in enumerate(pd.unique(table[c]))} for c in KEYS}
 
@@ -60,6 +70,31 @@ def read_fold_metrics(paths: Iterable[str | Path]) -> pd.DataFrame:
         return column.map(first_seen[column.name]) if column.name in first_seen else column
 
     return table.sort_values([*KEYS, "split", "fold"], key=key, ignore_index=True)
+
+
+def pooled_metrics(fold_metric_files: Iterable[str | Path], prediction_files: Iterable[str | Path]) -> pd.DataFrame:
+    """One pooled test row per source x task x model from each fold's ``metrics.tsv`` (which names the source,
+    task, model, fold and whether it learned) and, in the same order, its ``predictions_subjects.tsv`` (whose
+    ``prob_<class>`` columns are in the task's class order)."""
+    groups: dict[tuple, list[pd.DataFrame]] = {}
+    learned: dict[tuple, list[bool]] = {}
+    for metrics_path, predictions_path in zip(fold_metric_files, prediction_files, strict=True):
+        metrics = read_fold_metrics([metrics_path])
+        key = tuple(metrics[c].iloc[0] for c in KEYS)
+        try:
+            predictions = pd.read_csv(predictions_path, sep="\t", dtype={"participant_id": str})
+        except FileNotFoundError as exc:
+            raise InputError("the per-fold subject predictions file does not exist", path=predictions_path) from exc
+        groups.setdefault(key, []).append(predictions.assign(fold=int(metrics["fold"].iloc[0])))
+        learned.setdefault(key, []).append(bool(counts_as_learned(metrics).all()))
+    rows = []
+    for (source, task, model), frames in groups.items():
+        predictions = pd.concat(frames, ignore_index=True)
+        classes = [c[len("prob_"):] for c in predictions.columns if c.startswith("prob_")]
+        row = pooled_test_metrics(predictions, classes, task=task, model=model)
+        row.insert(0, "source", source)
+        rows.append(row.assign(n_folds=len(frames), n_learned=sum(learned[(source, task, model)])))
+    return pd.concat(rows, ignore_index=True)
 
 
 def counts_as_learned(table: pd.DataFrame) -> pd.Series:
@@ -83,6 +118,7 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     learned; ``n_folds`` counts every fold, ``n_learned`` those behind the mean (NaN means when none learned)."""
     keys = [*KEYS, "split"]
     metrics = [m for m, _ in SUMMARY_METRICS if m in table.columns]
+    table = table[table["fold"] != POOLED_FOLD]  # pooled rows are no fold of their own
     learned = table[counts_as_learned(table)]
     groups = table.groupby(keys, sort=False)
     grouped = learned.groupby(keys, sort=False)[metrics]
@@ -99,8 +135,24 @@ def _cell(mean: float, sd: float) -> str:
     return f"{100 * mean:.2f} ± {100 * sd:.2f}%" if pd.notna(sd) else f"{100 * mean:.2f}%"
 
 
-def summary_markdown(summary: pd.DataFrame, unlearned: pd.DataFrame | None = None) -> str:
-    """The Table-3 layout; ``unlearned`` (``unlearned_folds``) adds the list of folds left out."""
+def _pooled_markdown(pooled: pd.DataFrame, metrics: list[tuple[str, str]]) -> list[str]:
+    lines = ["## test, pooled over folds", "",
+             "Every fold's test subjects pooled into one set (leave-one-subject-out: each fold tests one subject, "
+             "so a fold has no AUC, precision or F1 of its own); over every fold, learned or not.", "",
+             "| Source | Task | Model | Folds learned | Subjects | " + " | ".join(n for _, n in metrics) + " |",
+             "|" + "---|" * (5 + len(metrics))]
+    for _, row in pooled.iterrows():
+        cells = [_cell(row[m], float("nan")) for m, _ in metrics]
+        folds = f"{row['n_learned']} / {row['n_folds']}" + ("" if row["n_learned"] == row["n_folds"] else " ⚠")
+        lines.append(f"| {row['source']} | {row['task']} | {row['model']} | {folds} | {row['n_subjects']} | "
+                     + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def summary_markdown(summary: pd.DataFrame, unlearned: pd.DataFrame | None = None,
+                     pooled: pd.DataFrame | None = None) -> str:
+    """The Table-3 layout; ``unlearned`` (``unlearned_folds``) adds the list of folds left out, ``pooled``
+    (``pooled_metrics``) the pooled test rows."""
     metrics = [(m, name) for m, name in SUMMARY_METRICS if f"{m}_mean" in summary.columns]
     lines = ["# Classification results", "",
              "Subject-level metrics (slice probabilities averaged per subject unless configured otherwise), "
@@ -119,6 +171,8 @@ def summary_markdown(summary: pd.DataFrame, unlearned: pd.DataFrame | None = Non
             folds = f"{row['n_learned']} / {row['n_folds']}" + ("" if row["n_learned"] == row["n_folds"] else " ⚠")
             lines.append(f"| {row['source']} | {row['task']} | {row['model']} | {folds} | " + " | ".join(cells) + " |")
         lines.append("")
+    if pooled is not None and not pooled.empty:
+        lines += _pooled_markdown(pooled, metrics)
     lines += ["## Folds that did not learn", ""]
     if unlearned is None or unlearned.empty:
         lines += ["None: every fold's model learned (`training.learned_check`).", ""]
@@ -167,9 +221,15 @@ def metrics_figure(summary: pd.DataFrame, out_png: str | Path) -> None:
 
 
 def metrics_table(fold_metric_files: Iterable[str | Path], out_tsv: str | Path, out_md: str | Path,
-                  out_png: str | Path) -> pd.DataFrame:
-    """Concatenate per-fold metrics.tsv files; write the merged table, the markdown summary and a figure."""
+                  out_png: str | Path, prediction_files: Iterable[str | Path] | None = None) -> pd.DataFrame:
+    """Concatenate per-fold metrics.tsv files; write the merged table, the markdown summary and a figure.
+    With ``prediction_files`` (each fold's predictions_subjects.tsv, in the order of the metrics files) the
+    table and the summary also get the pooled test rows (``pooled_metrics``)."""
+    fold_metric_files = list(fold_metric_files)
     table = read_fold_metrics(fold_metric_files)
+    pooled = None if prediction_files is None else pooled_metrics(fold_metric_files, prediction_files)
+    if pooled is not None:
+        table = _sorted(pd.concat([table, pooled], ignore_index=True))
     write_tsv(table, out_tsv)
     summary = summarise(table)
     unlearned = unlearned_folds(table)
@@ -179,7 +239,7 @@ def metrics_table(fold_metric_files: Iterable[str | Path], out_tsv: str | Path, 
     if "learned" not in table.columns:
         log.warning("the per-fold metrics have no 'learned' column (written before the check existed): every fold "
                     "counts as learned")
-    write_text(summary_markdown(summary, unlearned), out_md)
+    write_text(summary_markdown(summary, unlearned, pooled), out_md)
     metrics_figure(summary, out_png)
     log.info("merged %d metric rows into %s; summary in %s", len(table), out_tsv, out_md)
     return summary

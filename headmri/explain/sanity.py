@@ -12,6 +12,9 @@ compared with Spearman's rank correlation, per patient, then the median over pat
   ``explain.sanity_threshold``, 0.5 by default).
 
 Which modules are re-initialised (``reinitialised_modules``):
+- a model that names its own (``randomisable_modules(blocks)``, re-initialised by its ``reinitialise``):
+  torchvision's GoogLeNet and ResNet18 (``headmri.models.torchvision_cnn``): their last 2 blocks (inception
+  5b and 5a; the two residual blocks of layer4) and ``fc``, with torchvision's initialisation of each;
 - a ViT classifier (``model.trunk.blocks``): the last 2 transformer blocks, the trunk's final norms and
   the classifier head; timm's own ViT initialisation for the blocks (``get_init_weights_vit`` of the
   trunk's ``weight_init_mode``: truncated normal 0.02 for linear layers, unit layer norms), PyTorch's
@@ -69,6 +72,9 @@ def reinitialised_modules(model: nn.Module, blocks: int = RANDOMISED_BLOCKS) -> 
     """The dotted names of the modules the randomisation test re-initialises, from the output backwards."""
     if blocks < 0:
         raise ValueError("blocks must be 0 or more")
+    own = getattr(model, "randomisable_modules", None)
+    if callable(own):
+        return list(own(blocks))
     names: list[str] = []
     trunk = getattr(model, "trunk", None)
     backbone = getattr(model, "backbone", None)
@@ -133,7 +139,9 @@ def randomised_copy(model: nn.Module, *, seed: int = 0, blocks: int = RANDOMISED
         torch.manual_seed(int(seed))
         for name in names:
             module = randomised.get_submodule(name)
-            if name.startswith("trunk."):
+            if callable(getattr(randomised, "reinitialise", None)):
+                randomised.reinitialise(module)
+            elif name.startswith("trunk."):
                 _init_vit(randomised.trunk, module, name)
             elif name.startswith("backbone."):
                 _init_video_resnet(module)

@@ -74,24 +74,31 @@ def true_classes(predictions: pd.DataFrame, classes: Sequence[str]) -> pd.Series
     return pd.Series([classes[int(i)] for i in predictions["class_index"]], index=predictions.index)
 
 
-def roc_curves(predictions: pd.DataFrame, classes: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-    """One curve per fold (and per disease class, one-vs-rest, for multi-class tasks)."""
+def _roc(name: str, truth: np.ndarray, scores: pd.Series) -> tuple[str, np.ndarray, np.ndarray, float]:
     from sklearn.metrics import roc_auc_score, roc_curve
 
+    if truth.all() or not truth.any():  # one class only: no curve can be drawn
+        return name, np.array([0.0, 1.0]), np.array([0.0, 1.0]), float("nan")
+    fpr, tpr, _ = roc_curve(truth, scores)
+    return name, fpr, tpr, float(roc_auc_score(truth, scores))
+
+
+def roc_curves(predictions: pd.DataFrame, classes: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """One curve per fold (and per disease class, one-vs-rest, for multi-class tasks). When no fold has a
+    curve of its own (leave-one-subject-out: one test subject per fold), one curve of the folds pooled."""
     predictions = predictions.assign(true_class=true_classes(predictions, classes))
     curves = []
     for disease in classes[1:]:
         column = f"prob_{disease}"
         if column not in predictions.columns:
             raise InputError(f"the subject predictions have no {column} column")
-        for fold, rows in predictions.groupby("fold"):
-            truth = (rows["true_class"] == disease).to_numpy()
-            name = f"fold {fold}" + (f", {disease}" if len(classes) > 2 else "")
-            if truth.all() or not truth.any():  # one class only: no curve can be drawn
-                curves.append((name, np.array([0.0, 1.0]), np.array([0.0, 1.0]), float("nan")))
-                continue
-            fpr, tpr, _ = roc_curve(truth, rows[column])
-            curves.append((name, fpr, tpr, float(roc_auc_score(truth, rows[column]))))
+        suffix = f", {disease}" if len(classes) > 2 else ""
+        per_fold = [_roc(f"fold {fold}{suffix}", (rows["true_class"] == disease).to_numpy(), rows[column])
+                    for fold, rows in predictions.groupby("fold")]
+        if len(per_fold) > 1 and all(np.isnan(auc) for *_, auc in per_fold):
+            per_fold = [_roc(f"{len(per_fold)} folds pooled{suffix}", (predictions["true_class"] == disease).to_numpy(),
+                             predictions[column])]
+        curves += per_fold
     return curves
 
 
@@ -140,7 +147,7 @@ def task_figures(
     figures.top_regions_figure(ranking, nib.as_closest_canonical(nib.load(str(atlas_dseg))), template, out_top_regions,
                                top_k=top_k, title=f"task {task}: top {top_k} regions")
     tested = held_out_predictions(predictions)
-    figures.roc_figure(roc_curves(tested, classes), out_roc, title=f"task {task}: test subjects, one curve per fold")
+    figures.roc_figure(roc_curves(tested, classes), out_roc, title=f"task {task}: test subjects, one curve per fold (pooled when no fold has one)")
     figures.confusion_figure(confusion_counts(tested, classes), classes, out_confusion,
                              title=f"task {task}: test subjects, summed over {tested['fold'].nunique()} folds")
     log.info("task %s: figures written", task)

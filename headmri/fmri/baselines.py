@@ -31,6 +31,7 @@ from sklearn.svm import SVC
 
 from headmri.errors import InputError
 from headmri.evaluation.metrics import fold_metrics
+from headmri.evaluation.metrics import pooled_test_metrics as pooled_rows
 
 MODELS = ("svm", "random_forest")
 
@@ -141,11 +142,9 @@ def evaluate_baseline(features: pd.DataFrame, split: pd.DataFrame, task: Task, m
 
 def pooled_test_metrics(result: BaselineResult, task: Task, model: str) -> pd.DataFrame:
     """One row from every fold's test predictions pooled (fold 0): the leave-one-subject-out score, where
-    each fold tests a single subject and per-fold AUCs do not exist."""
-    test = result.predictions[result.predictions["split"] == "test"]
-    if test["participant_id"].duplicated().any():
-        raise ValueError("a subject is tested in several folds; pooling needs test sets that partition the subjects")
-    row = fold_metrics(test, task.classes, task=task.name, model=model, fold=0)
+    each fold tests a single subject and per-fold AUCs do not exist (the CNNs' pooled rows come from the same
+    ``headmri.evaluation.metrics.pooled_test_metrics``)."""
+    row = pooled_rows(result.predictions, task.classes, task=task.name, model=model)
     return row.assign(source=task.source, validation=task.validation)
 
 

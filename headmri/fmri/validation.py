@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import pandas as pd
 from sklearn.model_selection import StratifiedKFold
 
+from headmri import splits
 from headmri.errors import InputError
 from headmri.splits import COLUMNS, check_leakage
 
@@ -51,9 +52,12 @@ def _table(members: pd.DataFrame, test_sets: list[set[str]]) -> pd.DataFrame:
 
 
 def leave_one_subject_out(participants: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
-    """One fold per subject: that subject is the test set, every other subject of the classes trains."""
-    members = _members(participants, classes)
-    return _table(members, [{s} for s in members["participant_id"]])
+    """One fold per subject: that subject is the test set, every other subject of the classes trains. The one
+    leave-one-subject-out of the project (``headmri.splits.leave_one_subject_out``, what ``splits.scheme: loso``
+    gives the CNNs) without validation subjects."""
+    split = splits.leave_one_subject_out(participants[["participant_id", "group"]], classes, val_per_class=0)
+    check_leakage(split)
+    return split[COLUMNS]
 
 
 def stratified_kfold(participants: pd.DataFrame, classes: Sequence[str], folds: int = 5, seed: int = 13) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Encoders and classifiers: the registry, BiomedCLIP's loader, the ViT slice classifier, the demo CNN and the 3D baseline."""
+"""Encoders and classifiers: the registry, BiomedCLIP's loader, the ViT slice classifier, the demo CNN, torchvision's
+GoogLeNet and ResNet18 (the fMRI paper's), what trains (``freezing``) and the 3D baseline."""
 
 from headmri.models.classifier import Classifier
 from headmri.models.cnn import SliceCNN
@@ -12,11 +13,13 @@ from headmri.models.registry import (
     slice_size_of,
 )
 from headmri.models.resnet3d import VolumeClassifier
+from headmri.models.torchvision_cnn import TorchvisionCNN
 
 __all__ = [
     "KNOWN_ENCODERS",
     "Classifier",
     "SliceCNN",
+    "TorchvisionCNN",
     "VolumeClassifier",
     "build_architecture",
     "build_classifier",

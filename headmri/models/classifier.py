@@ -56,6 +56,14 @@ class Classifier(nn.Module):
         """Patch tokens per side (14 x 14 for ViT-B/16 at 224): Grad-CAM reshapes tokens 1: to this."""
         return tuple(self.trunk.patch_embed.grid_size)
 
+    @property
+    def paper_trainable(self) -> tuple[str, ...]:
+        """What trains with ``model.freeze: paper`` (headmri.models.freezing): the last transformer block, the
+        trunk's final norms and the head (the fMRI paper's "last layer and the fully connected layer")."""
+        norms = tuple(f"trunk.{n}" for n in ("norm", "fc_norm")
+                      if any(True for _ in getattr(self.trunk, n, nn.Identity()).parameters()))
+        return (f"trunk.blocks.{len(self.trunk.blocks) - 1}", *norms, "head")
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.trunk(x))
 

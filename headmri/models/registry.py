@@ -15,6 +15,10 @@ Names:
   CPU demo's default: trained from scratch it leaves chance level within a few epochs on every demo
   fold measured, where ``vit_tiny_demo`` stayed at chance on some (docs/training.md). Explained with
   Grad-CAM on its last block or region occlusion (the attention methods need a ViT).
+- ``googlenet``, ``resnet18``: torchvision's 2D CNNs of the fMRI paper (Li et al. 2025), 224 px, ImageNet
+  weights from ``model.checkpoint`` or torch's hub cache (``model.pretrained``), never downloaded; random
+  initialisation otherwise (``headmri.models.torchvision_cnn``). ``model.freeze`` decides what trains
+  (``headmri.models.freezing``).
 - ``resnet3d``: the 3D ResNet-18 baseline on whole volumes (not a slice classifier).
 """
 
@@ -27,10 +31,17 @@ from typing import TYPE_CHECKING, Sequence
 import torch
 from torch import nn
 
-from headmri.encoder_names import CNN_DEMO, KNOWN_ENCODERS, TIMM_PREFIX, TINY_DEMO, is_light_encoder  # noqa: F401
+from headmri.encoder_names import (  # noqa: F401  (KNOWN_ENCODERS, is_light_encoder: re-exported)
+    CNN_DEMO,
+    KNOWN_ENCODERS,
+    TIMM_PREFIX,
+    TINY_DEMO,
+    TORCHVISION_CNNS,
+    is_light_encoder,
+)
 from headmri.errors import ConfigError
 from headmri.model_inputs import model_input
-from headmri.models import biomedclip, cnn
+from headmri.models import biomedclip, cnn, torchvision_cnn
 from headmri.models.classifier import Classifier
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM, VolumeClassifier
 
@@ -50,7 +61,7 @@ def build_classifier(
     checkpoint: str | Path | None = None,
     classes: Sequence[str] | None = None,
     voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM,
-) -> Classifier | cnn.SliceCNN | VolumeClassifier:
+) -> Classifier | cnn.SliceCNN | torchvision_cnn.TorchvisionCNN | VolumeClassifier:
     """A classifier for ``encoder`` with its weights (see the module docstring for what each name loads).
 
     ``voxel_size_mm`` only concerns the volume baseline: the grid its inputs are resampled to.
@@ -62,6 +73,8 @@ def build_classifier(
         return _biomedclip_classifier(biomedclip.load_biomedclip_trunk(checkpoint), classes)
     if encoder.startswith(TIMM_PREFIX):
         return _timm_classifier(encoder, classes, pretrained=pretrained, checkpoint=checkpoint)
+    if encoder in TORCHVISION_CNNS:
+        return torchvision_cnn.build(encoder, classes, pretrained=pretrained, checkpoint=checkpoint)
     if encoder in (TINY_DEMO, CNN_DEMO, "resnet3d"):
         if pretrained or checkpoint is not None:
             raise ConfigError(f"encoder {encoder!r} has no pretrained weights; set model.pretrained: false and model.checkpoint: null")
@@ -75,7 +88,7 @@ def build_architecture(
     *,
     device: str | torch.device | None = None,
     voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM,
-) -> Classifier | cnn.SliceCNN | VolumeClassifier:
+) -> Classifier | cnn.SliceCNN | torchvision_cnn.TorchvisionCNN | VolumeClassifier:
     """The network for ``encoder`` with random weights and no downloads (to load a trained state dict into).
 
     ``device="meta"`` skips allocation and initialisation for the transformer trunks.
@@ -99,6 +112,8 @@ def build_architecture(
     if encoder == CNN_DEMO:
         with torch.device(device or "cpu"):
             return cnn.SliceCNN(encoder=encoder, classes=classes)
+    if encoder in TORCHVISION_CNNS:
+        return torchvision_cnn.TorchvisionCNN(encoder, classes, device=device)
     if encoder == "resnet3d":
         return VolumeClassifier(classes, voxel_size_mm=voxel_size_mm)
     raise unknown_encoder(encoder)
@@ -108,6 +123,8 @@ def encoder_input_size(encoder: str) -> int | None:
     """The square slice size an encoder takes (``None`` for the volume baseline), without building weights."""
     if encoder == "resnet3d":
         return None
+    if encoder in TORCHVISION_CNNS:  # known without building (and without importing torchvision)
+        return torchvision_cnn.INPUT_SIZE
     return build_architecture(encoder, ("a", "b"), device="meta").input_size
 
 

@@ -46,6 +46,7 @@ from headmri.evaluation import aggregate_subjects, evaluate_fold, fold_metrics
 from headmri.evaluation.learned import check_learned, probability_spread
 from headmri.model_inputs import ModelInput, model_input
 from headmri.models import build_classifier, encoder_input_size
+from headmri.models.freezing import apply_freeze, resolve_freeze
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
 from headmri.paths import TRAIN_OUTPUTS
 from headmri.splits import check_leakage, fold_table, read_split
@@ -348,12 +349,14 @@ class FoldJob:
 
 @dataclass(frozen=True)
 class EncoderChoice:
-    """Which network is trained and from which weights; ``voxel_size_mm`` only concerns the volume baseline."""
+    """Which network is trained, from which weights, and which of its parameters train (``freeze``: config
+    ``model.freeze``, headmri.models.freezing); ``voxel_size_mm`` only concerns the volume baseline."""
 
     encoder: str
     checkpoint: str | Path | None = None
     pretrained: bool = False
     voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM
+    freeze: str = "auto"
 
     @property
     def input(self) -> ModelInput:
@@ -402,6 +405,7 @@ def train_fold(
     source: str | None = None,
     compile: bool | str = False,
     resume_every: int = 1,
+    freeze: str = "auto",
 ) -> pd.DataFrame:
     """Train ``encoder`` on one fold of ``split_tsv`` and write ``OUTPUTS`` into ``out_dir``; returns the metrics rows.
 
@@ -414,11 +418,12 @@ def train_fold(
     come from (config ``sources``), the first column of the metrics rows when given. ``compile``: run the
     model through ``torch.compile`` (config ``compute.compile``; a string names the backend, for tests and
     benchmarks; True: torch's default, inductor); ``resume_every``: write the resume file every that many
-    epochs (config ``compute.resume_every``; best epochs always). The keywords are grouped into
+    epochs (config ``compute.resume_every``; best epochs always); ``freeze``: which parameters train (config
+    ``model.freeze``: ``auto``, ``paper`` or ``none``; headmri.models.freezing). The keywords are grouped into
     ``FoldJob``, ``EncoderChoice`` and ``FoldSettings`` and the work done by ``run_fold``.
     """
     job = FoldJob(task, tuple(classes), int(fold), model_name, source)
-    choice = EncoderChoice(encoder, checkpoint, pretrained, voxel_size_mm)
+    choice = EncoderChoice(encoder, checkpoint, pretrained, voxel_size_mm, freeze)
     given = {"slices": slices, "volumes": volumes}[choice.input.main]
     return run_fold(split_tsv, out_dir, job, choice, training, given,
                     FoldSettings(aggregation, slice_size, threads, device, progress, compile, resume_every))
@@ -486,6 +491,9 @@ def _build(run: _Run, choice: EncoderChoice, compile: bool | str = False) -> Non
     job, training = run.job, run.training
     run.model = build_classifier(choice.encoder, len(job.classes), pretrained=choice.pretrained,
                                  checkpoint=choice.checkpoint, classes=job.classes, voxel_size_mm=choice.voxel_size_mm)
+    freeze = resolve_freeze(choice.freeze, choice.encoder,
+                            weights_loaded=choice.encoder == "biomedclip" or choice.pretrained or choice.checkpoint is not None)
+    apply_freeze(run.model, freeze)
     run.model.to(run.device)
     if compile:
         compile_model(run.model, **({"backend": compile} if isinstance(compile, str) else {}))
@@ -498,7 +506,7 @@ def _build(run: _Run, choice: EncoderChoice, compile: bool | str = False) -> Non
                                   total_steps=training.epochs * steps_per_epoch)
     run.fingerprint = _fingerprint(
         task=job.task, classes=job.classes, fold=job.fold, encoder=choice.encoder, checkpoint=str(choice.checkpoint),
-        pretrained=choice.pretrained, training=asdict(training), aggregation=run.aggregation,
+        pretrained=choice.pretrained, freeze=freeze, training=asdict(training), aggregation=run.aggregation,
         voxel_size_mm=choice.voxel_size_mm, train=run.subjects.train[["participant_id", "class_index"]].values.tolist(),
         val=run.subjects.val["participant_id"].tolist(), steps_per_epoch=steps_per_epoch,
     )

@@ -65,6 +65,18 @@ TASKS = [t.name for t in CFG.tasks]
 FOLDS = list(range(1, CFG.splits.folds + 1))
 
 
+def task_folds(task):
+    """The folds of a task: 1..splits.folds, or with splits.scheme loso one per participant of the task's
+    classes (headmri.splits.leave_one_subject_out numbers them in participant order)."""
+    if not CFG.splits.leave_one_subject_out:
+        return FOLDS
+    classes = CFG.task(task).classes
+    return list(range(1, len({PARTICIPANT_OF[k] for k in SUBJECTS if SUBJECT_GROUP[k] in classes}) + 1))
+
+
+TASK_FOLDS = [(task, fold) for task in TASKS for fold in task_folds(task)]  # every (task, fold) of the run
+
+
 wildcard_constraints:
     subject=_inputs.IMAGE_KEY_PATTERN,
     source="[A-Za-z0-9]+",
@@ -130,6 +142,12 @@ MODELS = list(dict.fromkeys(m for _, m in SOURCE_MODELS))
 def expand_source_models(template, **wildcards):
     """`template` for every source with each of its models (and every combination of `wildcards`)."""
     return [path for s, m in SOURCE_MODELS for path in expand(template, source=s, model=m, **wildcards)]
+
+
+def expand_source_model_folds(template, **wildcards):
+    """`template` for every source with each of its models and every task with each of its folds (in that order)."""
+    return [path for s, m in SOURCE_MODELS for task, fold in TASK_FOLDS
+            for path in expand(template, source=s, model=m, task=task, fold=fold, **wildcards)]
 
 
 def _workflow_file(path):

@@ -1,5 +1,6 @@
 # Evaluation stage: every source x task x model x fold's subject-level metrics (written by training) merged into
-# one table, the mean +- sd summary in the layout of the structural paper's Table 3, and a figure.
+# one table, the mean +- sd summary in the layout of the structural paper's Table 3, and a figure. With
+# leave-one-subject-out (splits.scheme loso) also every fold's subject predictions, for the pooled test rows.
 
 METRICS_TABLE = P["metrics_table"]
 METRICS_SUMMARY = P["metrics_summary"]
@@ -8,7 +9,9 @@ METRICS_FIGURE = P["metrics_figure"]
 
 rule metrics_table:
     input:
-        metrics=expand_source_models(P["train_dir"] + "/metrics.tsv", task=TASKS, fold=FOLDS),
+        metrics=expand_source_model_folds(P["train_dir"] + "/metrics.tsv"),
+        predictions=(expand_source_model_folds(P["train_dir"] + "/predictions_subjects.tsv")
+                     if CFG.splits.leave_one_subject_out else []),
     output:
         tsv=METRICS_TABLE,
         md=METRICS_SUMMARY,

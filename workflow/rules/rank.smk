@@ -35,7 +35,7 @@ def main_model(wildcards):
 
 def fold_files(template, wildcards, model):
     """`template` of every fold of the job's source and task for `model` (in fold order)."""
-    return expand(template, source=wildcards.source, task=wildcards.task, model=model, fold=FOLDS)
+    return expand(template, source=wildcards.source, task=wildcards.task, model=model, fold=task_folds(wildcards.task))
 
 
 def fold_region_tables(wildcards, model):
@@ -78,7 +78,7 @@ rule rank_regions:
             labels={"table": "ranked regions", "source": "{source}", "task": "{task}"},
         ),
     params:
-        folds=FOLDS,
+        folds=lambda wildcards: task_folds(wildcards.task),
         top_k=CFG.explain.top_k,
         exclude_unlearned=CFG.explain.exclude_unlearned,
         options=ranking_options,
@@ -107,7 +107,7 @@ rule rank_regions_baseline:
             labels={"table": "ranked regions", "source": "{source}", "task": "{task}", "model": "{model}"},
         ),
     params:
-        folds=FOLDS,
+        folds=lambda wildcards: task_folds(wildcards.task),
         top_k=CFG.explain.top_k,
         exclude_unlearned=CFG.explain.exclude_unlearned,
         options=ranking_options,
@@ -142,7 +142,7 @@ rule task_figures:
         **{name: figure_output(name) for name in FIGURE_FILES},
     params:
         classes=lambda wildcards: list(CFG.task(wildcards.task).classes),
-        folds=FOLDS,
+        folds=lambda wildcards: task_folds(wildcards.task),
         top_k=CFG.explain.top_k,
         method=CFG.explain.method,
     log:
@@ -159,7 +159,7 @@ rule task_figures:
 
 rule sanity_table:
     input:
-        summaries=expand_source_models(P["explain_summary"], task=TASKS, fold=FOLDS),
+        summaries=expand_source_model_folds(P["explain_summary"]),
     output:
         table=report(
             SANITY_TABLE,
@@ -169,7 +169,7 @@ rule sanity_table:
         ),
     params:
         # (source, task, model) of each summary, in the input's order
-        summary_keys=[(source, task, model) for source, model in SOURCE_MODELS for task in TASKS for fold in FOLDS],
+        summary_keys=[(source, task, model) for source, model in SOURCE_MODELS for task, fold in TASK_FOLDS],
     log:
         f"{LOGS}/rank/sanity.log",
     threads: 1
@@ -189,7 +189,7 @@ rule results_readme:
         sources=SOURCES,
         tasks=TASKS,
         models=MODELS,
-        folds=FOLDS,
+        folds=sorted({fold for _, fold in TASK_FOLDS}),
         method=CFG.explain.method,
         top_k=CFG.explain.top_k,
         patients=CFG.explain.patients,
@@ -220,9 +220,9 @@ def all_explain_outputs():
     outputs += [path for source, model in OTHER_SOURCE_MODELS
                 for path in expand(RANKING_BASELINE, source=source, task=TASKS, model=model)]
     outputs += expand(f"{TASK_FIGURES}/{{name}}", source=SOURCES, task=TASKS, name=FIGURE_FILES.values())
-    outputs += expand_source_models(EXPLAIN_MONTAGE, task=TASKS, fold=FOLDS)
+    outputs += expand_source_model_folds(EXPLAIN_MONTAGE)
     if CFG.explain.save_nifti:
-        outputs += expand_source_models(P["explain_maps"], task=TASKS, fold=FOLDS)
+        outputs += expand_source_model_folds(P["explain_maps"])
     if CFG.explain.sanity_check:
         outputs.append(SANITY_TABLE)
     outputs.append(RESULTS_README)

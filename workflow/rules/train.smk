@@ -8,6 +8,7 @@ from dataclasses import asdict
 from snakemake.logging import logger
 
 from headmri.compute import RESOLVED_DEVICE_ENV, plan as _plan_compute
+from headmri.encoder_names import TORCHVISION_CNNS
 from headmri.model_inputs import model_input
 
 # Device and threads of every training and explanation job, decided once by the Snakemake process that
@@ -29,12 +30,18 @@ if workflow.is_main_process:
     workflow.register_envvars(RESOLVED_DEVICE_ENV)
     logger.info(JOB_COMPUTE.summary(cores=_global_resource("_cores"), jobs=_global_resource("_nodes"),
                                     gpu_limit=_global_resource("gpu")))
-    if CFG.model.encoder == "biomedclip":
-        # where the weights come from, before any job runs: offline without them, stop now with where to
-        # put them, not when the first training job starts after hours of preprocessing
+    # where the weights come from, before any job runs: offline without them, stop now with where to
+    # put them, not when the first training job starts after hours of preprocessing
+    _ENCODERS = set(ENCODER_OF_MODEL.values())
+    if "biomedclip" in _ENCODERS:
         from headmri.pretrained import check_available as _check_weights
 
         logger.info(f"biomedclip weights: {_check_weights(CFG.model.checkpoint)}")
+    for _encoder in sorted(_ENCODERS & set(TORCHVISION_CNNS)):
+        from headmri.pretrained import torchvision_weights as _torchvision_weights
+
+        _weights = _torchvision_weights(_encoder, CFG.model.checkpoint, CFG.model.pretrained)
+        logger.info(f"{_encoder} weights: {_weights or 'none, random initialisation (model.pretrained: false)'}")
 
 TRAIN_FILES = list(_paths.TRAIN_OUTPUTS)  # the training job's outputs (headmri.paths)
 
@@ -87,6 +94,7 @@ rule train_fold:
         encoder=lambda wildcards: ENCODER_OF_MODEL[wildcards.model],
         checkpoint=lambda wildcards: None if is_baseline(wildcards.model) else CFG.model.checkpoint,
         pretrained=lambda wildcards: False if is_baseline(wildcards.model) else CFG.model.pretrained,
+        freeze=lambda wildcards: "none" if is_baseline(wildcards.model) else CFG.model.freeze,
         training=lambda wildcards: asdict(CFG.baseline.training(CFG.training) if is_baseline(wildcards.model) else CFG.training),
         # only the baseline's jobs see (and so rerun on) the baseline section
         voxel_size_mm=lambda wildcards: CFG.baseline.voxel_size_mm if is_baseline(wildcards.model) else None,
@@ -108,4 +116,4 @@ rule train_fold:
 
 
 def all_training_outputs():
-    return expand_source_models(f"{P['train_dir']}/{{name}}", task=TASKS, fold=FOLDS, name=TRAIN_FILES)
+    return expand_source_model_folds(f"{P['train_dir']}/{{name}}", name=TRAIN_FILES)
