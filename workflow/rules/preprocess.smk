@@ -4,6 +4,13 @@
 # come from the backend table (BACKEND in common.smk, headmri.backends).
 
 
+def preprocess_script(rule_name, backend):
+    """The adapter script of the backend table for this rule's step. Snakemake reruns a job whose `script:`
+    line changes text, so the rules keep the call they had before the table existed."""
+    step = {"brain_extraction": "brain_extraction", "register_to_mni": "registration"}[rule_name]
+    return f"../../scripts/{_backends.backend(step, backend).script}"
+
+
 rule brain_extraction:
     input:
         t1w=t1w_input,
@@ -27,7 +34,7 @@ rule brain_extraction:
     conda:
         backend_env("brain_extraction")
     script:
-        backend_script("brain_extraction")
+        preprocess_script("brain_extraction", CFG.preprocessing.brain_extraction)
 
 
 rule register_to_mni:
@@ -55,4 +62,4 @@ rule register_to_mni:
     conda:
         backend_env("registration")
     script:
-        backend_script("registration")
+        preprocess_script("register_to_mni", CFG.preprocessing.registration)
