@@ -8,7 +8,8 @@ cortical regions, subcortical structures and the cerebellum, one-hemisphere effe
 runs the whole workflow (``snakemake --cores N all``: generation, preprocessing, training, explanations,
 rankings) and reads what the pipeline wrote: per task the folds that learned (``learned`` in
 tables/metrics.tsv), the mean subject-level test AUC over folds, and the recall of the planted regions
-in the task's top 10 (``headmri.explain.merge.planted_recall`` on tables/source-T1w_task-T_regions.tsv and the
+in the task's top 10 (``headmri.explain.merge.planted_recall`` on tables/source-S_task-T_regions.tsv, S from
+``--source``, default T1w, and the
 cohort's ground_truth.tsv). One row per cohort and task goes to ``<out>/seeds.tsv`` (appended, so a
 long run can be continued cohort by cohort); the targets of issue 12 are every fold learned, mean test
 AUC >= 0.9 and recall >= 0.8 on every cohort and task. Wall minutes depend on what else the machine runs.
@@ -85,10 +86,10 @@ def write_cohort_config(name: str, out: Path) -> Path:
     return path
 
 
-def score(name: str, results: Path, minutes: float) -> pd.DataFrame:
-    """One row per task from what the finished workflow wrote under ``results``."""
+def score(name: str, results: Path, minutes: float, source: str = "T1w") -> pd.DataFrame:
+    """One row per task of image source ``source`` from what the finished workflow wrote under ``results``."""
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
-    test = metrics[(metrics["split"] == "test") & (metrics["model"] != "resnet3d")]
+    test = metrics[(metrics["split"] == "test") & (metrics["model"] != "resnet3d") & (metrics["source"] == source)]
     truth = results / "demo" / "bids" / "ground_truth.tsv"
     rows = []
     for task, group in TASK_GROUP.items():
@@ -99,7 +100,8 @@ def score(name: str, results: Path, minutes: float) -> pd.DataFrame:
             "planted": ", ".join(f"{r}/{h}" for g, r, h, _, _ in COHORTS[name][1] if g == group),
             "folds_learned": f"{int(folds['learned'].astype(bool).sum())}/{len(folds)}",
             "mean_test_auc": round(float(folds["auc"].mean()), 3),
-            "recall_top10": round(planted_recall(results / "tables" / f"source-T1w_task-{task}_regions.tsv", truth, top_k=10, group=group), 3),
+            "recall_top10": round(planted_recall(results / "tables" / f"source-{source}_task-{task}_regions.tsv", truth,
+                                                 top_k=10, group=group), 3),
             "minutes": round(minutes, 1),
         })
     return pd.DataFrame(rows)
@@ -110,6 +112,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--cohorts", default=",".join(COHORTS), help=f"comma-separated, of {', '.join(COHORTS)}")
+    parser.add_argument("--source", default="T1w", help="the image source scored (config sources; default T1w)")
     parser.add_argument("--keep", action="store_true", help="keep each cohort's results (default: remove after scoring)")
     args = parser.parse_args()
     table = args.out / "seeds.tsv"
@@ -118,7 +121,7 @@ def main() -> None:
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(config),
                         "--directory", str(REPO), "all"], check=True, cwd=REPO)
-        rows = score(name, args.out / name / "results", (time.perf_counter() - started) / 60)
+        rows = score(name, args.out / name / "results", (time.perf_counter() - started) / 60, args.source)
         rows.to_csv(table, sep="\t", index=False, mode="a", header=not table.exists())
         print(rows.to_string(index=False), flush=True)
         if not args.keep:

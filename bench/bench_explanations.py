@@ -52,6 +52,7 @@ import platform
 import statistics
 import time
 import zlib
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -89,20 +90,29 @@ def task_classes(config: dict, results: Path) -> dict[str, list[str]]:
     return tasks
 
 
-def model_keys(results: Path, task: str) -> list[str]:
-    return sorted(p.name.removeprefix("model-") for p in (results / "train" / "source-T1w" / f"task-{task}").glob("model-*"))
+def train_dir(results: Path, source: str, task: str, model: str | None = None, fold: int | None = None) -> Path:
+    """results/train/source-S/task-T[/model-M[/fold-K]] (headmri.paths)."""
+    path = results / "train" / f"source-{source}" / f"task-{task}"
+    path = path / f"model-{model}" if model is not None else path
+    return path / f"fold-{fold}" if fold is not None else path
 
 
-def folds_of(results: Path, task: str, model: str) -> list[int]:
-    return sorted(int(p.name.removeprefix("fold-")) for p in (results / "train" / "source-T1w" / f"task-{task}" / f"model-{model}").glob("fold-*")
+def model_keys(results: Path, source: str, task: str) -> list[str]:
+    return sorted(p.name.removeprefix("model-") for p in train_dir(results, source, task).glob("model-*"))
+
+
+def folds_of(results: Path, source: str, task: str, model: str) -> list[int]:
+    return sorted(int(p.name.removeprefix("fold-")) for p in train_dir(results, source, task, model).glob("fold-*")
                   if (p / "model.pt").is_file())
 
 
-def subject_files(results: Path, pid: str) -> job.SubjectFiles:
+def subject_files(results: Path, source: str, pid: str, atlas: str | None = None) -> job.SubjectFiles:
+    """The slices of ``source``, the parcellation (``atlas``: a path with ``{pid}``, default the T1w one)
+    and the MNI-space T1w brain (the 3D baseline's input) of one subject."""
     anat = results / "preproc" / pid / "anat"
-    return job.SubjectFiles(slices=results / "slices" / "source-T1w" / f"{pid}_slices.npy",
-                            geometry=results / "slices" / "source-T1w" / f"{pid}_slices.json",
-                            dseg=anat / f"{pid}_space-{SPACE}_desc-wmparc_dseg.nii.gz",
+    slices = results / "slices" / f"source-{source}"
+    return job.SubjectFiles(slices=slices / f"{pid}_slices.npy", geometry=slices / f"{pid}_slices.json",
+                            dseg=Path(atlas.format(pid=pid)) if atlas else anat / f"{pid}_space-{SPACE}_desc-wmparc_dseg.nii.gz",
                             volume=anat / f"{pid}_space-{SPACE}_desc-brain_T1w.nii.gz")
 
 
@@ -155,59 +165,93 @@ def method_fits(method: str, model_path: Path, target_layer: str | None) -> str 
     return None
 
 
-def explain_task(args, results: Path, config: dict, task: str, classes: list[str], model: str, method: str,
-                 statistic: str, limit: int | None, out_dir: Path) -> list[dict]:
-    """Every fold of one task x model explained with one method (and region statistic); per-fold records."""
-    explain = config.get("explain", {})
-    split_tsv = results / "splits" / f"task-{task}.tsv"
+@dataclass(frozen=True)
+class TaskRun:
+    """One task x model of a finished run, explained with one method and region statistic."""
+
+    results: Path
+    config: dict
+    task: str
+    classes: list[str]
+    model: str
+    method: str
+    statistic: str
+    limit: int | None
+
+    @property
+    def explain(self) -> dict:
+        return self.config.get("explain", {}) or {}
+
+
+def fold_inputs(args, run: TaskRun) -> dict:
+    """The explain job's inputs common to every fold: split, patients' and controls' files, regions."""
+    split_tsv = run.results / "splits" / f"task-{run.task}.tsv"
     split = pd.read_csv(split_tsv, sep="\t", dtype={"participant_id": str})
-    subjects = {pid: subject_files(results, pid) for pid in split.loc[split["group"].isin(classes[1:]), "participant_id"]}
-    controls = {pid: subject_files(results, pid) for pid in split.loc[split["group"] == classes[0], "participant_id"]}
-    embedded = config.get("preprocessing", {}).get("parcellation", "embedded") == "embedded"
-    atlas_tsv = results / "atlas" / f"atlas-DKwm_space-{SPACE}_dseg.tsv"
-    methods.method_class(method)  # an unknown method name fails here, before any work
-    options = dict(explain.get("occlusion", {}) or {}) if method == "occlusion" else {}
+    files = {group: {pid: subject_files(run.results, args.source, pid, args.atlas)
+                     for pid in split.loc[split["group"].isin(groups), "participant_id"]}
+             for group, groups in (("patients", run.classes[1:]), ("controls", run.classes[:1]))}
+    # the embedded atlas's region table lists the regions every T1w parcellation holds
+    embedded = run.config.get("preprocessing", {}).get("parcellation", "embedded") == "embedded" and not args.atlas
+    atlas_tsv = run.results / "atlas" / f"atlas-DKwm_space-{SPACE}_dseg.tsv"
+    return {"split_tsv": split_tsv, **files, "expected": atlas_tsv if embedded else None}
+
+
+def run_settings(args, run: TaskRun) -> dict:
+    """What decides a fold's explanation (reused from an earlier run only when equal)."""
+    methods.method_class(run.method)  # an unknown method name fails here, before any work
+    options = dict(run.explain.get("occlusion", {}) or {}) if run.method == "occlusion" else {}
     sanity = None
     if args.sanity_patients >= 0 and args.sanity_repeats > 0:
         sanity = {"patients": args.sanity_patients, "repeats": args.sanity_repeats,
-                  "threshold": float(explain.get("sanity_threshold", 0.5)), "seed": int(explain.get("seed", 0))}
-    settings = {"method": method, "statistic": statistic, "limit": limit, "patients": "all", "controls": True,
-                "sanity": sanity, "method_options": options, "target_layer": explain.get("target_layer")}
+                  "threshold": float(run.explain.get("sanity_threshold", 0.5)), "seed": int(run.explain.get("seed", 0))}
+    return {"method": run.method, "statistic": run.statistic, "limit": run.limit, "patients": "all", "controls": True,
+            "sanity": sanity, "method_options": options, "target_layer": run.explain.get("target_layer")}
+
+
+def explain_one_fold(args, run: TaskRun, common: dict, settings: dict, fold: int, fold_dir: Path) -> dict:
+    """One fold explained as the explain_fold rule does (patients all, controls too); its record."""
+    summary = fold_dir / "explain.json"
+    started = time.perf_counter()
+    with SubjectLimit(run.limit):
+        table = job.explain_fold(
+            job.FoldInputs(train_dir(run.results, args.source, run.task, run.model, fold) / "model.pt",
+                           common["split_tsv"], common["patients"], common["controls"], common["expected"],
+                           args.label_table),
+            job.FoldKey(run.task, run.classes, fold),
+            job.ExplainSettings(run.method, settings["target_layer"], run.statistic, "all",
+                                int(run.config.get("training", {}).get("batch_size", 32)), settings["method_options"],
+                                explain_controls=True, sanity=settings["sanity"]),
+            job.FoldOutputs(fold_dir / "regions.tsv", fold_dir / f"space-{SPACE}_desc-mean_map.nii.gz", summary),
+            args.device)
+    seconds = time.perf_counter() - started
+    info = json.loads(summary.read_text())
+    n_patients = table.loc[table["group"] != run.classes[0], "participant_id"].nunique()
+    n_controls = table.loc[table["group"] == run.classes[0], "participant_id"].nunique()
+    return {"settings": settings, "fold": fold, "seconds": seconds,
+            "sanity_seconds": float((info.get("sanity") or {}).get("seconds") or 0.0),
+            "n_patients": int(n_patients), "n_controls": int(n_controls),
+            # a control is explained once per disease class
+            "n_explanations": int(table.groupby(["participant_id", "target"]).ngroups),
+            "sanity": info.get("sanity"), "class_specific": info.get("class_specific")}
+
+
+def explain_task(args, run: TaskRun, out_dir: Path) -> list[dict]:
+    """Every fold of one task x model explained with one method (and region statistic); per-fold records."""
+    common, settings = fold_inputs(args, run), run_settings(args, run)
     records = []
-    for fold in folds_of(results, task, model):
+    for fold in folds_of(run.results, args.source, run.task, run.model):
         fold_dir = out_dir / f"fold-{fold}"
-        summary = fold_dir / "explain.json"
         bench_json = fold_dir / "bench.json"
-        if args.reuse and summary.is_file() and bench_json.is_file() and \
+        if args.reuse and (fold_dir / "explain.json").is_file() and bench_json.is_file() and \
                 json.loads(bench_json.read_text()).get("settings") == json.loads(json.dumps(settings)):
             record = json.loads(bench_json.read_text())
-            print(f"  reuse {task} {method}/{statistic} fold {fold}: {record['seconds']:.1f} s", flush=True)
-            records.append(record)
-            continue
-        started = time.perf_counter()
-        with SubjectLimit(limit):
-            table = job.explain_fold(
-                model_path=results / "train" / "source-T1w" / f"task-{task}" / f"model-{model}" / f"fold-{fold}" / "model.pt",
-                split_tsv=split_tsv, task=task, classes=classes, fold=fold, subjects=subjects,
-                regions_tsv=fold_dir / "regions.tsv", mean_map=fold_dir / f"space-{SPACE}_desc-mean_map.nii.gz",
-                summary_json=summary, montage_png=None, maps_dir=None, method=method,
-                target_layer=explain.get("target_layer"), statistic=statistic, patients="all",
-                expected_regions_tsv=atlas_tsv if embedded else None,
-                batch_size=int(config.get("training", {}).get("batch_size", 32)), device=args.device,
-                controls=controls, method_options=options, explain_controls=True, sanity=sanity)
-        seconds = time.perf_counter() - started
-        info = json.loads(summary.read_text())
-        sanity_seconds = float((info.get("sanity") or {}).get("seconds") or 0.0)
-        n_patients = table.loc[table["group"] != classes[0], "participant_id"].nunique()
-        n_controls = table.loc[table["group"] == classes[0], "participant_id"].nunique()
-        record = {"settings": settings, "fold": fold, "seconds": seconds, "sanity_seconds": sanity_seconds,
-                  "n_patients": int(n_patients), "n_controls": int(n_controls),
-                  # a control is explained once per disease class
-                  "n_explanations": int(table.groupby(["participant_id", "target"]).ngroups),
-                  "sanity": info.get("sanity"), "class_specific": info.get("class_specific")}
-        bench_json.write_text(json.dumps(record, indent=1))
-        print(f"  {task} {method}/{statistic} fold {fold}: {n_patients} patients + {n_controls} controls in "
-              f"{seconds:.1f} s (randomisation test {sanity_seconds:.1f} s)", flush=True)
+            print(f"  reuse {run.task} {run.method}/{run.statistic} fold {fold}: {record['seconds']:.1f} s", flush=True)
+        else:
+            record = explain_one_fold(args, run, common, settings, fold, fold_dir)
+            bench_json.write_text(json.dumps(record, indent=1))
+            print(f"  {run.task} {run.method}/{run.statistic} fold {fold}: {record['n_patients']} patients + "
+                  f"{record['n_controls']} controls in {record['seconds']:.1f} s (randomisation test "
+                  f"{record['sanity_seconds']:.1f} s)", flush=True)
         records.append(record)
     return records
 
@@ -236,13 +280,18 @@ def score_ranking(ranking_tsv: Path, truth_tsv: Path, group: str) -> dict:
     }
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", type=Path, required=True, help="a finished workflow results directory")
     parser.add_argument("--truth", type=Path, required=True, help="the cohort's ground_truth.tsv")
     parser.add_argument("--methods", default="gradcam,occlusion", help=f"comma-separated, of {', '.join(methods.NAMES)}")
     parser.add_argument("--cohort", required=True, help="the cohort's name in the table")
     parser.add_argument("--out", type=Path, required=True, help="TSV to append the rows to")
+    parser.add_argument("--source", default="T1w", help="image source (source-<name> in the paths; default T1w)")
+    parser.add_argument("--atlas", default=None,
+                        help="the source's parcellation of each subject, a path with {pid} (default: the T1w one)")
+    parser.add_argument("--label-table", default=None,
+                        help="the source's label table TSV (default: the FreeSurfer table of the T1w source)")
     parser.add_argument("--model", default=None, help="model key (model-<key>; default: the first of the run)")
     parser.add_argument("--tasks", default=None, help="comma-separated (default: every task of the run)")
     parser.add_argument("--statistics", default=",".join(STATISTICS), help="region statistics of the map methods")
@@ -262,91 +311,114 @@ def main() -> None:
     parser.add_argument("--no-reuse", dest="reuse", action="store_false")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
+    return parser.parse_args(argv)
 
+
+def sanity_of(args, method: str, limited: bool) -> tuple[int, int]:
+    """(patients, repeats) of the randomisation test for ``method`` ((-1, 0): no test)."""
+    if args.sanity_methods is not None and method not in set(args.sanity_methods.split(",")):
+        return -1, 0
+    if limited and args.limited_sanity:
+        patients, repeats = (int(v) for v in args.limited_sanity.lower().split("x"))
+        return patients, repeats
+    return args.sanity_patients, args.sanity_repeats
+
+
+def summary_columns(args, records: list[dict], limit: int | None) -> dict:
+    """The columns a method's folds give every row: subjects explained, randomisation test, seconds."""
+    tests = [r["sanity"] for r in records if r.get("sanity")]
+    rhos = [t["spearman"] for t in tests if t.get("spearman") is not None]
+    explained = sum(r["n_explanations"] for r in records)
+    per_subject = sum(r["seconds"] - r["sanity_seconds"] for r in records) / max(explained, 1)
+    n_p = sorted({r["n_patients"] for r in records})
+    n_c = sorted({r["n_controls"] for r in records})
+    return {"subjects_per_fold": f"{'/'.join(map(str, n_p))}+{'/'.join(map(str, n_c))}"
+                                 + (f" (max {limit})" if limit else " (all)"),
+            "sanity_spearman": round(statistics.median(rhos), 3) if rhos else None,
+            "sanity_passed": f"{sum(bool(t.get('passed')) for t in tests)}/{len(tests)}" if tests else "",
+            "sanity_size": f"{args.sanity_patients}x{args.sanity_repeats}" if tests else "",
+            "s_per_subject": round(per_subject, 2), "note": ""}
+
+
+def rank_and_score(args, run: TaskRun, records: list[dict], out_dir: Path, base: dict) -> list[dict]:
+    """Every ranking combination of the method's folds, scored against the planted truth: one row each."""
+    explain = run.explain
+    metrics = {r["fold"]: train_dir(run.results, args.source, run.task, run.model, r["fold"]) / "metrics.tsv"
+               for r in records}
+    regions = {r["fold"]: out_dir / f"fold-{r['fold']}" / "regions.tsv" for r in records}
+    shared = summary_columns(args, records, run.limit)
+    rows = []
+    for normalisation in args.normalisations.split(","):
+        for ranking in args.rankings.split(","):
+            options = RankingOptions(normalisation=normalisation, ranking=ranking, bootstrap=0,
+                                     seed=int(explain.get("seed", 0)), reference_class=run.classes[0])
+            ranking_tsv = out_dir / f"ranking_norm-{normalisation}_stat-{ranking}.tsv"
+            write_ranking(regions, int(explain.get("top_k", 10)), ranking_tsv, metrics_paths=metrics,
+                          exclude_unlearned=bool(explain.get("exclude_unlearned", True)), options=options)
+            for group in run.classes[1:]:
+                row = {**base, "target": group,
+                       "normalisation": normalisation, "ranking": ranking,
+                       **score_ranking(ranking_tsv, args.truth, group), **shared}
+                rows.append(row)
+                print("  " + " ".join(f"{k}={row[k]}" for k in (
+                    "task", "method", "region_statistic", "normalisation", "ranking", "recall_top5",
+                    "recall_top10", "mean_rank_planted", "planted_labels_top10", "sanity_spearman",
+                    "s_per_subject")), flush=True)
+    return rows
+
+
+def bench_method(args, results: Path, config: dict, task: str, classes: list[str], method: str, base: dict) -> list[dict]:
+    """One task's rows for one method: each region statistic of a map method, or the region method's one."""
+    model = base["model"]
+    first_model = train_dir(results, args.source, task, model, folds_of(results, args.source, task, model)[0]) / "model.pt"
+    why_not = method_fits(method, first_model, config.get("explain", {}).get("target_layer"))
+    if why_not:
+        print(f"{task} {method}: {why_not}", flush=True)
+        return [{**base, "note": why_not}]
+    limited = method in set(filter(None, args.limit_methods.split(",")))
+    limit = args.max_subjects_per_fold if limited and args.max_subjects_per_fold > 0 else None
+    saved = (args.sanity_patients, args.sanity_repeats)
+    args.sanity_patients, args.sanity_repeats = sanity_of(args, method, bool(limit))
+    scratch = args.scratch or Path("/tmp/bench_explanations") / args.cohort
+    rows = []
+    try:
+        for statistic in ("-",) if methods.method_class(method).scores_regions else args.statistics.split(","):
+            out_dir = scratch / f"task-{task}" / (method if statistic == "-" else f"{method}-{statistic}")
+            run = TaskRun(results, config, task, classes, model, method, statistic if statistic != "-" else "max", limit)
+            records = explain_task(args, run, out_dir)
+            rows += rank_and_score(args, run, records, out_dir, {**base, "region_statistic": statistic})
+    finally:
+        args.sanity_patients, args.sanity_repeats = saved
+    return rows
+
+
+COLUMNS = ["date", "machine", "cohort", "task", "target", "model", "method", "class_specific", "region_statistic",
+           "normalisation", "ranking", "recall_top5", "recall_top10", "mean_rank_planted", "planted_labels_top10",
+           "n_planted_structures", "n_planted_labels", "n_regions", "n_folds_ranked", "n_learned",
+           "subjects_per_fold", "sanity_spearman", "sanity_passed", "sanity_size", "s_per_subject", "note"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     results = args.results.resolve()
     config = run_config(results)
     classes_of = task_classes(config, results)
-    tasks = args.tasks.split(",") if args.tasks else list(classes_of)
-    scratch = args.scratch or Path("/tmp/bench_explanations") / args.cohort
-    limited = set(filter(None, args.limit_methods.split(",")))
-    sanity_methods = set(args.sanity_methods.split(",")) if args.sanity_methods else None
-    top_k = int(config.get("explain", {}).get("top_k", 10))
     load = os.getloadavg()
     machine = (f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs, {args.threads} torch thread(s), "
                f"{args.device}, load {load[0]:.1f})")
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M")
     print(f"{stamp} {machine}; cohort {args.cohort}: {results}", flush=True)
     bench_started = time.perf_counter()
-
     rows = []
-    for task in tasks:
-        classes = classes_of[task]
-        model = args.model or model_keys(results, task)[0]
-        folds = folds_of(results, task, model)
-        first_model = results / "train" / "source-T1w" / f"task-{task}" / f"model-{model}" / f"fold-{folds[0]}" / "model.pt"
+    for task in args.tasks.split(",") if args.tasks else list(classes_of):
+        model = args.model or model_keys(results, args.source, task)[0]
         for method in args.methods.split(","):
-            cls = methods.method_class(method)
             base = {"date": stamp, "machine": machine, "cohort": args.cohort, "task": task, "model": model,
-                    "method": method, "class_specific": bool(cls.class_specific)}
-            why_not = method_fits(method, first_model, config.get("explain", {}).get("target_layer"))
-            if why_not:
-                print(f"{task} {method}: {why_not}", flush=True)
-                rows.append({**base, "note": why_not})
-                continue
-            limit = args.max_subjects_per_fold if method in limited and args.max_subjects_per_fold > 0 else None
-            saved = (args.sanity_patients, args.sanity_repeats)
-            if sanity_methods is not None and method not in sanity_methods:
-                args.sanity_patients, args.sanity_repeats = -1, 0
-            elif limit and args.limited_sanity:
-                args.sanity_patients, args.sanity_repeats = (int(v) for v in args.limited_sanity.lower().split("x"))
-            for statistic in ("-",) if cls.scores_regions else args.statistics.split(","):
-                out_dir = scratch / f"task-{task}" / (method if statistic == "-" else f"{method}-{statistic}")
-                records = explain_task(args, results, config, task, classes, model, method,
-                                       statistic if statistic != "-" else "max", limit, out_dir)
-                metrics = {r["fold"]: results / "train" / "source-T1w" / f"task-{task}" / f"model-{model}" / f"fold-{r['fold']}" / "metrics.tsv"
-                           for r in records}
-                regions = {r["fold"]: out_dir / f"fold-{r['fold']}" / "regions.tsv" for r in records}
-                tests = [r["sanity"] for r in records if r.get("sanity")]
-                rhos = [t["spearman"] for t in tests if t.get("spearman") is not None]
-                explained = sum(r["n_explanations"] for r in records)
-                per_subject = sum(r["seconds"] - r["sanity_seconds"] for r in records) / max(explained, 1)
-                n_p = sorted({r["n_patients"] for r in records})
-                n_c = sorted({r["n_controls"] for r in records})
-                subjects = f"{'/'.join(map(str, n_p))}+{'/'.join(map(str, n_c))}" + (f" (max {limit})" if limit else " (all)")
-                for normalisation in args.normalisations.split(","):
-                    for ranking in args.rankings.split(","):
-                        options = RankingOptions(normalisation=normalisation, ranking=ranking, bootstrap=0,
-                                                 seed=int(config.get("explain", {}).get("seed", 0)),
-                                                 reference_class=classes[0])
-                        ranking_tsv = out_dir / f"ranking_norm-{normalisation}_stat-{ranking}.tsv"
-                        write_ranking(regions, top_k, ranking_tsv, metrics_paths=metrics,
-                                      exclude_unlearned=bool(config.get("explain", {}).get("exclude_unlearned", True)),
-                                      options=options)
-                        for group in classes[1:]:
-                            row = {**base, "target": group, "region_statistic": statistic,
-                                   "normalisation": normalisation, "ranking": ranking,
-                                   **score_ranking(ranking_tsv, args.truth, group),
-                                   "subjects_per_fold": subjects,
-                                   "sanity_spearman": round(statistics.median(rhos), 3) if rhos else None,
-                                   "sanity_passed": f"{sum(bool(t.get('passed')) for t in tests)}/{len(tests)}" if tests else "",
-                                   "sanity_size": f"{args.sanity_patients}x{args.sanity_repeats}" if tests else "",
-                                   "s_per_subject": round(per_subject, 2), "note": ""}
-                            rows.append(row)
-                            print("  " + " ".join(f"{k}={row[k]}" for k in (
-                                "task", "method", "region_statistic", "normalisation", "ranking", "recall_top5",
-                                "recall_top10", "mean_rank_planted", "planted_labels_top10", "sanity_spearman",
-                                "s_per_subject")), flush=True)
-            args.sanity_patients, args.sanity_repeats = saved
-
-    table = pd.DataFrame(rows)
-    columns = ["date", "machine", "cohort", "task", "target", "model", "method", "class_specific", "region_statistic",
-               "normalisation", "ranking", "recall_top5", "recall_top10", "mean_rank_planted", "planted_labels_top10",
-               "n_planted_structures", "n_planted_labels", "n_regions", "n_folds_ranked", "n_learned",
-               "subjects_per_fold", "sanity_spearman", "sanity_passed", "sanity_size", "s_per_subject", "note"]
-    table = table.reindex(columns=columns)
+                    "method": method, "class_specific": bool(methods.method_class(method).class_specific)}
+            rows += bench_method(args, results, config, task, classes_of[task], method, base)
+    table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(args.out, sep="\t", index=False, mode="a", header=not args.out.exists())
     with pd.option_context("display.width", 250, "display.max_columns", None, "display.max_rows", None):

@@ -43,13 +43,20 @@ from bench_training import measure  # noqa: E402
 from headmri.atomic import write_tsv  # noqa: E402
 from headmri.config import TrainingConfig  # noqa: E402
 from headmri.explain.gradcam import GradCAMMethod  # noqa: E402
-from headmri.explain.job import SubjectFiles, explain_fold  # noqa: E402
+from headmri.explain.job import (  # noqa: E402
+    ExplainSettings,
+    FoldInputs,
+    FoldKey,
+    FoldOutputs,
+    SubjectFiles,
+    explain_fold,
+)
 from headmri.explain.regions import OPTIONAL_CODES  # noqa: E402
 from headmri.labels import lut  # noqa: E402
 from headmri.slices import extract_slices  # noqa: E402
 from headmri.slices.loader import SliceBatchLoader  # noqa: E402
 from headmri.splits import make_splits  # noqa: E402
-from headmri.training import load_trained, train_fold  # noqa: E402
+from headmri.training import EncoderChoice, FoldJob, FoldSettings, load_trained, train_fold  # noqa: E402
 from headmri.training.checkpoint import CheckpointWriter, save_torch  # noqa: E402
 from headmri.training.loop import make_optimizer  # noqa: E402
 
@@ -202,9 +209,10 @@ def real_job(cohort: dict, sizes: Sizes, device: torch.device, work: Path, *, co
     sampler = UtilisationSampler(device)
     started = time.perf_counter()
     with sampler.running():
-        train_fold(cohort["split"], out, task="bench", classes=CLASSES, fold=1, model_name=sizes.encoder.replace("_", ""),
-                   encoder=sizes.encoder, training=training, slices=cohort["root"], checkpoint=checkpoint,
-                   slice_size=sizes.slice_size, threads=threads, device=device.type, progress=False, compile=compiled)
+        train_fold(cohort["split"], out, FoldJob("bench", CLASSES, 1, sizes.encoder.replace("_", "")),
+                   EncoderChoice(sizes.encoder, checkpoint), training, cohort["root"],
+                   FoldSettings(slice_size=sizes.slice_size, threads=threads, device=device.type, progress=False,
+                                compile=compiled))
     whole = time.perf_counter() - started
     seconds = pd.read_csv(out / "history.tsv", sep="\t")["seconds"].tolist()
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
@@ -251,9 +259,9 @@ def explanation_rate(cohort: dict, model_path: Path, device: torch.device, work:
     root = cohort["root"]
     files = {pid: SubjectFiles(root / f"{pid}_slices.npy", root / f"{pid}_slices.json", cohort["dseg"]) for pid in patients}
     started = time.perf_counter()
-    explain_fold(model_path=model_path, split_tsv=cohort["split"], task="bench", classes=CLASSES, fold=1, subjects=files,
-                 regions_tsv=work / "regions.tsv", mean_map=work / "mean_map.nii.gz", summary_json=work / "explain.json",
-                 method="gradcam", patients="all", batch_size=batch, device=device.type)
+    explain_fold(FoldInputs(model_path, cohort["split"], files), FoldKey("bench", CLASSES, 1),
+                 ExplainSettings(method="gradcam", patients="all", batch_size=batch),
+                 FoldOutputs(work / "regions.tsv", work / "mean_map.nii.gz", work / "explain.json"), device.type)
     job = time.perf_counter() - started
     maps = len(patients) * cohort["slices_per_subject"]
     model, meta = load_trained(model_path, device=device)

@@ -4,8 +4,8 @@ Demo-like subjects are made from the MNI152NLin6Asym head (the embedded template
 10 degrees, 10 mm, 5% scale), resampled to 1 x 1 x 1.25 mm voxels in LIA orientation, with mild noise.
 Each step then runs as its own process, as a Snakemake job would:
 
-- brain_extraction: ``extract_brain(backend="embedded")`` (deepbet)
-- registration: ``register_to_mni(backend="embedded")`` (ANTs affine + resampling of brain and mask)
+- brain_extraction: the embedded backend's function (``headmri.backends``: deepbet)
+- registration: the embedded backend's function (ANTs affine + resampling of brain and mask)
 - label_resampling: a native-space label image moved to the MNI grid through the saved affine with
   nearest neighbour (what the freesurfer parcellation backend does with wmparc)
 
@@ -109,16 +109,16 @@ def run_step(step: str, t1w: Path, threads: int) -> tuple[float, float]:
     if step == "brain_extraction":
         import deepbet.bet  # noqa: F401  (torch and deepbet imported before the clock starts)
 
-        from headmri.preprocess.brain_extraction import extract_brain
+        from headmri.backends import load
 
-        run = partial(extract_brain, t1w, p["brain"], p["mask"], backend="embedded", subject=subject, threads=threads)
+        run = partial(load("brain_extraction", "embedded"), t1w, p["brain"], p["mask"], subject=subject, threads=threads)
     elif step == "registration":
         import ants  # noqa: F401  (imported before the clock starts)
 
-        from headmri.preprocess.registration import register_to_mni
+        from headmri.backends import load
 
-        run = partial(register_to_mni, p["brain"], p["mask"], None, None, p["brain_mni"], p["mask_mni"], p["xfm"],
-                      p["affine"], backend="embedded", transform="AffineFast", subject=subject, threads=threads)
+        run = partial(load("registration", "embedded"), p["brain"], p["mask"], None, None, p["brain_mni"], p["mask_mni"],
+                      p["xfm"], p["affine"], transform="AffineFast", subject=subject, threads=threads)
     else:
         run = partial(resample_labels, p["mask"], p["affine"], p["brain_mni"], p["labels_mni"])
     wall, cpu = time.perf_counter(), _cpu_seconds()

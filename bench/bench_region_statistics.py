@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 
 from headmri import labels as lut_labels
-from headmri.explain.job import SubjectFiles, explain_fold
+from headmri.explain.job import ExplainSettings, FoldInputs, FoldKey, FoldOutputs, SubjectFiles, explain_fold
 from headmri.explain.merge import RankingOptions, merge_folds
 from headmri.models import build_architecture
 from headmri.slices.geometry import SliceGeometry
@@ -128,10 +128,9 @@ def bench_sanity(args) -> list[dict]:
                                                                     "repeats": args.sanity_repeats, "seed": 0})):
                 out = root / f"{method}-{label}"
                 started = time.perf_counter()
-                explain_fold(model_path=root / "model.pt", split_tsv=split, task="migraine", classes=CLASSES, fold=1,
-                             subjects=files, regions_tsv=out / "regions.tsv", mean_map=out / "mean.nii.gz",
-                             summary_json=out / "explain.json", method=method, patients="test", device="cpu",
-                             batch_size=32, sanity=sanity)
+                explain_fold(FoldInputs(root / "model.pt", split, files), FoldKey("migraine", CLASSES, 1),
+                             ExplainSettings(method=method, patients="test", batch_size=32, sanity=sanity),
+                             FoldOutputs(out / "regions.tsv", out / "mean.nii.gz", out / "explain.json"), "cpu")
                 seconds[label] = time.perf_counter() - started
             record = json.loads((root / f"{method}-main+sanity" / "explain.json").read_text())["sanity"]
             results.append({"measure": "sanity", "method": method, "patients": args.job_patients,

@@ -214,8 +214,9 @@ class ComputeConfig:
     ``cuda``; only cuda jobs claim Snakemake's ``gpu`` resource. ``threads_per_job``: CPU threads of each
     job, so ``--cores N`` runs N // threads jobs side by side; None: 1 on the CPU, 8 on a GPU.
     ``compile``: ``torch.compile`` the training job's model; ``resume_every``: epochs between a training
-    job's resume files. Neither changes what is trained (CPU results are the same either way), so the
-    jobs read them from the config, not from their params, and changing them reruns nothing.
+    job's resume files. Neither changes what is trained (CPU results are the same either way): the training
+    rule passes this object itself as a param, which Snakemake does not record (only builtin-typed params
+    are), so changing them reruns nothing.
     """
 
     device: str = "auto"

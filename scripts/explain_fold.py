@@ -1,4 +1,5 @@
-"""Snakemake adapter: one task x model x fold -> regional activations, mean map, montage (headmri.explain.job)."""
+"""Snakemake adapter: one source x task x model x fold -> regional activations, mean map, montage
+(headmri.explain.job.explain_fold)."""
 
 import logging
 import sys
@@ -6,7 +7,8 @@ import sys
 import torch
 
 from headmri.compute import job_device
-from headmri.explain.job import SubjectFiles, explain_fold
+from headmri.explain.feeds import FILE_FIELDS, subject_files
+from headmri.explain.job import ExplainSettings, FoldInputs, FoldKey, FoldOutputs, explain_fold
 
 log_file = open(snakemake.log[0], "a", buffering=1)
 logging.basicConfig(stream=log_file, level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -18,52 +20,24 @@ device, warning = job_device(snakemake.resources.get("gpu", 0))
 if warning:
     logging.getLogger("explain_fold").warning(warning)
 logging.getLogger("explain_fold").info("device %s, %d CPU threads (compute.threads_per_job)", device, snakemake.threads)
-p = snakemake.params
-inputs = snakemake.input
-n = len(p.subjects)
-volumes = list(inputs.get("volumes", [None] * n)) if "volumes" in inputs.keys() else [None] * n
-slices = list(inputs.slices) if "slices" in inputs.keys() else [None] * n
-geometries = list(inputs.slices_json) if "slices_json" in inputs.keys() else [None] * n
-subjects = {
-    pid: SubjectFiles(slices=s, geometry=g, dseg=d, volume=v)
-    for pid, s, g, d, v in zip(p.subjects, slices, geometries, inputs.dseg, volumes)
-}
+p, inputs, out = snakemake.params, snakemake.input, snakemake.output
+given = set(inputs.keys())
+
+
+def files_of(ids, prefix=""):
+    """SubjectFiles of ``ids`` from the inputs named ``<prefix>slices``, ``<prefix>dseg``, ... (those given)."""
+    return subject_files(ids, inputs.get(prefix + "dseg"),
+                         {name: inputs[prefix + name] for name in FILE_FIELDS if prefix + name in given})
+
+
 # the task's reference-class subjects: occlusion's neutral image (the job keeps the fold's training ones) and,
 # with explain.controls, the controls explained for the disease class (parcellations and, for 3D models, volumes)
-control_ids = list(p.get("controls", []))
-
-
-def control_files(name):
-    return list(inputs.get(name, [])) if name in inputs.keys() else [None] * len(control_ids)
-
-
-controls = {
-    pid: SubjectFiles(slices=s, geometry=g, dseg=d, volume=v)
-    for pid, s, g, d, v in zip(control_ids, control_files("control_slices"), control_files("control_slices_json"),
-                               control_files("control_dseg"), control_files("control_volumes"))
-}
 explain_fold(
-    model_path=inputs.model,
-    split_tsv=inputs.split,
-    task=snakemake.wildcards.task,
-    classes=p.classes,
-    fold=int(snakemake.wildcards.fold),
-    subjects=subjects,
-    regions_tsv=snakemake.output.regions,
-    mean_map=snakemake.output.mean_map,
-    summary_json=snakemake.output.summary,
-    montage_png=snakemake.output.montage,
-    maps_dir=snakemake.output.get("maps"),
-    method=p.method,
-    target_layer=p.target_layer,
-    statistic=p.statistic,
-    patients=p.patients,
-    expected_regions_tsv=inputs.get("atlas_tsv"),
-    batch_size=p.batch_size,
-    controls=controls,
-    method_options=p.get("method_options", {}),
-    explain_controls=bool(p.get("explain_controls", False)),
-    sanity=p.get("sanity"),
-    label_table=inputs.label_table,
-    device=device,
+    FoldInputs(inputs.model, inputs.split, files_of(p.subjects), files_of(p.get("controls", []), "control_"),
+               inputs.get("atlas_tsv"), inputs.label_table),
+    FoldKey(snakemake.wildcards.task, p.classes, snakemake.wildcards.fold),
+    ExplainSettings(p.method, p.target_layer, p.statistic, p.patients, p.batch_size, p.get("method_options", {}),
+                    bool(p.get("explain_controls", False)), p.get("sanity")),
+    FoldOutputs(out.regions, out.mean_map, out.summary, out.montage, out.get("maps")),
+    device,
 )

@@ -1,16 +1,11 @@
-"""Snakemake adapter: one subject's LUT-coded parcellation on the MNI grid (headmri.parcellation)."""
+"""Snakemake adapter: one subject's LUT-coded parcellation on the MNI grid from the embedded atlas
+(embedded backend; headmri.backends)."""
 
 from headmri.joblog import job_log
-from headmri.parcellation import parcellate_subject
+from headmri.parcellation.subject import parcellate_embedded
 
 with job_log(snakemake.log[0], f"parcellate of sub-{snakemake.wildcards.subject}"):
-    inputs = snakemake.input
-    parcellate_subject(
-        snakemake.output.dseg,
-        mask_mni=inputs.mask_mni,
-        backend=snakemake.params.backend,
-        atlas=inputs.get("atlas"),
-        wmparc=inputs.get("wmparc"),
-        affine=inputs.get("affine"),
+    parcellate_embedded(
+        snakemake.output.dseg, mask_mni=snakemake.input.mask_mni, atlas=snakemake.input.atlas,
         subject=f"sub-{snakemake.wildcards.subject}",
     )

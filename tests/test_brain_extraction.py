@@ -7,11 +7,14 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from headmri.backends import load
 from headmri.errors import ConfigError, InputError
-from headmri.preprocess.brain_extraction import extract_brain
 
 from conftest import grid_affine
 
+# the functions the brain_extraction rule runs for each backend (headmri.backends)
+DEEPBET = load("brain_extraction", "embedded")
+BET = load("brain_extraction", "fsl")
 LIA_SHAPE = (96, 110, 112)  # 2 mm: 192 x 220 x 224 mm
 
 
@@ -36,7 +39,7 @@ def deepbet_outputs(template_as_lia_subject, tmp_path_factory):
     t1w, truth = template_as_lia_subject
     out = tmp_path_factory.mktemp("deepbet")
     brain, mask = out / "brain.nii.gz", out / "mask.nii.gz"
-    extract_brain(t1w, brain, mask, backend="embedded", subject="sub-01", threads=2)
+    DEEPBET(t1w, brain, mask, subject="sub-01", threads=2)
     return t1w, truth, brain, mask
 
 
@@ -75,7 +78,7 @@ def test_bad_input_fails_before_work_and_writes_nothing(write_nifti, tmp_path):
     t1w = write_nifti("sub-02_T1w.nii.gz", np.zeros((64, 72, 64), np.int16), affine)
     out = tmp_path / "out"
     with pytest.raises(InputError) as info:
-        extract_brain(t1w, out / "brain.nii.gz", out / "mask.nii.gz", backend="embedded", subject="sub-02")
+        DEEPBET(t1w, out / "brain.nii.gz", out / "mask.nii.gz", subject="sub-02")
     assert "sub-02" in str(info.value) and str(t1w) in str(info.value) and "all zeros" in str(info.value)
     assert _leftovers(out) == []
 
@@ -101,11 +104,10 @@ def test_fsl_backend_failure_leaves_no_output_or_scratch(synthetic_t1w, tmp_path
     monkeypatch.setenv("FSLOUTPUTTYPE", "NIFTI_GZ")
     out = tmp_path / "out"
     with pytest.raises(Exception):  # noqa: B017 (whatever Nipype raises without `bet`; the point is no leftovers)
-        extract_brain(t1w, out / "brain.nii.gz", out / "mask.nii.gz", backend="fsl", subject="sub-01")
+        BET(t1w, out / "brain.nii.gz", out / "mask.nii.gz", subject="sub-01")
     assert _leftovers(out) == []
 
 
-def test_unknown_backend_is_a_config_error(synthetic_t1w, tmp_path):
-    t1w, _ = synthetic_t1w()
-    with pytest.raises(ConfigError, match="unknown brain extraction backend"):
-        extract_brain(t1w, tmp_path / "b.nii.gz", tmp_path / "m.nii.gz", backend="robex", subject="sub-01")
+def test_unknown_backend_is_a_config_error_naming_the_choices():
+    with pytest.raises(ConfigError, match=r"unknown brain extraction backend 'robex'.*embedded.*fsl"):
+        load("brain_extraction", "robex")

@@ -98,3 +98,17 @@ def test_the_rules_claim_a_gpu_only_on_cuda(tmp_path, device):
 def test_cuda_jobs_go_to_the_gpu_partition_when_one_is_set():
     assert plan("cuda", gpu_partition="gpu").gpu_resources == {"gpu": 1, "slurm_partition": "gpu"}
     assert plan("cpu", gpu_partition="gpu").gpu_resources == {}  # CPU jobs stay on the default partition
+
+
+def test_compute_settings_reach_the_training_job_without_being_recorded_as_params():
+    """train.smk hands ``compute`` to the job as the typed ComputeConfig so that changing compute.compile or
+    compute.resume_every reruns no finished job: Snakemake's rerun check compares only the params it can
+    record, values of builtin types. If a Snakemake upgrade starts recording other objects, this fails."""
+    from snakemake.persistence import UNREPRESENTABLE, PersistenceBase
+
+    serialize = PersistenceBase._serialize_param_builtin  # the recording of one param value (self is unused)
+    assert serialize(None, ComputeConfig(compile=True, resume_every=3)) is UNREPRESENTABLE
+    assert serialize(None, {"compile": True}) is not UNREPRESENTABLE  # a plain dict would rerun every job
+    rule = (REPO / "workflow/rules/train.smk").read_text()
+    assert "compute=CFG.compute," in rule
+    assert "snakemake.config" not in (REPO / "scripts/train_fold.py").read_text()

@@ -245,6 +245,21 @@ def test_every_rule_that_runs_something_has_a_pinned_environment(rules_by_backen
     assert not missing, f"rules without conda: or container: {missing}"
 
 
+@pytest.mark.slow
+def test_each_preprocessing_rule_runs_the_script_and_env_of_the_backend_table(rules_by_backend):
+    from headmri.backends import backend
+
+    rule_of_step = {"brain_extraction": "brain_extraction", "registration": "register_to_mni",
+                    "parcellation": "parcellate"}
+    for name, rules in rules_by_backend.items():
+        chosen_names = BACKEND_CONFIGS[name].get("preprocessing", {})
+        by_rule = {r.rule: r for r in rules}
+        for step, rule in rule_of_step.items():
+            chosen = backend(step, chosen_names.get(step, "embedded"))
+            assert by_rule[rule].script == (REPO / "scripts" / chosen.script).resolve(), (name, rule)
+            assert by_rule[rule].conda == (ENVS / chosen.env).resolve(), (name, rule)
+
+
 def test_every_env_pins_every_package():
     for path in env_files():
         env = read_env(path)

@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from explain_call import explain
 
 from headmri.errors import ConfigError, InputError
 from headmri.explain import regions
-from headmri.explain.job import SubjectFiles, explain_fold
+from headmri.explain.job import SubjectFiles
 from headmri.explain.maps import slice_maps
 from headmri.models import build_architecture
 from headmri.slices.geometry import SliceGeometry
@@ -70,7 +71,7 @@ def _run(root, files, out, **kwargs):
         summary_json=out / "explain.json", montage_png=out / "montage.png", device="cpu",
     )
     arguments.update(kwargs)
-    return explain_fold(**arguments)
+    return explain(**arguments)
 
 
 def test_explain_fold_scores_the_test_patients_regions_from_raw_maps(fold, tmp_path):

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from explain_call import explain
 from timm.models.vision_transformer import VisionTransformer
 
 from headmri import config
 from headmri.errors import ConfigError, InputError
 from headmri.explain import methods
-from headmri.explain.job import SubjectFiles, explain_fold, neutral_slices
+from headmri.explain.job import SubjectFiles, neutral_slices
 from headmri.explain.occlusion import RegionOcclusion, SliceRegions, control_mean_slices, paint_regions
 from headmri.models import build_architecture
 from headmri.slices.geometry import SliceGeometry
@@ -277,7 +278,7 @@ def occlusion_fold(tmp_path):
 
 def _occlude(root, patients, controls, out, **kwargs):
     out.mkdir(exist_ok=True)
-    return explain_fold(model_path=root / "model.pt", split_tsv=root / "split.tsv", task="migraine", classes=CLASSES,
+    return explain(model_path=root / "model.pt", split_tsv=root / "split.tsv", task="migraine", classes=CLASSES,
                         fold=1, subjects=patients, regions_tsv=out / "regions.tsv", mean_map=out / "mean_map.nii.gz",
                         summary_json=out / "explain.json", montage_png=out / "montage.png", device="cpu",
                         method="occlusion", controls=controls, patients="all",

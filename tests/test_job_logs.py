@@ -19,7 +19,7 @@ from headmri.config import TrainingConfig
 from headmri.preprocess.mni import load_brain_and_mask
 from headmri.slices import extract_slices
 from headmri.splits import make_splits
-from headmri.training import loop, train_fold
+from headmri.training import EncoderChoice, FoldJob, FoldSettings, loop, train_fold
 
 FORMAT = "%(asctime)s %(name)s %(levelname)s %(message)s"  # scripts/train_fold.py's
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} ")
@@ -105,8 +105,8 @@ def _toy_cohort(root):
 def test_the_training_job_logs_one_line_per_epoch_and_its_device_and_threads(tmp_path, job_log):
     split = _toy_cohort(tmp_path)
     training = TrainingConfig(epochs=2, batch_size=8, lr=3e-4, warmup_epochs=0, patience=2, seed=1)
-    train_fold(split, tmp_path / "out", task="toy", classes=("HC", "migraine"), fold=1, model_name="vittinydemo",
-               encoder="vit_tiny_demo", training=training, slices=tmp_path, threads=1, device="cpu", progress=True)
+    train_fold(split, tmp_path / "out", FoldJob("toy", ("HC", "migraine"), 1, "vittinydemo"), EncoderChoice("vit_tiny_demo"),
+               training, tmp_path, FoldSettings(threads=1, device="cpu", progress=True))
     text = job_log.read_text()
     assert "\r" not in text
     lines = text.splitlines()

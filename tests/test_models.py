@@ -25,7 +25,7 @@ from headmri.models import (
 )
 from headmri.models.resnet3d import TEMPLATE_SHAPE, volume_shape
 from headmri.splits import make_splits
-from headmri.training import load_trained, save_trained, train_fold
+from headmri.training import EncoderChoice, FoldJob, FoldSettings, load_trained, save_trained, train_fold
 from headmri.training.volumes import VolumeBatchLoader, load_volume
 
 CLASSES = ("HC", "migraine")
@@ -160,9 +160,9 @@ def test_resnet3d_baseline_trains_through_the_same_job(tmp_path):
     write_tsv(split, tmp_path / "split.tsv")
     volumes = {r["participant_id"]: tmp_path / f"{r['participant_id']}_T1w.nii" for r in rows}
     training = TrainingConfig(epochs=2, batch_size=4, lr=1e-3, patience=2, seed=0)
-    metrics = train_fold(tmp_path / "split.tsv", tmp_path / "out", task="migraine", classes=CLASSES, fold=1,
-                         model_name="resnet3d", encoder="resnet3d", training=training, volumes=volumes,
-                         voxel_size_mm=8.0, threads=2, progress=False)
+    metrics = train_fold(tmp_path / "split.tsv", tmp_path / "out", FoldJob("migraine", CLASSES, 1, "resnet3d"),
+                         EncoderChoice("resnet3d", voxel_size_mm=8.0), training, volumes,
+                         FoldSettings(threads=2, progress=False))
     assert list(metrics["split"]) == ["test", "val"]
     per_slice = pd.read_csv(tmp_path / "out" / "predictions_slices.tsv", sep="\t")
     assert (per_slice["slice_position"] == 0).all() and per_slice["participant_id"].is_unique  # one volume each

@@ -8,9 +8,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from headmri.preprocess.brain_extraction import extract_brain
+from headmri.backends import load
 from headmri.preprocess.fsl import applyxfm_interface, bet_interface, flirt_interface
-from headmri.preprocess.registration import register_to_mni
 
 
 @pytest.fixture
@@ -64,7 +63,7 @@ needs_flirt = pytest.mark.skipif(shutil.which("flirt") is None,
 def test_bet_runs_on_the_template_head(mni_template, tmp_path, monkeypatch):
     monkeypatch.setenv("FSLOUTPUTTYPE", "NIFTI_GZ")
     brain, mask = tmp_path / "brain.nii.gz", tmp_path / "mask.nii.gz"
-    extract_brain(mni_template.head, brain, mask, backend="fsl", subject="sub-01", bet_frac=0.5)
+    load("brain_extraction", "fsl")(mni_template.head, brain, mask, subject="sub-01", frac=0.5)
     found = np.asanyarray(nib.load(mask).dataobj) > 0
     truth = np.asanyarray(nib.load(mni_template.brain_mask).dataobj) > 0
     assert 2 * (found & truth).sum() / (found.sum() + truth.sum()) > 0.8
@@ -86,8 +85,8 @@ def test_flirt_recovers_a_shift_and_writes_a_world_affine(mni_template, tmp_path
     nib.save(nib.Nifti1Image(np.asanyarray(nib.load(mni_template.brain_mask).dataobj), subject.affine),
              tmp_path / "mask.nii.gz")
     out = {n: tmp_path / "out" / n for n in ("b.nii.gz", "m.nii.gz", "x.mat", "a.txt")}
-    register_to_mni(tmp_path / "brain.nii.gz", tmp_path / "mask.nii.gz", mni_template.head, mni_template.brain_mask,
-                    *out.values(), backend="fsl", subject="sub-01")
+    load("registration", "fsl")(tmp_path / "brain.nii.gz", tmp_path / "mask.nii.gz", mni_template.head,
+                                mni_template.brain_mask, *out.values(), subject="sub-01")
     points = nib.affines.apply_affine(subject.affine, np.argwhere(np.asanyarray(nib.load(tmp_path / "mask.nii.gz").dataobj)))
     angle, displacement = affine_error(np.loadtxt(out["a.txt"]), truth, points)
     assert angle < 1.0 and displacement < 1.0

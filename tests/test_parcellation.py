@@ -9,9 +9,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from headmri.backends import load
 from headmri.errors import InputError
 from headmri.parcellation import freesurfer as fs
-from headmri.parcellation.subject import labels_to_mni, load_world_affine, parcellate_subject
+from headmri.parcellation.subject import labels_to_mni, load_world_affine
 
 # A small MNI-like reference grid: 1 mm, RAS, origin at -40 mm.
 REF_AFFINE = np.array([[1.0, 0, 0, -40], [0, 1, 0, -40], [0, 0, 1, -40], [0, 0, 0, 1]])
@@ -26,6 +27,9 @@ def conformed_affine(n: int, c_ras=(7.0, -12.0, 20.0)) -> np.ndarray:
 
 
 # subject scanner RAS -> MNI RAS: a 90 degree turn about z and a shift
+# the functions the parcellate rule's script runs for each backend (headmri.backends)
+PARCELLATE_FREESURFER = load("parcellation", "freesurfer")
+PARCELLATE_EMBEDDED = load("parcellation", "embedded")
 SUBJECT_TO_MNI = np.array([[0.0, -1, 0, 5], [1, 0, 0, -3], [0, 0, 1, 2], [0, 0, 0, 1]])
 
 
@@ -69,8 +73,8 @@ def affine_txt(tmp_path):
 
 def test_wmparc_voxel_lands_where_the_affine_says(tmp_path, wmparc, affine_txt):
     path, data, affine = wmparc
-    out = parcellate_subject(
-        tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz"), backend="freesurfer",
+    out = PARCELLATE_FREESURFER(
+        tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz"),
         wmparc=path, affine=affine_txt, subject="sub-01",
     )
     codes = np.asarray(nib.load(tmp_path / "dseg.nii.gz").dataobj)
@@ -83,8 +87,8 @@ def test_wmparc_voxel_lands_where_the_affine_says(tmp_path, wmparc, affine_txt):
 
 def test_moved_labels_stay_integer_lut_codes_and_excluded_ones_are_gone(tmp_path, wmparc, affine_txt):
     path, data, _ = wmparc
-    parcellate_subject(
-        tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz"), backend="freesurfer",
+    PARCELLATE_FREESURFER(
+        tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz"),
         wmparc=path, affine=affine_txt, subject="sub-01",
     )
     img = nib.load(tmp_path / "dseg.nii.gz")
@@ -108,8 +112,8 @@ def test_labels_outside_the_brain_mask_are_removed(tmp_path, wmparc, affine_txt)
     path, _, affine = wmparc
     mask = np.ones(REF_SHAPE, dtype=bool)
     mask[mni_voxel_of((30, 20, 40), affine)] = False
-    parcellate_subject(
-        tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz", mask), backend="freesurfer",
+    PARCELLATE_FREESURFER(
+        tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz", mask),
         wmparc=path, affine=affine_txt, subject="sub-01",
     )
     assert not np.any(np.asarray(nib.load(tmp_path / "dseg.nii.gz").dataobj) == 1024)
@@ -128,8 +132,8 @@ def test_unreadable_wmparc_is_an_input_error(tmp_path, affine_txt):
     bad = tmp_path / "wmparc.mgz"
     bad.write_bytes(b"not an mgz file")
     with pytest.raises(InputError, match="sub-02"):
-        parcellate_subject(
-            tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz"), backend="freesurfer",
+        PARCELLATE_FREESURFER(
+            tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz"),
             wmparc=bad, affine=affine_txt, subject="sub-02",
         )
     assert not (tmp_path / "dseg.nii.gz").exists()
@@ -146,8 +150,8 @@ def test_embedded_backend_masks_the_atlas_and_drops_excluded(tmp_path):
     nib.save(nib.Nifti1Image(atlas, REF_AFFINE), tmp_path / "atlas.nii.gz")
     mask = np.zeros(REF_SHAPE, dtype=bool)
     mask[20:70] = True
-    parcellate_subject(
-        tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz", mask), backend="embedded",
+    PARCELLATE_EMBEDDED(
+        tmp_path / "dseg.nii.gz", mask_mni=write_mask(tmp_path / "mask.nii.gz", mask),
         atlas=tmp_path / "atlas.nii.gz", subject="sub-01",
     )
     codes = np.asarray(nib.load(tmp_path / "dseg.nii.gz").dataobj)
@@ -159,8 +163,8 @@ def test_embedded_backend_rejects_a_mask_on_another_grid(tmp_path):
     nib.save(nib.Nifti1Image(np.zeros(REF_SHAPE, np.int32), REF_AFFINE), tmp_path / "atlas.nii.gz")
     nib.save(nib.Nifti1Image(np.ones((40, 40, 40), np.uint8), REF_AFFINE), tmp_path / "mask.nii.gz")
     with pytest.raises(InputError, match="sub-03"):
-        parcellate_subject(
-            tmp_path / "dseg.nii.gz", mask_mni=tmp_path / "mask.nii.gz", backend="embedded",
+        PARCELLATE_EMBEDDED(
+            tmp_path / "dseg.nii.gz", mask_mni=tmp_path / "mask.nii.gz",
             atlas=tmp_path / "atlas.nii.gz", subject="sub-03",
         )
 

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from headmri.backends import load
 from headmri.errors import ConfigError, InputError
 from headmri.preprocess.embedded import read_itk_affine
 from headmri.preprocess.mni import skull_stripped_template
-from headmri.preprocess.registration import register_to_mni
 from headmri.preprocess.transforms import (
     affine_error,
     apply_affine_to_points,
@@ -30,6 +30,7 @@ from headmri.preprocess.transforms import (
 
 from conftest import grid_affine, rotation_xyz
 
+ANTS = load("registration", "embedded")  # what the register_to_mni rule runs (headmri.backends)
 RNG = np.random.default_rng(5)
 POINTS = RNG.uniform(-80, 80, (50, 3))
 
@@ -191,8 +192,8 @@ def registered(mni_template, tmp_path_factory):
     brain, mask = make_subject(mni_template, truth, folder)
     outputs = {name: folder / "out" / f"sub-01_{name}" for name in
                ("brain.nii.gz", "mask.nii.gz", "xfm.mat", "affine.txt")}
-    register_to_mni(brain, mask, mni_template.head, mni_template.brain_mask, *outputs.values(),
-                    backend="embedded", transform="AffineFast", subject="sub-01", threads=2)
+    ANTS(brain, mask, mni_template.head, mni_template.brain_mask, *outputs.values(),
+         transform="AffineFast", subject="sub-01", threads=2)
     return truth, brain, mask, outputs
 
 
@@ -239,11 +240,10 @@ def test_affine_file_maps_subject_points_to_template_points_like_the_ants_transf
 
 
 def test_registration_refuses_unknown_backends_and_transforms(tmp_path):
-    with pytest.raises(ConfigError, match="unknown registration backend"):
-        register_to_mni("b", "m", "t", "tm", *(tmp_path / n for n in "abcd"), backend="spm", subject="sub-01")
+    with pytest.raises(ConfigError, match="unknown registration backend 'spm'"):
+        load("registration", "spm")
     with pytest.raises(ConfigError, match="unknown ANTs transform"):
-        register_to_mni("b", "m", "t", "tm", *(tmp_path / n for n in "abcd"), backend="embedded",
-                        transform="SyN", subject="sub-01")
+        ANTS("b", "m", "t", "tm", *(tmp_path / n for n in "abcd"), transform="SyN", subject="sub-01")
 
 
 def test_mask_on_another_grid_is_refused_and_nothing_is_written(tmp_path, write_nifti, mni_template):
@@ -251,8 +251,8 @@ def test_mask_on_another_grid_is_refused_and_nothing_is_written(tmp_path, write_
     mask = write_nifti("mask.nii.gz", np.ones((60, 70, 61), np.uint8), grid_affine((60, 70, 61), 2.0))
     out = tmp_path / "out"
     with pytest.raises(InputError) as info:
-        register_to_mni(brain, mask, mni_template.head, mni_template.brain_mask, out / "b.nii.gz",
-                        out / "m.nii.gz", out / "x.mat", out / "a.txt", backend="embedded", subject="sub-01")
+        ANTS(brain, mask, mni_template.head, mni_template.brain_mask, out / "b.nii.gz",
+             out / "m.nii.gz", out / "x.mat", out / "a.txt", subject="sub-01")
     assert "sub-01" in str(info.value) and str(brain) in str(info.value)
     assert not out.exists() or not any(out.iterdir())
 

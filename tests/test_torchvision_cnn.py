@@ -21,7 +21,7 @@ from headmri.atomic import write_tsv
 from headmri.config import TrainingConfig
 from headmri.errors import ConfigError, InputError
 from headmri.explain import methods
-from headmri.explain.job import SubjectFiles, explain_fold
+from headmri.explain.job import ExplainSettings, FoldInputs, FoldKey, FoldOutputs, SubjectFiles, explain_fold
 from headmri.explain.occlusion import RegionOcclusion, SliceRegions
 from headmri.explain.sanity import randomised_copy, reinitialised_modules
 from headmri.models import build_architecture, build_classifier, encoder_input_size, slice_size_of
@@ -30,7 +30,7 @@ from headmri.models.torchvision_cnn import TorchvisionCNN
 from headmri.slices import extract_slices
 from headmri.slices.geometry import SliceGeometry
 from headmri.splits import check_leakage, make_splits
-from headmri.training import load_trained, save_trained, train_fold
+from headmri.training import EncoderChoice, FoldJob, FoldSettings, load_trained, save_trained, train_fold
 
 ENCODERS = ("googlenet", "resnet18")
 LAST_BLOCK = {"googlenet": "net.inception5b", "resnet18": "net.layer4"}
@@ -238,9 +238,9 @@ def test_a_leave_one_subject_out_fold_trains_googlenet_frozen_to_its_last_block(
     write_tsv(split, tmp_path / "split.tsv")
     state = _imagenet_file("googlenet", tmp_path / "imagenet.pth")
     training = TrainingConfig(epochs=1, batch_size=4, lr=1e-3, warmup_epochs=0, patience=1, seed=0)
-    metrics = train_fold(tmp_path / "split.tsv", tmp_path / "out", task="three", classes=CLASSES, fold=1,
-                         model_name="googlenet", encoder="googlenet", training=training, slices=tmp_path,
-                         checkpoint=tmp_path / "imagenet.pth", slice_size=224, threads=1, progress=False)
+    metrics = train_fold(tmp_path / "split.tsv", tmp_path / "out", FoldJob("three", CLASSES, 1, "googlenet"),
+                         EncoderChoice("googlenet", checkpoint=tmp_path / "imagenet.pth"), training, tmp_path,
+                         FoldSettings(slice_size=224, threads=1, progress=False))
     assert list(metrics["split"]) == ["test", "val"] and list(metrics["n_subjects"]) == [1, 3]
     model, meta = load_trained(tmp_path / "out" / "model.pt")
     assert meta["encoder"] == "googlenet" and meta["target_layer_name"] == "net.inception5b" and meta["input_size"] == 224
@@ -249,8 +249,8 @@ def test_a_leave_one_subject_out_fold_trains_googlenet_frozen_to_its_last_block(
     assert torch.equal(trained["inception4e.branch1.bn.running_mean"], state["inception4e.branch1.bn.running_mean"])
     assert not torch.equal(trained["inception5b.branch1.conv.weight"], state["inception5b.branch1.conv.weight"])
     with pytest.raises(ConfigError, match="slices.size is 64 but encoder 'resnet18' takes 224x224"):
-        train_fold(tmp_path / "split.tsv", tmp_path / "out2", task="three", classes=CLASSES, fold=1, model_name="resnet18",
-                   encoder="resnet18", training=training, slices=tmp_path, slice_size=64, threads=1, progress=False)
+        train_fold(tmp_path / "split.tsv", tmp_path / "out2", FoldJob("three", CLASSES, 1, "resnet18"), EncoderChoice("resnet18"),
+                   training, tmp_path, FoldSettings(slice_size=64, threads=1, progress=False))
 
 
 # ---- the explanation job on a CNN: Grad-CAM on the last block and the randomisation test ----------------
@@ -286,11 +286,10 @@ def test_the_explain_job_runs_gradcam_and_the_randomisation_test_on_the_cnn(enco
     save_trained(model, tmp_path / "model.pt", task="migraine", fold=1)
     pd.DataFrame({"participant_id": list(groups), "label": [p[4:] for p in groups], "group": list(groups.values()),
                   "class_index": [1, 0], "fold": 1, "split": ["test", "train"]}).to_csv(tmp_path / "split.tsv", sep="\t", index=False)
-    table = explain_fold(model_path=tmp_path / "model.pt", split_tsv=tmp_path / "split.tsv", task="migraine",
-                         classes=("HC", "migraine"), fold=1, subjects={"sub-p1": files["sub-p1"]},
-                         regions_tsv=tmp_path / "regions.tsv", mean_map=tmp_path / "mean.nii.gz",
-                         summary_json=tmp_path / "explain.json", device="cpu", batch_size=4,
-                         sanity={"patients": 1, "repeats": 2, "threshold": 0.5, "seed": 0})
+    table = explain_fold(FoldInputs(tmp_path / "model.pt", tmp_path / "split.tsv", {"sub-p1": files["sub-p1"]}),
+                         FoldKey("migraine", ("HC", "migraine"), 1),
+                         ExplainSettings(batch_size=4, sanity={"patients": 1, "repeats": 2, "threshold": 0.5, "seed": 0}),
+                         FoldOutputs(tmp_path / "regions.tsv", tmp_path / "mean.nii.gz", tmp_path / "explain.json"), device="cpu")
     assert sorted(table["label"]) == CODES and table["value"].gt(0).all()
     summary = json.loads((tmp_path / "explain.json").read_text())
     assert summary["target_layer"] == LAST_BLOCK[encoder]

@@ -22,7 +22,7 @@ from headmri.errors import ConfigError, InputError, LeakageError
 from headmri.slices import extract_slices
 from headmri.slices.loader import SliceBatchLoader
 from headmri.splits import make_splits
-from headmri.training import OUTPUTS, load_trained, train_fold
+from headmri.training import OUTPUTS, EncoderChoice, FoldJob, FoldSettings, load_trained, train_fold
 from headmri.training.job import BEST_FILE, RESUME_FILE, read_fold
 from headmri.training.oversample import oversample_subjects
 from headmri.training.schedule import WarmupCosine
@@ -64,9 +64,9 @@ def write_split(root: Path, participants: pd.DataFrame, classes=CLASSES) -> Path
     return root / "split.tsv"
 
 
-def run_job(split_tsv: Path, slices, out_dir: Path, classes=CLASSES, training=TRAINING, **kw) -> pd.DataFrame:
-    return train_fold(split_tsv, out_dir, task="toy", classes=classes, fold=1, model_name="vittinydemo",
-                      encoder="vit_tiny_demo", training=training, slices=slices, threads=1, progress=False, **kw)
+def run_job(split_tsv: Path, slices, out_dir: Path, classes=CLASSES, training=TRAINING, slice_size=None) -> pd.DataFrame:
+    return train_fold(split_tsv, out_dir, FoldJob("toy", classes, 1, "vittinydemo"), EncoderChoice("vit_tiny_demo"),
+                      training, slices, FoldSettings(slice_size=slice_size, threads=1, progress=False))
 
 
 def history_without_time(out_dir: Path) -> pd.DataFrame:
@@ -189,10 +189,10 @@ def test_killed_job_resumes_and_matches_an_uninterrupted_run(cohort, reference, 
         import logging, sys
         logging.basicConfig(level=logging.INFO, stream=sys.stderr)
         from headmri.config import TrainingConfig
-        from headmri.training import train_fold
-        train_fold({str(split_tsv)!r}, {str(tmp_path)!r}, task="toy", classes={CLASSES!r}, fold=1,
-                   model_name="vittinydemo", encoder="vit_tiny_demo", training=TrainingConfig(**{asdict(TRAINING)!r}),
-                   slices={str(root)!r}, threads=1, progress=False)
+        from headmri.training import EncoderChoice, FoldJob, FoldSettings, train_fold
+        train_fold({str(split_tsv)!r}, {str(tmp_path)!r}, FoldJob("toy", {CLASSES!r}, 1, "vittinydemo"),
+                   EncoderChoice("vit_tiny_demo"), TrainingConfig(**{asdict(TRAINING)!r}), {str(root)!r},
+                   FoldSettings(threads=1, progress=False))
     """)
     job = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     # a best epoch saves its resume state as the best checkpoint, any other epoch as the resume file
@@ -265,8 +265,8 @@ def test_leakage_stops_the_job_before_training(cohort, tmp_path):
 def test_bad_encoder_size_and_missing_inputs_fail_before_training(cohort, tmp_path):
     root, split_tsv = cohort
     with pytest.raises(ConfigError, match="unknown encoder 'vit_huge_typo'.*biomedclip"):
-        train_fold(split_tsv, tmp_path / "a", task="toy", classes=CLASSES, fold=1, model_name="x",
-                   encoder="vit_huge_typo", training=TRAINING, slices=root)
+        train_fold(split_tsv, tmp_path / "a", FoldJob("toy", CLASSES, 1, "x"), EncoderChoice("vit_huge_typo"), TRAINING,
+                   root)
     with pytest.raises(ConfigError, match="slices.size: 112"):
         run_job(split_tsv, root, tmp_path / "b", slice_size=224)
     fold = read_fold(split_tsv, 1, CLASSES)

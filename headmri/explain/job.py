@@ -19,7 +19,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import nibabel as nib
 import numpy as np
@@ -31,9 +31,9 @@ from headmri.atomic import save_nifti, write_json, write_tsv
 from headmri.errors import ConfigError, InputError
 from headmri.explain import methods
 from headmri.explain import regions as regional
+from headmri.explain.feeds import ExplainedSubject, SubjectFiles, SubjectRequest, feed_for, read_geometry
 from headmri.explain.merge import REGION_COLUMNS
 from headmri.explain.methods import target_index
-from headmri.model_inputs import input_of_kind
 from headmri.splits import fold_table, read_split
 from headmri.templates import SPACE
 
@@ -41,27 +41,6 @@ log = logging.getLogger(__name__)
 
 PATIENT_SETS = ("test", "all")
 MONTAGE_PATIENTS = 3
-
-
-@dataclass(frozen=True)
-class SubjectFiles:
-    """One subject's inputs: its slices and their geometry (slice models), its volume (3D models), its
-    parcellation on the MNI grid (``None`` for the controls that only lend occlusion its neutral image)."""
-
-    slices: Path | None
-    geometry: Path | None
-    dseg: Path | None
-    volume: Path | None = None
-
-
-@dataclass(frozen=True)
-class ExplainedSubject:
-    participant_id: str
-    volume: np.ndarray  # 3D map on the MNI grid
-    affine: np.ndarray
-    slices: np.ndarray | None = None  # (n, S, S) inputs and maps, kept for the montage only
-    maps: np.ndarray | None = None
-    region_values: Mapping[int, float] | None = None  # region methods: the value of every region
 
 
 def load_fold_model(model_path: str | Path, *, task: str, fold: int, device: torch.device):
@@ -135,34 +114,6 @@ def load_parcellation(path: Path, *, subject: str) -> nib.Nifti1Image:
     return nib.as_closest_canonical(image)  # slice geometries are in canonical RAS
 
 
-def read_geometry(path: Path | None, *, subject: str):
-    from headmri.slices.geometry import SliceGeometry
-
-    if path is None:
-        raise InputError("a slice model needs the subject's slices and their geometry JSON", subject=subject)
-    try:
-        return SliceGeometry.from_json(path)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"cannot read the slice geometry: {error}", subject=subject, path=path) from error
-
-
-def check_input_grid(dseg: nib.Nifti1Image, files: SubjectFiles, subject: str, kind: str) -> None:
-    """The parcellation must lie on the grid the model's input came from (header reads only)."""
-    if kind == "volume":
-        if files.volume is None:
-            raise InputError("a volume model needs the subject's MNI-space volume", subject=subject)
-        try:
-            source = nib.as_closest_canonical(nib.load(str(files.volume)))
-        except (FileNotFoundError, nib.filebasedimages.ImageFileError) as error:
-            raise InputError(f"cannot read the MNI-space brain: {error}", subject=subject, path=files.volume) from error
-        regional.check_same_grid(dseg, source.shape, source.affine, subject=subject, path=files.dseg,
-                                 what=f"brain volume's ({files.volume})")
-    else:
-        geometry = read_geometry(files.geometry, subject=subject)
-        regional.check_same_grid(dseg, geometry.source_shape, geometry.affine, subject=subject, path=files.dseg,
-                                 what=f"slice geometry's ({files.geometry})")
-
-
 def neutral_slices(split: pd.DataFrame, fold: int, reference_class: str, controls: Mapping[str, SubjectFiles] | None,
                    like, *, path: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
     """Occlusion's neutral image: the mean slices of the fold's training controls (reference class, split
@@ -181,62 +132,6 @@ def neutral_slices(split: pd.DataFrame, fold: int, reference_class: str, control
         if controls[pid].slices is None or controls[pid].geometry is None:
             raise InputError("region occlusion needs the control's slices and their geometry JSON", subject=pid)
     return control_mean_slices({pid: (controls[pid].slices, controls[pid].geometry) for pid in chosen}, like), chosen
-
-
-def _slice_subject(model, meta, files: SubjectFiles, participant_id: str, *, explainer: methods.ExplanationMethod,
-                   target: int, device: torch.device, keep_slices: bool, labels: np.ndarray | None = None,
-                   codes: Sequence[int] = (), neutral: np.ndarray | None = None,
-                   like=None) -> ExplainedSubject:
-    from headmri.slices.loader import SliceBatchLoader
-
-    if files.slices is None:
-        raise InputError("a slice model needs the subject's slices", subject=participant_id)
-    geometry = read_geometry(files.geometry, subject=participant_id)
-    loader = SliceBatchLoader([files.slices], [0], batch_size=max(1, len(geometry.kept_indices)), shuffle=False, seed=0,
-                              device=device)
-    raw = loader.arrays[0]
-    if raw.shape[0] != geometry.n_kept:
-        raise InputError(f"the slice array holds {raw.shape[0]} slices but its geometry keeps {geometry.n_kept}",
-                         subject=participant_id, path=files.slices)
-    size = int(meta["input_size"])
-    if raw.shape[1:] != (size, size):
-        raise InputError(f"slices are {raw.shape[1]}x{raw.shape[2]} but the model takes {size}x{size}; "
-                         f"rebuild the slices with slices.size: {size}", subject=participant_id, path=files.slices)
-    inputs = loader.to_grey(torch.from_numpy(np.array(raw)))  # a writable copy of the memory map
-    if not explainer.scores_regions:
-        maps = explainer.slice_maps(inputs, target)
-        volume = geometry.to_volume(maps)
-        return ExplainedSubject(participant_id, volume, geometry.affine,
-                                np.asarray(raw) if keep_slices else None, maps if keep_slices else None)
-    from headmri.explain.occlusion import SliceRegions, paint_regions, same_slicing
-
-    if like is not None and not same_slicing(geometry, like):
-        raise InputError("the patient's slices were not cut like the other subjects' (axis, size, grid)",
-                         subject=participant_id, path=files.geometry)
-    values = explainer.region_values(inputs, target, SliceRegions(geometry, labels, codes),
-                                     neutral[list(geometry.kept_indices)])
-    volume = paint_regions(labels, values)
-    maps = geometry.slices_from_volume(volume) if keep_slices else None
-    return ExplainedSubject(participant_id, volume, geometry.affine, np.asarray(raw) if keep_slices else None, maps,
-                            region_values=values)
-
-
-def _volume_subject(model, meta, files: SubjectFiles, participant_id: str, *, explainer, target: int,
-                    device: torch.device, grid_shape: Sequence[int], grid_affine: np.ndarray,
-                    keep_slices: bool) -> ExplainedSubject:
-    from headmri.training.volumes import load_volume  # the training stage owns the volume preprocessing
-
-    if files.volume is None:
-        raise InputError("a volume model needs the subject's MNI-space volume", subject=participant_id)
-    tensor = torch.as_tensor(load_volume(files.volume, meta, subject=participant_id))[None].to(device)  # (1, 1, D, H, W)
-    volume = explainer.volume_map(tensor, target, grid_shape)
-    slices = maps = None
-    if keep_slices:  # sagittal planes of the brain and the map, shown the way the slice models see them
-        brain = np.asarray(nib.as_closest_canonical(nib.load(str(files.volume))).dataobj, dtype=np.float32)
-        keep = np.flatnonzero(brain.reshape(brain.shape[0], -1).any(axis=1))
-        slices = np.stack([brain[i].T[::-1] for i in keep])
-        maps = np.stack([volume[i].T[::-1] for i in keep])
-    return ExplainedSubject(participant_id, volume, np.asarray(grid_affine), slices, maps)
 
 
 @dataclass(frozen=True)
@@ -274,66 +169,17 @@ class FoldOutputs:
     maps_dir: str | Path | None = None
 
 
-def explain_fold(
-    *,
-    model_path: str | Path,
-    split_tsv: str | Path,
-    task: str,
-    classes: Sequence[str],
-    fold: int,
-    subjects: Mapping[str, SubjectFiles],
-    regions_tsv: str | Path,
-    mean_map: str | Path,
-    summary_json: str | Path,
-    montage_png: str | Path | None = None,
-    maps_dir: str | Path | None = None,
-    method: str = "gradcam",
-    target_layer: str | None = None,
-    statistic: str = "max",
-    patients: str = "test",
-    expected_regions_tsv: str | Path | None = None,
-    batch_size: int = 32,
-    device: str | None = None,
-    controls: Mapping[str, SubjectFiles] | None = None,
-    method_options: Mapping[str, Any] | None = None,
-    explain_controls: bool = False,
-    sanity: Mapping[str, Any] | None = None,
-    label_table: str | Path | None = None,
-) -> pd.DataFrame:
-    """Explain one fold's model on its patients and write the fold's outputs; returns the regions table.
-
-    ``subjects`` maps participant IDs (``sub-X``) to their files and must cover every selected patient.
-    ``controls``: files of the task's reference-class subjects: slices and geometry for methods that need a
-    neutral image (occlusion; the fold's training controls among them are used, and must be there), and
-    with ``explain_controls`` also the parcellation (and the volume for a 3D model) of the controls that are
-    explained. ``explain_controls``: also explain the fold's controls (``select_controls``: the same rule as
-    the patients) for each disease class; their rows go to the same table (``group`` is the reference
-    class, ``target`` the disease class), not into the mean map, the montage or the randomisation test.
-    ``sanity``: run the model-parameter randomisation test (headmri.explain.sanity) with these options
-    (``patients``: how many of the explained patients, 0 for all; ``repeats``; ``threshold``; ``seed``) and
-    record it in the JSON under ``sanity``; None: no test.
-    ``method_options``: keyword options of the method's class (occlusion: ``batch_size``,
-    ``only_slices_with_region``); a ``batch_size`` there replaces ``batch_size``.
-    ``target_layer`` defaults to the layer the model names (ViT: ``trunk.blocks[-1].norm1``; 3D CNN: its
-    last convolutional stage). ``expected_regions_tsv``: a table whose ``label`` column lists the regions
-    each parcellation must hold; without it, every scored region any patient has (optional FreeSurfer
-    labels aside). ``label_table``: the source's label table (``headmri.labels.load``: ``freesurfer`` or None for
-    the built-in FreeSurfer table, else a TSV path), which names the regions and says which are scored.
-    The keywords are grouped into ``FoldInputs``, ``ExplainSettings`` and ``FoldOutputs`` and the work
-    done by ``run_explain``.
-    """
-    inputs = FoldInputs(model_path, split_tsv, subjects, controls, expected_regions_tsv, label_table)
-    settings = ExplainSettings(method, target_layer, statistic, patients, batch_size, method_options,
-                               explain_controls, sanity)
-    outputs = FoldOutputs(regions_tsv, mean_map, summary_json, montage_png, maps_dir)
-    return run_explain(inputs, FoldKey(task, tuple(classes), int(fold)), settings, outputs, device)
-
-
 @dataclass(frozen=True)
 class FoldKey:
+    """Which fold is explained: the task, its classes (reference first) and the fold number."""
+
     task: str
     classes: tuple[str, ...]
     fold: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "fold", int(self.fold))
 
 
 @dataclass
@@ -346,7 +192,7 @@ class _Explaining:
     model: torch.nn.Module
     meta: dict
     method_cls: type
-    layer_path: str | None
+    feed: Any  # headmri.explain.feeds: how this model's input kind is explained
     label_names: label_tables.LabelTable
     chosen: pd.DataFrame = None
     records: pd.DataFrame = None
@@ -354,13 +200,11 @@ class _Explaining:
     files_of: dict[str, SubjectFiles] = field(default_factory=dict)
     parcellations: dict[str, nib.Nifti1Image] = field(default_factory=dict)
     expected: list[int] = field(default_factory=list)
-    neutral: np.ndarray | None = None
-    like: Any = None
     reference_controls: list[str] = field(default_factory=list)
 
     @property
-    def kind(self) -> str:
-        return self.meta.get("kind", "slices")
+    def layer_path(self) -> str | None:
+        return self.feed.target_layer(self.settings.target_layer, self.model)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -370,29 +214,49 @@ class _Explaining:
         layer = self.layer_path if self.method_cls.uses_target_layer else None
         return self.method_cls(network, target_layer=layer, **self.options)
 
-    def explain_subject(self, method_instance, network, pid: str, target_name: str, keep_slices: bool):
-        """One subject's explanation for one target class and its value per expected region."""
-        files, dseg = self.files_of[pid], self.parcellations[pid]
-        labels = np.asarray(dseg.dataobj).astype(np.int32)
-        target = target_index(self.key.classes, target_name)
-        if input_of_kind(self.kind).is_volume:
-            explained = _volume_subject(network, self.meta, files, pid, explainer=method_instance, target=target,
-                                        device=self.device, grid_shape=dseg.shape, grid_affine=dseg.affine,
-                                        keep_slices=keep_slices)
-        else:
-            explained = _slice_subject(network, self.meta, files, pid, explainer=method_instance, target=target,
-                                       device=self.device, keep_slices=keep_slices, labels=labels, codes=self.expected,
-                                       neutral=self.neutral, like=self.like)
-        if explained.region_values is not None:
-            values = np.array([explained.region_values[c] for c in self.expected], dtype=np.float64)
-        else:
-            values = regional.regional_values(explained.volume, labels, self.expected, self.settings.statistic)
-        return explained, values
+    def start(self, explainer, pid: str, target_name: str, keep_slices: bool):
+        """The model's part of one subject's explanation for one target class, on this thread; returns
+        the rest (back to the MNI grid, value per expected region) as a function giving ``(explained, values)``."""
+        request = SubjectRequest(pid, self.files_of[pid], self.parcellations[pid],
+                                 target_index(self.key.classes, target_name), keep_slices, self.expected)
+        finish = self.feed.explain(explainer, request)
+
+        def regional_part() -> tuple[ExplainedSubject, np.ndarray]:
+            explained = finish()
+            if explained.region_values is not None:
+                return explained, np.array([explained.region_values[c] for c in self.expected], dtype=np.float64)
+            return explained, regional.regional_values(explained.volume, request.labels(), self.expected,
+                                                       self.settings.statistic)
+
+        return regional_part
+
+    def explain_subject(self, explainer, pid: str, target_name: str, keep_slices: bool):
+        """One subject's explanation and its value per expected region, all on this thread."""
+        return self.start(explainer, pid, target_name, keep_slices)()
 
 
-def run_explain(inputs: FoldInputs, key: FoldKey, settings: ExplainSettings, outputs: FoldOutputs,
-                device: str | None = None) -> pd.DataFrame:
-    """``explain_fold`` on typed arguments."""
+def explain_fold(inputs: FoldInputs, key: FoldKey, settings: ExplainSettings, outputs: FoldOutputs,
+                 device: str | None = None) -> pd.DataFrame:
+    """Explain one fold's model on its patients and write the fold's outputs; returns the regions table.
+
+    ``inputs.subjects`` maps participant IDs (``sub-X``) to their files and must cover every selected
+    patient. ``inputs.controls``: files of the task's reference-class subjects: slices and geometry for
+    methods that need a neutral image (occlusion; the fold's training controls among them are used, and
+    must be there), and with ``settings.explain_controls`` also the parcellation (and the volume for a 3D
+    model) of the controls that are explained (``select_controls``: the same rule as the patients, once
+    per disease class); their rows go to the same table (``group`` is the reference class, ``target`` the
+    disease class), not into the mean map, the montage or the randomisation test. ``settings.sanity``: run
+    the model-parameter randomisation test (headmri.explain.sanity) with these options (``patients``: how
+    many of the explained patients, 0 for all; ``repeats``; ``threshold``; ``seed``) and record it in the
+    JSON under ``sanity``; None: no test. ``settings.method_options``: keyword options of the method's class
+    (occlusion: ``batch_size``, ``only_slices_with_region``); a ``batch_size`` there replaces
+    ``settings.batch_size``. ``settings.target_layer`` defaults to the layer the model names (ViT:
+    ``trunk.blocks[-1].norm1``; 3D CNN: always its last convolutional stage). ``inputs.expected_regions_tsv``:
+    a table whose ``label`` column lists the regions each parcellation must hold; without it, every scored
+    region any patient has (optional FreeSurfer labels aside). ``inputs.label_table``: the source's label
+    table (``headmri.labels.load``: ``freesurfer`` or None for the built-in FreeSurfer table, else a TSV
+    path), which names the regions and says which are scored.
+    """
     if settings.statistic not in regional.STATISTICS:
         raise ConfigError(f"explain.region_statistic must be one of {regional.STATISTICS}, got {settings.statistic!r}")
     job = _load(inputs, key, settings, torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
@@ -405,14 +269,25 @@ def run_explain(inputs: FoldInputs, key: FoldKey, settings: ExplainSettings, out
     _check_parcellations(job, inputs.expected_regions_tsv)  # cheap: every grid and region set before the costly part
     explainer = job.make_explainer(job.model)
     if job.method_cls.needs_reference:
-        first = job.chosen["participant_id"].iloc[0]
-        job.like = read_geometry(inputs.subjects[first].geometry, subject=first)
-        job.neutral, job.reference_controls = neutral_slices(split, key.fold, key.classes[0], inputs.controls, job.like,
-                                                             path=inputs.split_tsv)
-        log.info("neutral image: the mean slices of %d training controls %s", len(job.reference_controls),
-                 job.reference_controls)
+        _set_reference(job, split, inputs)
     explained = _explain_records(job, explainer, outputs)
     sanity_record = _sanity_test(job, explained.patient_values)
+    return _write_outputs(job, explained, sanity_record, outputs)
+
+
+def _set_reference(job: _Explaining, split: pd.DataFrame, inputs: FoldInputs) -> None:
+    """Occlusion's neutral image and the slicing every subject must share (the first patient's)."""
+    first = job.chosen["participant_id"].iloc[0]
+    job.feed.like = read_geometry(inputs.subjects[first].geometry, subject=first)
+    job.feed.neutral, job.reference_controls = neutral_slices(split, job.key.fold, job.key.classes[0], inputs.controls,
+                                                              job.feed.like, path=inputs.split_tsv)
+    log.info("neutral image: the mean slices of %d training controls %s", len(job.reference_controls),
+             job.reference_controls)
+
+
+def _write_outputs(job: _Explaining, explained: _Explained, sanity_record: dict | None,
+                   outputs: FoldOutputs) -> pd.DataFrame:
+    """The regions table, the patients' mean map, the JSON and the montage, each written atomically."""
     result = pd.concat(explained.rows, ignore_index=True).loc[:, list(REGION_COLUMNS)]
     write_tsv(result, outputs.regions_tsv)
     mean = (explained.total / len(job.chosen)).astype(np.float32)
@@ -422,25 +297,21 @@ def run_explain(inputs: FoldInputs, key: FoldKey, settings: ExplainSettings, out
         from headmri.explain.figures import montage_figure
 
         montage_figure([(s.participant_id, s.slices, s.maps) for s in explained.montage], outputs.montage_png,
-                       title=f"task {key.task}, fold {key.fold}: {settings.method} for the disease class (raw, common scale)")
+                       title=f"task {job.key.task}, fold {job.key.fold}: {job.settings.method} for the disease class "
+                             "(raw, common scale)")
     return result
 
 
 def _load(inputs: FoldInputs, key: FoldKey, settings: ExplainSettings, device: torch.device) -> _Explaining:
-    """The fold's model, checked against the task, the method for its input kind, and the target layer."""
+    """The fold's model, checked against the task, the method for its input kind, and the label table."""
     model, meta = load_fold_model(inputs.model_path, task=key.task, fold=key.fold, device=device)
     if tuple(meta.get("classes", ())) != key.classes:
         raise InputError(f"the model was trained on classes {list(meta.get('classes', ()))}, but task {key.task} has "
                          f"{list(key.classes)}", path=inputs.model_path)
-    kind = meta.get("kind", "slices")
-    method_cls = methods.check_method(settings.method, kind)
-    # explain.target_layer names a layer of the ViT; the 3D baseline always uses its last convolutional stage
-    if input_of_kind(kind).is_volume:
-        layer_path = meta.get("target_layer_name") or model.target_layer_name
-    else:
-        layer_path = settings.target_layer or meta.get("target_layer_name") or model.target_layer_name
+    feed = feed_for(meta, device)
+    method_cls = methods.check_method(settings.method, feed.spec.kind)
     label_names = label_tables.load(None if inputs.label_table is None else str(inputs.label_table))
-    return _Explaining(key, settings, device, model, meta, method_cls, layer_path, label_names)
+    return _Explaining(key, settings, device, model, meta, method_cls, feed, label_names)
 
 
 def _select(job: _Explaining, split: pd.DataFrame, inputs: FoldInputs) -> None:
@@ -472,7 +343,7 @@ def _check_parcellations(job: _Explaining, expected_regions_tsv: str | Path | No
     codes_of: dict[str, np.ndarray] = {}
     for pid, files in job.files_of.items():
         image = load_parcellation(files.dseg, subject=pid)
-        check_input_grid(image, files, pid, input_of_kind(job.kind).kind)
+        job.feed.check_grid(image, files, pid)
         if job.parcellations:
             first_pid, first = next(iter(job.parcellations.items()))
             regional.check_same_grid(image, first.shape, first.affine, subject=pid, path=files.dseg,
@@ -500,35 +371,47 @@ class _Explained:
 
 def _explain_records(job: _Explaining, explainer, outputs: FoldOutputs) -> _Explained:
     """Explain every selected subject for its target, one region row set each; patients also go into the
-    mean map, the montage (the first few) and the randomisation test."""
-    gathered = _Explained()
+    mean map, the montage (the first few) and the randomisation test. The model's part of a subject
+    (``_Explaining.start``), then its regional part (``_gather``)."""
+    gathered, montage_wanted = _Explained(), 0
     for i, record in enumerate(job.records.itertuples(index=False)):
-        pid, is_patient = record.participant_id, record.role == "patient"
-        want_montage = outputs.montage_png is not None and len(gathered.montage) < MONTAGE_PATIENTS
+        is_patient = record.role == "patient"
+        keep = is_patient and outputs.montage_png is not None and montage_wanted < MONTAGE_PATIENTS
+        montage_wanted += keep
         started = time.perf_counter()
-        explained, values = job.explain_subject(explainer, job.model, pid, record.target, is_patient and want_montage)
-        seconds = time.perf_counter() - started
-        table = regional.region_rows(values, job.expected, job.label_names)
-        for column, value in (("target", record.target), ("split", record.split), ("group", record.group),
-                              ("participant_id", pid)):
-            table.insert(0, column, value)
-        gathered.rows.append(table)
-        affine = job.parcellations[pid].affine
-        if is_patient:
-            gathered.patient_values[pid] = values
-            if gathered.total is None:
-                gathered.total = explained.volume.astype(np.float64)
-            else:
-                gathered.total += explained.volume  # in place: no new 58 MB array per patient on the MNI grid
-            gathered.affine = affine if gathered.affine is None else gathered.affine
-        if outputs.maps_dir is not None:
-            _save_map(explained, affine, outputs.maps_dir, job.settings.method, pid, None if is_patient else record.target)
-        if explained.maps is not None:
-            gathered.montage.append(explained)
-        log.info("  %d/%d %s (%s%s): map max %.4g, %.1f s%s", i + 1, len(job.records), pid, record.target,
-                 "" if is_patient else f", control of {record.group}", float(explained.volume.max()), seconds,
-                 f", {explainer.forward_passes} slices through the model" if hasattr(explainer, "forward_passes") else "")
+        rest = job.start(explainer, record.participant_id, record.target, keep)
+        model_seconds = time.perf_counter() - started
+        note = f", {explainer.forward_passes} slices through the model" if hasattr(explainer, "forward_passes") else ""
+        _gather(job, gathered, record, rest, outputs, f"{i + 1}/{len(job.records)}", f"{model_seconds:.1f} s{note}")
     return gathered
+
+
+def _gather(job: _Explaining, gathered: _Explained, record, rest: Callable, outputs: FoldOutputs, position: str,
+            timing: str) -> None:
+    """One subject's regional part (``rest``) and its rows; a patient's map into the mean and the montage."""
+    pid, is_patient = record.participant_id, record.role == "patient"
+    started = time.perf_counter()
+    explained, values = rest()
+    table = regional.region_rows(values, job.expected, job.label_names)
+    for column, value in (("target", record.target), ("split", record.split), ("group", record.group),
+                          ("participant_id", pid)):
+        table.insert(0, column, value)
+    gathered.rows.append(table)
+    affine = job.parcellations[pid].affine
+    if is_patient:
+        gathered.patient_values[pid] = values
+        if gathered.total is None:
+            gathered.total = explained.volume.astype(np.float64)
+        else:
+            gathered.total += explained.volume  # in place: no new 58 MB array per patient on the MNI grid
+        gathered.affine = affine if gathered.affine is None else gathered.affine
+    if outputs.maps_dir is not None:
+        _save_map(explained, affine, outputs.maps_dir, job.settings.method, pid, None if is_patient else record.target)
+    if explained.maps is not None:
+        gathered.montage.append(explained)
+    log.info("  %s %s (%s%s): map max %.4g, model %s, regions %.1f s", position, pid, record.target,
+             "" if is_patient else f", control of {record.group}", float(explained.volume.max()), timing,
+             time.perf_counter() - started)
 
 
 def _save_map(explained: ExplainedSubject, affine: np.ndarray, maps_dir: str | Path, method: str, pid: str,
@@ -551,7 +434,7 @@ def _sanity_test(job: _Explaining, patient_values: Mapping[str, np.ndarray]) -> 
 
     def score(network: torch.nn.Module) -> dict[str, np.ndarray]:
         method_instance = job.make_explainer(network)
-        return {pid: job.explain_subject(method_instance, network, pid, target_of[pid], False)[1] for pid in tested}
+        return {pid: job.explain_subject(method_instance, pid, target_of[pid], False)[1] for pid in tested}
 
     return randomisation.randomisation_test(
         job.model, score, seed=int(sanity.get("seed", 0)), repeats=int(sanity.get("repeats", randomisation.DEFAULT_REPEATS)),

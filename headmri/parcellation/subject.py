@@ -5,7 +5,8 @@
 - freesurfer: recon-all's ``wmparc.mgz`` (conformed 256^3 grid, whose affine nibabel reads as scanner RAS)
   moved into MNI with the subject's own affine (scanner RAS mm -> MNI RAS mm), nearest neighbour.
 
-Both remove the 14 structures the structural paper excludes.
+Both remove the 14 structures the structural paper excludes. Which one a run uses is
+``headmri.backends`` (``parcellate_embedded`` or ``parcellate_freesurfer``, each with its adapter script).
 """
 
 from __future__ import annotations
@@ -22,8 +23,6 @@ from headmri.atomic import save_nifti
 from headmri.errors import InputError
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("embedded", "freesurfer")
 
 
 def load_world_affine(path: str | os.PathLike, *, subject: str | None = None) -> np.ndarray:
@@ -85,57 +84,57 @@ def _label_image(data: np.ndarray, affine: np.ndarray) -> nib.Nifti1Image:
     return img
 
 
-def parcellate_subject(
-    out_dseg: str | os.PathLike,
-    *,
-    mask_mni: str | os.PathLike,
-    backend: str,
-    atlas: str | os.PathLike | None = None,
-    wmparc: str | os.PathLike | None = None,
-    affine: str | os.PathLike | None = None,
-    template: str | os.PathLike | None = None,
-    subject: str,
-) -> nib.Nifti1Image:
-    """Write the subject's LUT-coded parcellation on the MNI grid of ``mask_mni``.
-
-    embedded needs ``atlas``; freesurfer needs ``wmparc`` and ``affine`` (``template`` is an optional
-    reference grid, defaulting to the mask's own grid). Labels outside the subject's MNI brain mask and
-    the 14 excluded structures are set to 0.
-    """
-    if backend not in BACKENDS:
-        raise ValueError(f"unknown parcellation backend {backend!r}; choose one of {BACKENDS}")
+def _mask_and_reference(mask_mni: str | os.PathLike, template: str | os.PathLike | None, *, subject: str):
+    """The subject's MNI brain mask (boolean), its image, and the reference grid (``template``, or the mask's)."""
     mask_img = nib.load(mask_mni)
     mask = np.asanyarray(mask_img.dataobj).reshape(mask_img.shape[:3]) > 0
     reference = nib.load(template) if template is not None else mask_img
     if reference.shape[:3] != mask_img.shape[:3] or not np.allclose(reference.affine, mask_img.affine, atol=1e-3):
         raise InputError("the brain mask is not on the template grid", subject=subject, path=mask_mni)
+    return mask, mask_img, reference
 
-    if backend == "embedded":
-        if atlas is None:
-            raise ValueError("the embedded backend needs the atlas path")
-        atlas_img = nib.load(atlas)
-        if atlas_img.shape[:3] != mask_img.shape[:3] or not np.allclose(atlas_img.affine, mask_img.affine, atol=1e-3):
-            raise InputError(
-                f"the brain mask's grid {mask_img.shape[:3]} differs from the atlas grid {atlas_img.shape[:3]}",
-                subject=subject,
-                path=mask_mni,
-            )
-        codes = _label_data(atlas_img, subject=subject, path=atlas)
-    else:
-        if wmparc is None or affine is None:
-            raise ValueError("the freesurfer backend needs wmparc and the subject->MNI affine")
-        try:
-            wmparc_img = nib.load(wmparc)
-        except Exception as exc:
-            raise InputError(f"cannot read recon-all's wmparc ({exc})", subject=subject, path=wmparc) from exc
-        subject_to_mni = load_world_affine(affine, subject=subject)
-        log.info("moving %s into MNI with %s (nearest neighbour)", wmparc, affine)
-        codes = np.asarray(labels_to_mni(wmparc_img, subject_to_mni, reference, subject=subject).dataobj)
+
+def _write_parcellation(codes: np.ndarray, mask: np.ndarray, affine: np.ndarray, out_dseg: str | os.PathLike, *,
+                        subject: str) -> nib.Nifti1Image:
+    """Codes outside the brain mask and the 14 excluded structures set to 0, written atomically."""
     codes = lut_labels.remove_excluded(restrict_to_mask(codes, mask))
     unknown = sorted(set(np.unique(codes).tolist()) - {0} - set(lut_labels.lut().index))
     if unknown:
         log.warning("subject %s: %d label values are not in the LUT table: %s", subject, len(unknown), unknown[:10])
-    out = _label_image(codes, reference.affine)
+    out = _label_image(codes, affine)
     save_nifti(out, out_dseg)
     log.info("subject %s: %d labels inside the brain mask -> %s", subject, len(np.unique(codes)) - 1, out_dseg)
     return out
+
+
+def parcellate_embedded(out_dseg: str | os.PathLike, *, mask_mni: str | os.PathLike, atlas: str | os.PathLike,
+                        subject: str) -> nib.Nifti1Image:
+    """The embedded backend: the embedded atlas (on the template grid) restricted to the subject's MNI brain
+    mask, the 14 excluded structures set to 0, written to ``out_dseg``."""
+    mask, mask_img, _ = _mask_and_reference(mask_mni, None, subject=subject)
+    atlas_img = nib.load(atlas)
+    if atlas_img.shape[:3] != mask_img.shape[:3] or not np.allclose(atlas_img.affine, mask_img.affine, atol=1e-3):
+        raise InputError(
+            f"the brain mask's grid {mask_img.shape[:3]} differs from the atlas grid {atlas_img.shape[:3]}",
+            subject=subject,
+            path=mask_mni,
+        )
+    codes = _label_data(atlas_img, subject=subject, path=atlas)
+    return _write_parcellation(codes, mask, mask_img.affine, out_dseg, subject=subject)
+
+
+def parcellate_freesurfer(out_dseg: str | os.PathLike, *, mask_mni: str | os.PathLike, wmparc: str | os.PathLike,
+                          affine: str | os.PathLike, subject: str,
+                          template: str | os.PathLike | None = None) -> nib.Nifti1Image:
+    """The freesurfer backend: recon-all's ``wmparc`` moved to MNI with the subject's ``affine`` (nearest
+    neighbour) onto ``template``'s grid (default: the mask's own), restricted to the MNI brain mask, the 14
+    excluded structures set to 0, written to ``out_dseg``."""
+    mask, _, reference = _mask_and_reference(mask_mni, template, subject=subject)
+    try:
+        wmparc_img = nib.load(wmparc)
+    except Exception as exc:
+        raise InputError(f"cannot read recon-all's wmparc ({exc})", subject=subject, path=wmparc) from exc
+    subject_to_mni = load_world_affine(affine, subject=subject)
+    log.info("moving %s into MNI with %s (nearest neighbour)", wmparc, affine)
+    codes = np.asarray(labels_to_mni(wmparc_img, subject_to_mni, reference, subject=subject).dataobj)
+    return _write_parcellation(codes, mask, reference.affine, out_dseg, subject=subject)

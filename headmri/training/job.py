@@ -50,8 +50,8 @@ from headmri.models.freezing import apply_freeze, resolve_freeze
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
 from headmri.paths import TRAIN_OUTPUTS
 from headmri.splits import check_leakage, fold_table, read_split
-from headmri.training.augment import make_augment
 from headmri.training.checkpoint import CheckpointWriter, load_resume, rng_state, save_trained, set_rng_state
+from headmri.training.feeds import check_files, feed_for, rows_batches
 from headmri.training.loop import compile_model, make_optimizer, predict, train_epoch
 from headmri.training.oversample import oversample_subjects
 from headmri.training.predict import slice_predictions, subject_loss
@@ -115,41 +115,6 @@ def resolve_inputs(
             raise InputError("the input file does not exist", subject=pid, path=by_id[pid])
         out[pid] = by_id[pid]
     return out
-
-
-def geometry_json(npy: Path) -> Path:
-    """The slice array's JSON (``sub-X_slices.npy`` -> ``sub-X_slices.json``)."""
-    return npy.with_suffix(".json")
-
-
-def check_input_shapes(files: Mapping[str, Path], *, volume: bool, input_size: int | None, held_out: Sequence[str]) -> None:
-    """Headers only, for every subject (test ones included: a bad file should fail now, not after training)."""
-    from headmri.models.resnet3d import TEMPLATE_SHAPE
-
-    for pid, path in files.items():
-        if volume:
-            import nibabel as nib  # only the 3D baseline reads NIfTI
-
-            try:
-                shape = tuple(nib.load(str(path)).shape[:3])
-            except Exception as exc:  # any reader error: not a readable NIfTI
-                raise InputError(f"cannot read the MNI-space brain ({exc})", subject=pid, path=path) from exc
-            if shape != TEMPLATE_SHAPE:
-                raise InputError(f"the brain is {shape}, not on the MNI template grid {TEMPLATE_SHAPE}", subject=pid, path=path)
-            continue
-        try:
-            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-        except (OSError, ValueError) as exc:
-            raise InputError(f"not a readable .npy slice array ({exc})", subject=pid, path=path) from exc
-        if len(shape) != 3 or shape[1:] != (input_size, input_size):
-            raise InputError(
-                f"slices are {'x'.join(map(str, shape[1:]))} but the encoder takes {input_size}x{input_size}; set "
-                f"slices.size: {input_size} in the config and rebuild the slices (resizing here would break the "
-                "slice geometry Grad-CAM maps back with)",
-                subject=pid, path=path,
-            )
-        if pid in held_out and not geometry_json(path).is_file():
-            raise InputError("the slice array has no geometry JSON beside it", subject=pid, path=geometry_json(path))
 
 
 @dataclass
@@ -244,33 +209,13 @@ def reproducible(seed: int, threads: int | None, device: torch.device) -> Iterat
 
 
 class _Data:
-    """Builds the loaders of one fold for either kind of model (slice arrays or whole volumes)."""
+    """The loaders of one fold, built by the feed of the model's input kind (``headmri.training.feeds``)."""
 
-    def __init__(self, *, volume: bool, files: dict[str, Path], model, training: TrainingConfig,
-                 device: torch.device, voxel_size_mm: float):
-        self.volume, self.files, self.model, self.training, self.device = volume, files, model, training, device
-        self.voxel_size_mm = voxel_size_mm
-        self.cache: dict[str, np.ndarray] = {}
+    def __init__(self, feed, files: dict[str, Path], training: TrainingConfig, device: torch.device):
+        self.feed, self.files, self.training, self.device = feed, files, training, device
 
     def loader(self, rows: pd.DataFrame, *, train: bool, seed: int):
-        paths = [self.files[pid] for pid in rows["participant_id"]]
-        labels = rows["class_index"].astype(int).tolist()
-        if self.volume:
-            from headmri.training.volumes import VolumeBatchLoader
-
-            return VolumeBatchLoader(
-                paths, labels, self.training.batch_size, shuffle=train, seed=seed,
-                voxel_size_mm=self.voxel_size_mm, subjects=list(rows["participant_id"]), device=self.device,
-                with_slice_index=not train, cache=self.cache,
-            )
-        from headmri.slices.loader import SliceBatchLoader
-
-        loader = SliceBatchLoader(
-            paths, labels, self.training.batch_size, shuffle=train, seed=seed,
-            max_slices_per_subject=self.training.max_slices_per_subject if train else None,
-            device=self.device, with_slice_index=not train,
-        )
-        return loader
+        return self.feed.loader(rows_batches(rows, self.files, self.training, self.device), train=train, seed=seed)
 
     def train_loader(self, rows: pd.DataFrame, epoch: int):
         """The oversampled training loader of one epoch (0-based), shuffled from (seed, epoch)."""
@@ -346,21 +291,34 @@ class FoldJob:
     model_name: str
     source: str | None = None
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "classes", tuple(self.classes))
+        object.__setattr__(self, "fold", int(self.fold))
+
 
 @dataclass(frozen=True)
 class EncoderChoice:
     """Which network is trained, from which weights, and which of its parameters train (``freeze``: config
-    ``model.freeze``, headmri.models.freezing); ``voxel_size_mm`` only concerns the volume baseline."""
+    ``model.freeze``, headmri.models.freezing); ``voxel_size_mm`` only concerns the volume baseline (None: its
+    default)."""
 
     encoder: str
     checkpoint: str | Path | None = None
     pretrained: bool = False
-    voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM
+    voxel_size_mm: float | None = DEFAULT_VOXEL_SIZE_MM
     freeze: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.voxel_size_mm is None:
+            object.__setattr__(self, "voxel_size_mm", DEFAULT_VOXEL_SIZE_MM)
 
     @property
     def input(self) -> ModelInput:
         return model_input(self.encoder)
+
+    def feed(self):
+        """How this encoder's input is checked, loaded and jittered (``headmri.training.feeds``)."""
+        return feed_for(self.input, self.voxel_size_mm)
 
 
 @dataclass
@@ -382,57 +340,12 @@ class _Run:
     fingerprint: str = ""
 
 
-def train_fold(
-    split_tsv: str | Path,
-    out_dir: str | Path,
-    *,
-    task: str,
-    classes: Sequence[str],
-    fold: int,
-    model_name: str,
-    encoder: str,
-    training: TrainingConfig,
-    slices: Mapping[str, str | Path] | str | Path | None = None,
-    volumes: Mapping[str, str | Path] | str | Path | None = None,
-    checkpoint: str | Path | None = None,
-    pretrained: bool = False,
-    aggregation: str = "mean",
-    slice_size: int | None = None,
-    voxel_size_mm: float = DEFAULT_VOXEL_SIZE_MM,
-    threads: int | None = None,
-    device: str | None = None,
-    progress: bool = True,
-    source: str | None = None,
-    compile: bool | str = False,
-    resume_every: int = 1,
-    freeze: str = "auto",
-) -> pd.DataFrame:
-    """Train ``encoder`` on one fold of ``split_tsv`` and write ``OUTPUTS`` into ``out_dir``; returns the metrics rows.
-
-    Slice models read ``slices`` (participant_id -> ``sub-X_slices.npy``, with its ``.json`` beside it,
-    or the folder holding them); the 3D baseline (``encoder="resnet3d"``) reads ``volumes``
-    (participant_id -> MNI-space brain NIfTI, or a folder of ``sub-X_T1w.nii.gz``); which one an encoder
-    takes is ``headmri.model_inputs``. ``model_name`` is the ``model`` column of the metrics (the
-    ``model-<key>`` path entity). ``slice_size`` is the size the slices were built with (config
-    ``slices.size``), checked against the encoder before any work. ``source``: the image source the inputs
-    come from (config ``sources``), the first column of the metrics rows when given. ``compile``: run the
-    model through ``torch.compile`` (config ``compute.compile``; a string names the backend, for tests and
-    benchmarks; True: torch's default, inductor); ``resume_every``: write the resume file every that many
-    epochs (config ``compute.resume_every``; best epochs always); ``freeze``: which parameters train (config
-    ``model.freeze``: ``auto``, ``paper`` or ``none``; headmri.models.freezing). The keywords are grouped into
-    ``FoldJob``, ``EncoderChoice`` and ``FoldSettings`` and the work done by ``run_fold``.
-    """
-    job = FoldJob(task, tuple(classes), int(fold), model_name, source)
-    choice = EncoderChoice(encoder, checkpoint, pretrained, voxel_size_mm, freeze)
-    given = {"slices": slices, "volumes": volumes}[choice.input.main]
-    return run_fold(split_tsv, out_dir, job, choice, training, given,
-                    FoldSettings(aggregation, slice_size, threads, device, progress, compile, resume_every))
-
-
 @dataclass(frozen=True)
 class FoldSettings:
-    """How a training job runs: subject aggregation, the slices' size (checked), CPU threads, device, bars,
-    ``torch.compile`` (a string: its backend) and how often the resume file is written."""
+    """How a training job runs: subject aggregation (``evaluation.aggregation``), the slices' size
+    (``slices.size``, checked against the encoder), CPU threads, device (None: cuda when torch sees one),
+    progress bars, ``torch.compile`` (config ``compute.compile``; a string names its backend, for tests and
+    benchmarks) and how often the resume file is written (``compute.resume_every``; best epochs always)."""
 
     aggregation: str = "mean"
     slice_size: int | None = None
@@ -443,9 +356,17 @@ class FoldSettings:
     resume_every: int = 1
 
 
-def run_fold(split_tsv: str | Path, out_dir: str | Path, job: FoldJob, choice: EncoderChoice, training: TrainingConfig,
-             inputs: Mapping[str, str | Path] | str | Path | None, settings: FoldSettings = FoldSettings()) -> pd.DataFrame:
-    """``train_fold`` on typed arguments: ``inputs`` are the model's inputs (``choice.input``)."""
+def train_fold(split_tsv: str | Path, out_dir: str | Path, job: FoldJob, choice: EncoderChoice, training: TrainingConfig,
+               inputs: Mapping[str, str | Path] | str | Path, settings: FoldSettings = FoldSettings()) -> pd.DataFrame:
+    """Train ``choice.encoder`` on fold ``job.fold`` of ``split_tsv`` and write ``OUTPUTS`` into ``out_dir``;
+    returns the metrics rows.
+
+    ``inputs`` are the model's inputs, of the kind its encoder takes (``choice.input``,
+    ``headmri.model_inputs``): participant_id -> file (``sub-X_slices.npy`` with its ``.json`` beside it,
+    or an MNI-space brain NIfTI for the 3D baseline), keys with or without ``sub-``, or the folder holding
+    them (``sub-X_slices.npy`` / ``sub-X_T1w.nii.gz``). ``settings.slice_size`` is the size the slices
+    were built with (config ``slices.size``), checked against the encoder before any work.
+    """
     subjects, files = _fold_inputs(split_tsv, job, choice, inputs, settings.slice_size)
     run = _Run(job, training, settings.aggregation, subjects, files, Path(out_dir),
                torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu")))
@@ -457,30 +378,25 @@ def run_fold(split_tsv: str | Path, out_dir: str | Path, job: FoldJob, choice: E
         _build(run, choice, settings.compile)
         state = _restore(run.out_dir, run.fingerprint, run.model, run.optimizer, run.scheduler, training)
         _train_epochs(run, state, settings)
-        best_epoch, per_slice, per_subject, metrics = _evaluate_best(run, choice.input)
+        best_epoch, per_slice, per_subject, metrics = _evaluate_best(run)
     _add_learned(run, state, best_epoch, per_subject, metrics)
     _write_outputs(run, state, best_epoch, per_slice, per_subject, metrics)
     return metrics
 
 
 def _fold_inputs(split_tsv: str | Path, job: FoldJob, choice: EncoderChoice,
-                 inputs: Mapping[str, str | Path] | str | Path | None,
+                 inputs: Mapping[str, str | Path] | str | Path,
                  slice_size: int | None) -> tuple[FoldSubjects, dict[str, Path]]:
     """The fold's subjects and every one's input file, checked before any work (headers only)."""
-    spec = choice.input
+    spec, feed = choice.input, choice.feed()
     input_size = encoder_input_size(choice.encoder)  # also rejects an unknown encoder name, before any reading
-    if not spec.is_volume and slice_size is not None and int(slice_size) != input_size:
-        raise ConfigError(
-            f"slices.size is {slice_size} but encoder {choice.encoder!r} takes {input_size}x{input_size} slices; "
-            f"set slices.size: {input_size} in the config"
-        )
+    feed.check_size(choice.encoder, input_size, slice_size)
     subjects = read_fold(split_tsv, job.fold, job.classes)
     everyone = pd.concat([subjects.train, subjects.val, subjects.test])["participant_id"].tolist()
     if inputs is None:
         raise ConfigError(f"encoder {choice.encoder!r} needs {spec.main} as input")
     files = resolve_inputs(inputs, everyone, pattern=spec.folder_pattern)
-    check_input_shapes(files, volume=spec.is_volume, input_size=input_size, held_out=subjects.val["participant_id"].tolist()
-                       + subjects.test["participant_id"].tolist())
+    check_files(feed, files, input_size, subjects.val["participant_id"].tolist() + subjects.test["participant_id"].tolist())
     return subjects, files
 
 
@@ -497,8 +413,7 @@ def _build(run: _Run, choice: EncoderChoice, compile: bool | str = False) -> Non
     run.model.to(run.device)
     if compile:
         compile_model(run.model, **({"backend": compile} if isinstance(compile, str) else {}))
-    run.data = _Data(volume=choice.input.is_volume, files=run.files, model=run.model, training=training,
-                     device=run.device, voxel_size_mm=choice.voxel_size_mm)
+    run.data = _Data(choice.feed(), run.files, training, run.device)
     run.val_loader = run.data.loader(run.subjects.val, train=False, seed=training.seed)
     steps_per_epoch = len(run.data.train_loader(run.subjects.train, 0))
     run.optimizer = make_optimizer(run.model, lr=training.lr, weight_decay=training.weight_decay, device=run.device)
@@ -517,7 +432,7 @@ def _train_epochs(run: _Run, state: Progress, settings: FoldSettings) -> None:
     training = run.training
     writer = CheckpointWriter()
     first_step_note = "includes torch.compile's compilation" if settings.compile else None
-    augment = None if run.data.volume else make_augment(training.augment)  # slices only: the 3D baseline is not jittered
+    augment = run.data.feed.augment(training)
     while not state.finished:
         epoch = state.epoch + 1
         started = time.perf_counter()
@@ -558,7 +473,7 @@ def _validate(run: _Run) -> tuple[float, float, float]:
     return val_loss, val_auc, probability_spread(val_subjects, job.classes)
 
 
-def _evaluate_best(run: _Run, spec: ModelInput) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _evaluate_best(run: _Run) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Training is over: only now are the test subjects read. The selected epoch, slice and subject
     predictions of the validation and test subjects, and the fold's metrics rows."""
     job = run.job
@@ -570,7 +485,7 @@ def _evaluate_best(run: _Run, spec: ModelInput) -> tuple[int, pd.DataFrame, pd.D
     for rows in (run.subjects.val, run.subjects.test):
         if rows.empty:
             continue
-        kept = None if spec.is_volume else {pid: _kept_indices(run.files[pid], pid) for pid in rows["participant_id"]}
+        kept = run.data.feed.kept_indices(run.files, list(rows["participant_id"]))
         found = predict(run.model, run.data.loader(rows, train=False, seed=run.training.seed), device=run.device,
                         progress=False)
         frames.append(slice_predictions(found, rows, job.classes, kept_indices=kept))
@@ -614,12 +529,3 @@ def _write_outputs(run: _Run, state: Progress, best_epoch: int, per_slice: pd.Da
     for _, row in metrics.iterrows():
         log.info("%s subjects: accuracy %.3f, AUC %.3f, sensitivity %.3f, specificity %.3f", row["split"],
                  row["accuracy"], row["auc"], row["sensitivity"], row["specificity"])
-
-
-def _kept_indices(npy: Path, pid: str) -> list[int]:
-    from headmri.slices.geometry import SliceGeometry
-
-    try:
-        return list(SliceGeometry.from_json(geometry_json(npy)).kept_indices)
-    except (OSError, ValueError, KeyError) as exc:
-        raise InputError(f"cannot read the slice geometry ({exc})", subject=pid, path=geometry_json(npy)) from exc

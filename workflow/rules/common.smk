@@ -8,6 +8,7 @@ sys.path.insert(0, workflow.basedir)  # the headmri package lives beside the Sna
 
 from snakemake.logging import logger
 
+from headmri import backends as _backends
 from headmri import bids as _bids
 from headmri import config as _config
 from headmri import inputs as _inputs
@@ -21,8 +22,20 @@ RESULTS = CFG.results_dir
 SPACE = _templates.SPACE  # the standard space's name, one place: headmri.templates
 LOGS = f"{RESULTS}/logs"
 BENCHMARKS = f"{RESULTS}/benchmarks"
-ENV_MAIN = "../../envs/headmri.yaml"
-ENV_FSL = "../../envs/fsl.yaml"
+ENV_MAIN = f"../../envs/{_backends.MAIN_ENV}"
+ENV_FSL = f"../../envs/{_backends.FSL_ENV}"
+# the preprocessing backend of each step (config preprocessing.<step>): its script, env and library
+# function, from the one dispatch table (headmri.backends)
+BACKEND = {step: _backends.backend(step, getattr(CFG.preprocessing, step)) for step in _backends.BACKENDS}
+
+
+def backend_env(step):
+    return f"../../envs/{BACKEND[step].env}"
+
+
+def backend_script(step):
+    return f"../../scripts/{BACKEND[step].script}"
+
 CONVERTED_T1W = f"{RESULTS}/bids/sub-{{subject}}/anat/sub-{{subject}}_T1w"  # + .nii.gz / .json (convert.smk)
 
 # --- Images ------------------------------------------------------------------------------------------

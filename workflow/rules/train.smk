@@ -100,6 +100,10 @@ rule train_fold:
         voxel_size_mm=lambda wildcards: CFG.baseline.voxel_size_mm if is_baseline(wildcards.model) else None,
         aggregation=CFG.evaluation.aggregation,
         slice_size=lambda wildcards: SOURCE[wildcards.source].size,
+        # compute.compile and compute.resume_every change how a job runs, not what it trains: handed over as
+        # the typed ComputeConfig, which Snakemake does not record among a job's params (it records values of
+        # builtin types only), so changing them reruns no finished job (tests/test_compute.py)
+        compute=CFG.compute,
     log:
         f"{LOGS}/train/source-{{source}}_task-{{task}}_model-{{model}}_fold-{{fold}}.log",
     benchmark:
