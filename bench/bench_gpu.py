@@ -53,10 +53,18 @@ from headmri.explain.job import (  # noqa: E402
 )
 from headmri.explain.regions import OPTIONAL_CODES  # noqa: E402
 from headmri.labels import lut  # noqa: E402
+from headmri.models import build_classifier  # noqa: E402
 from headmri.slices import extract_slices  # noqa: E402
 from headmri.slices.loader import SliceBatchLoader  # noqa: E402
 from headmri.splits import make_splits  # noqa: E402
-from headmri.training import EncoderChoice, FoldJob, FoldSettings, load_trained, train_fold  # noqa: E402
+from headmri.training import (  # noqa: E402
+    EncoderChoice,
+    FoldJob,
+    FoldSettings,
+    load_trained,
+    save_trained,
+    train_fold,
+)
 from headmri.training.checkpoint import CheckpointWriter, save_torch  # noqa: E402
 from headmri.training.loop import make_optimizer  # noqa: E402
 
@@ -83,6 +91,12 @@ GPU = Sizes("biomedclip", 224, MNI_SHAPE, per_class=48, folds=5, held_out=6, bat
             step_steps=30, regions=32)
 TINY = Sizes("vit_tiny_demo", 112, (36, 44, 36), per_class=4, folds=2, held_out=1, batch=16, epochs=2, step_batch=8,
              step_steps=2, regions=6)
+# the CPU demo's encoder on the real MNI grid: the per-region work (back to 182 x 218 x 182, statistics per
+# region) weighs against the maps as it does on a GPU with the ViT, at a size a CPU explains in a minute
+CPU = Sizes("cnn_demo", 64, MNI_SHAPE, per_class=8, folds=2, held_out=1, batch=64, epochs=2, step_batch=32,
+            step_steps=5, regions=32)
+SIZES = {"gpu": GPU, "tiny": TINY, "cpu": CPU}
+STEPS = ("step", "job", "checkpoint", "explain")
 
 
 def synthetic_cohort(root: Path, sizes: Sizes, *, seed: int = 0) -> dict:
@@ -252,48 +266,86 @@ def checkpoint_cost(model_path: Path, device: torch.device, work: Path) -> dict:
     return result
 
 
-def explanation_rate(cohort: dict, model_path: Path, device: torch.device, work: Path, batch: int) -> dict:
-    """``explain_fold`` on fold 1's patients (all of them) against Grad-CAM's maps alone on the same slices."""
+def explanation_rate(cohort: dict, model_path: Path, device: torch.device, work: Path, batch: int, threads: int) -> dict:
+    """``explain_fold`` on fold 1's patients (all of them), with each subject's regional part on a background
+    thread beside the next subject's maps (the job's way) and one after the other (``overlap`` off, as before
+    issue 17), against Grad-CAM's maps alone on the same slices. Both ways must give the same regions.tsv.
+    torch runs ``threads`` CPU threads, as the explain job does (``compute.threads_per_job``)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _explanation_rate(cohort, model_path, device, work, batch)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _explanation_rate(cohort: dict, model_path: Path, device: torch.device, work: Path, batch: int) -> dict:
     split = cohort["split_table"]
     patients = split[(split["fold"] == 1) & (split["group"] == CLASSES[1])]["participant_id"].tolist()
     root = cohort["root"]
     files = {pid: SubjectFiles(root / f"{pid}_slices.npy", root / f"{pid}_slices.json", cohort["dseg"]) for pid in patients}
-    started = time.perf_counter()
-    explain_fold(FoldInputs(model_path, cohort["split"], files), FoldKey("bench", CLASSES, 1),
-                 ExplainSettings(method="gradcam", patients="all", batch_size=batch),
-                 FoldOutputs(work / "regions.tsv", work / "mean_map.nii.gz", work / "explain.json"), device.type)
-    job = time.perf_counter() - started
     maps = len(patients) * cohort["slices_per_subject"]
-    model, meta = load_trained(model_path, device=device)
-    method = GradCAMMethod(model, batch_size=batch, target_layer=model.target_layer_name)
-    started = time.perf_counter()
-    for pid in patients:
-        loader = SliceBatchLoader([files[pid].slices], [0], batch_size=1, shuffle=False, seed=0, device=device)
-        method.slice_maps(loader.to_grey(torch.from_numpy(np.array(loader.arrays[0]))), 1)
-    alone = time.perf_counter() - started  # slice_maps returns host arrays: the device has finished
-    result = {"maps": maps, "job_seconds": round(job, 2), "job_maps_per_s": round(maps / job, 1),
-              "maps_alone_per_s": round(maps / alone, 1), "job_to_maps_ratio": round(alone / job, 3)}
-    print(f"explanations: {result['job_maps_per_s']:,.0f} maps/s end to end, {result['maps_alone_per_s']:,.0f} maps/s "
-          "for the maps alone", flush=True)
+    seconds = {}
+    for overlap in (False, True):
+        out = work / ("explain" if overlap else "explain-serial")
+        started = time.perf_counter()
+        explain_fold(FoldInputs(model_path, cohort["split"], files), FoldKey("bench", CLASSES, 1),
+                     ExplainSettings(method="gradcam", patients="all", batch_size=batch, overlap=overlap),
+                     FoldOutputs(out / "regions.tsv", out / "mean_map.nii.gz", out / "explain.json"), device.type)
+        seconds[overlap] = time.perf_counter() - started
+    same = (work / "explain" / "regions.tsv").read_bytes() == (work / "explain-serial" / "regions.tsv").read_bytes()
+    alone = maps_alone(model_path, device, [files[pid].slices for pid in patients], batch)
+    result = {"maps": maps, "job_seconds": round(seconds[True], 2), "job_maps_per_s": round(maps / seconds[True], 1),
+              "serial_job_seconds": round(seconds[False], 2), "serial_job_maps_per_s": round(maps / seconds[False], 1),
+              "maps_alone_per_s": round(maps / alone, 1), "job_to_maps_ratio": round(alone / seconds[True], 3),
+              "serial_to_maps_ratio": round(alone / seconds[False], 3), "same_regions": same}
+    print(f"explanations: {result['job_maps_per_s']:,.0f} maps/s end to end ({result['serial_job_maps_per_s']:,.0f} "
+          f"without overlap), {result['maps_alone_per_s']:,.0f} maps/s for the maps alone; same regions: {same}",
+          flush=True)
     return result
 
 
-def run(sizes: Sizes, device: torch.device, work: Path, *, backend: str, threads: int) -> dict:
+def maps_alone(model_path: Path, device: torch.device, slice_files: list[Path], batch: int) -> float:
+    """Seconds Grad-CAM takes for the maps of ``slice_files``, nothing else."""
+    model, _ = load_trained(model_path, device=device)
+    method = GradCAMMethod(model, batch_size=batch, target_layer=model.target_layer_name)
+    started = time.perf_counter()
+    for path in slice_files:
+        loader = SliceBatchLoader([path], [0], batch_size=1, shuffle=False, seed=0, device=device)
+        method.slice_maps(loader.to_grey(torch.from_numpy(np.array(loader.arrays[0]))), 1)
+    return time.perf_counter() - started  # slice_maps returns host arrays: the device has finished
+
+
+def untrained_model(sizes: Sizes, work: Path, checkpoint: Path | None) -> Path:
+    """An untrained model of the encoder, for explaining without a training run (the speed does not
+    depend on the weights)."""
+    torch.manual_seed(0)
+    path = work / "untrained" / "model.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = build_classifier(sizes.encoder, len(CLASSES), checkpoint=checkpoint, classes=CLASSES)
+    save_trained(model, path, task="bench", fold=1)
+    return path
+
+
+def run(sizes: Sizes, device: torch.device, work: Path, *, backend: str, threads: int,
+        steps: tuple[str, ...] = STEPS) -> dict:
     started = time.perf_counter()
     cohort = synthetic_cohort(work / "cohort", sizes)
     checkpoint = open_clip_checkpoint(work) if sizes.encoder == "biomedclip" else None
     print(f"cohort: {len(cohort['subjects'])} subjects x {cohort['slices_per_subject']} slices of "
           f"{sizes.slice_size} px ({time.perf_counter() - started:.1f} s)", flush=True)
-    steps = bench_steps(sizes, device, backend)
-    jobs = [real_job(cohort, sizes, device, work, compiled=compiled, checkpoint=checkpoint, threads=threads)
-            for compiled in (False, backend)]
-    model_path = Path(jobs[0]["model"])
-    return {
-        "bench_step": steps, "real_job": jobs,
-        "checkpoint": checkpoint_cost(model_path, device, work),
-        "explanations": explanation_rate(cohort, model_path, device, work, batch=sizes.batch),
-        "seconds": round(time.perf_counter() - started, 1),
-    }
+    result = {}
+    if "step" in steps:
+        result["bench_step"] = bench_steps(sizes, device, backend)
+    if "job" in steps:
+        result["real_job"] = [real_job(cohort, sizes, device, work, compiled=compiled, checkpoint=checkpoint,
+                                       threads=threads) for compiled in (False, backend)]
+    model_path = Path(result["real_job"][0]["model"]) if "job" in steps else untrained_model(sizes, work, checkpoint)
+    if "checkpoint" in steps:
+        result["checkpoint"] = checkpoint_cost(model_path, device, work)
+    if "explain" in steps:
+        result["explanations"] = explanation_rate(cohort, model_path, device, work, sizes.batch, threads)
+    return {**result, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def environment(device: torch.device, sizes: Sizes) -> dict:
@@ -306,6 +358,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--tiny", action="store_true", help="toy sizes (the small ViT at 112 px, 8 subjects): for tests")
+    parser.add_argument("--sizes", choices=sorted(SIZES), default=None,
+                        help="gpu (default), tiny (as --tiny) or cpu (cnn_demo at 64 px on the MNI grid)")
+    parser.add_argument("--steps", default=",".join(STEPS),
+                        help=f"comma-separated, of {', '.join(STEPS)} (default: all; without job, an untrained model is explained)")
     parser.add_argument("--out", type=Path, default=Path("bench_gpu.json"))
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one, removed)")
     parser.add_argument("--compile-backend", default="inductor",
@@ -315,13 +371,16 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
-    sizes = TINY if args.tiny else GPU
+    sizes = SIZES[args.sizes or ("tiny" if args.tiny else "gpu")]
     sizes = replace(sizes, per_class=args.per_class) if args.per_class else sizes
+    steps = tuple(args.steps.split(","))
+    if set(steps) - set(STEPS):
+        parser.error(f"--steps: unknown {sorted(set(steps) - set(STEPS))}; choose of {', '.join(STEPS)}")
     logging.basicConfig(level=logging.WARNING)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     try:
         result = {"environment": environment(device, sizes), **run(sizes, device, work, backend=args.compile_backend,
-                                                                    threads=args.threads)}
+                                                                    threads=args.threads, steps=steps)}
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -33,5 +33,6 @@ def test_the_gpu_benchmark_runs_tiny_on_the_cpu_and_writes_every_figure(tmp_path
     assert result["checkpoint"]["bytes"] > 0 and result["checkpoint"]["background_write_s"] > 0
     explained = result["explanations"]
     assert explained["maps"] == 4 * 28 and explained["job_maps_per_s"] > 0 and explained["maps_alone_per_s"] > 0
-    regions = (tmp_path / "work" / "regions.tsv").read_text().splitlines()
+    assert explained["serial_job_maps_per_s"] > 0 and explained["same_regions"] is True  # overlap on and off agree
+    regions = (tmp_path / "work" / "explain" / "regions.tsv").read_text().splitlines()
     assert len(regions) == 1 + 4 * 6  # the fold's four patients (all of them) x six regions

@@ -218,3 +218,60 @@ def test_the_randomisation_test_is_recorded_in_the_fold_summary(fold, tmp_path):
     assert set(table["participant_id"]) == {"sub-p1", "sub-p2"}
     _run(root, files, tmp_path / "off")
     assert json.loads((tmp_path / "off" / "explain.json").read_text())["sanity"] is None
+
+
+def _outputs(out):
+    maps = {p.name: np.asarray(nib.load(p).dataobj) for p in sorted((out / "maps").iterdir())}
+    return ((out / "regions.tsv").read_bytes(), np.asarray(nib.load(out / "mean_map.nii.gz").dataobj),
+            json.loads((out / "explain.json").read_text()), maps)
+
+
+def test_the_regional_work_beside_the_next_subjects_maps_gives_the_serial_outputs(fold, tmp_path):
+    """explain_fold overlaps each subject's regional part with the next subject's maps (issue 17); the
+    regions table, mean map, summary and every subject's map are those of the serial loop, to the bit."""
+    root, files, _ = fold
+    patients = {p: f for p, f in files.items() if SUBJECTS[p] == "migraine"}
+    controls = {p: f for p, f in files.items() if SUBJECTS[p] == "HC"}
+    found = {}
+    for overlap in (False, True):
+        out = tmp_path / f"overlap-{overlap}"
+        _run(root, patients, out, patients="all", controls=controls, explain_controls=True, maps_dir=out / "maps",
+             overlap=overlap)
+        found[overlap] = _outputs(out)
+    (serial_tsv, serial_mean, serial_json, serial_maps), (tsv, mean, summary, maps) = found[False], found[True]
+    assert tsv == serial_tsv and summary == serial_json
+    assert len(pd.read_csv(tmp_path / "overlap-True" / "regions.tsv", sep="\t")["participant_id"].unique()) == 3
+    np.testing.assert_array_equal(mean, serial_mean)
+    assert list(maps) == list(serial_maps) and len(maps) == 3
+    for name in maps:
+        np.testing.assert_array_equal(maps[name], serial_maps[name])
+
+
+def test_the_regional_work_runs_in_order_on_one_background_thread_and_its_errors_reach_the_job():
+    import threading
+
+    from headmri.explain.job import _InOrder
+
+    done, threads = [], set()
+
+    def record(i):
+        threads.add(threading.current_thread().name)
+        done.append(i)
+
+    with _InOrder(True) as work:
+        for i in range(7):
+            work.submit(lambda i=i: record(i))
+    assert done == list(range(7)) and len(threads) == 1 and threading.current_thread().name not in threads
+
+    def bad_map():
+        raise InputError("the map is not on the parcellation's grid", subject="sub-x")
+
+    with pytest.raises(InputError, match="sub-x"):
+        with _InOrder(True) as work:
+            work.submit(bad_map)
+            for _ in range(3):
+                work.submit(lambda: None)
+    done.clear()
+    with _InOrder(False) as work:  # overlap off: each piece at once, on this thread
+        work.submit(lambda: record("now"))
+        assert done == ["now"]

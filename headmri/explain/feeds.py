@@ -6,8 +6,8 @@ new class here and a line in ``FEEDS``.
 
 An explanation comes in two parts. ``explain`` runs the model (on the job's device, on the calling
 thread) and returns the rest as a function: putting slice maps back on the MNI grid, or painting
-region values on the regions. The job runs that rest with the regional statistics
-(``headmri.explain.job``), which need no model.
+region values on the regions. The job runs that rest, with the regional statistics, on a background
+thread while the model explains the next subject (``headmri.explain.job``).
 
 - ``SliceFeed``: a subject's slice array and its geometry JSON; ``explain.target_layer`` applies.
 - ``VolumeFeed``: a subject's MNI-space brain for the 3D baseline; the model's last convolutional stage.

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -146,6 +149,7 @@ class ExplainSettings:
     method_options: Mapping[str, Any] | None = None
     explain_controls: bool = False
     sanity: Mapping[str, Any] | None = None
+    overlap: bool = True  # each subject's regional part on a background thread while the model explains the next
 
 
 @dataclass(frozen=True)
@@ -255,7 +259,10 @@ def explain_fold(inputs: FoldInputs, key: FoldKey, settings: ExplainSettings, ou
     a table whose ``label`` column lists the regions each parcellation must hold; without it, every scored
     region any patient has (optional FreeSurfer labels aside). ``inputs.label_table``: the source's label
     table (``headmri.labels.load``: ``freesurfer`` or None for the built-in FreeSurfer table, else a TSV
-    path), which names the regions and says which are scored.
+    path), which names the regions and says which are scored. ``settings.overlap``: each subject's regional
+    part (back to the MNI grid, regional statistics, its rows and its share of the mean map) runs on one
+    background thread while the model explains the next subject; the outputs are those of the serial loop
+    (``overlap=False``), which the tests compare.
     """
     if settings.statistic not in regional.STATISTICS:
         raise ConfigError(f"explain.region_statistic must be one of {regional.STATISTICS}, got {settings.statistic!r}")
@@ -369,20 +376,53 @@ class _Explained:
     patient_values: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+class _InOrder:
+    """Runs functions one after another, in the order given, on one background thread (or at once on this
+    thread when ``background`` is off), with at most ``depth`` waiting; an error is raised here, at the
+    next ``submit`` or at the end. One worker and FIFO order: the results are those of the serial loop."""
+
+    def __init__(self, background: bool, depth: int = 2):
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="explain-regions") if background else None
+        self.depth, self.waiting = depth, deque()
+
+    def submit(self, work: Callable[[], None]) -> None:
+        if self.pool is None:
+            work()
+            return
+        self.waiting.append(self.pool.submit(work))
+        while len(self.waiting) > self.depth:
+            self.waiting.popleft().result()
+
+    def __enter__(self) -> "_InOrder":
+        return self
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if self.pool is None:
+            return
+        try:
+            while self.waiting and kind is None:
+                self.waiting.popleft().result()
+        finally:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _explain_records(job: _Explaining, explainer, outputs: FoldOutputs) -> _Explained:
     """Explain every selected subject for its target, one region row set each; patients also go into the
-    mean map, the montage (the first few) and the randomisation test. The model's part of a subject
-    (``_Explaining.start``), then its regional part (``_gather``)."""
+    mean map, the montage (the first few) and the randomisation test. The model's part runs here; the
+    regional part of each subject (``_gather``) on a background thread while the next one's maps are
+    made (``ExplainSettings.overlap``)."""
     gathered, montage_wanted = _Explained(), 0
-    for i, record in enumerate(job.records.itertuples(index=False)):
-        is_patient = record.role == "patient"
-        keep = is_patient and outputs.montage_png is not None and montage_wanted < MONTAGE_PATIENTS
-        montage_wanted += keep
-        started = time.perf_counter()
-        rest = job.start(explainer, record.participant_id, record.target, keep)
-        model_seconds = time.perf_counter() - started
-        note = f", {explainer.forward_passes} slices through the model" if hasattr(explainer, "forward_passes") else ""
-        _gather(job, gathered, record, rest, outputs, f"{i + 1}/{len(job.records)}", f"{model_seconds:.1f} s{note}")
+    with _InOrder(job.settings.overlap) as regional_work:
+        for i, record in enumerate(job.records.itertuples(index=False)):
+            is_patient = record.role == "patient"
+            keep = is_patient and outputs.montage_png is not None and montage_wanted < MONTAGE_PATIENTS
+            montage_wanted += keep
+            started = time.perf_counter()
+            rest = job.start(explainer, record.participant_id, record.target, keep)
+            model_seconds = time.perf_counter() - started
+            note = f", {explainer.forward_passes} slices through the model" if hasattr(explainer, "forward_passes") else ""
+            regional_work.submit(partial(_gather, job, gathered, record, rest, outputs,
+                                         f"{i + 1}/{len(job.records)}", f"{model_seconds:.1f} s{note}"))
     return gathered
 
 
