@@ -17,7 +17,7 @@ leave-one-subject-out fold) has nothing to shuffle and is left out of the import
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -105,6 +105,12 @@ def _fit_fold(features: pd.DataFrame, rows: pd.DataFrame, task: Task, model: str
     if present != set(range(len(task.classes))):
         raise InputError(f"fold {int(rows['fold'].iloc[0])} trains on classes {sorted(present)} only; every class "
                          f"of {list(task.classes)} needs training subjects")
+    smallest = int(train["class_index"].value_counts().min())
+    if model == "svm" and smallest < settings.calibration_folds:
+        if smallest < 2:
+            raise InputError(f"fold {int(rows['fold'].iloc[0])} has one training subject in a class: the SVM's "
+                             "probability calibration needs two or more per class")
+        settings = replace(settings, calibration_folds=smallest)  # Platt scaling on fewer internal folds
     pipeline = make_model(model, settings).fit(_features_of(features, train["participant_id"]), train["class_index"])
     proba = pipeline.predict_proba(_features_of(features, rows["participant_id"]))
     out = rows[["participant_id", "fold", "split", "class_index"]].reset_index(drop=True)
