@@ -21,6 +21,8 @@ import pandas as pd
 
 from headmri.atomic import save_nifti, write_tsv
 from headmri.errors import InputError
+from headmri.evaluation.learned import LEARNED_COLUMNS
+from headmri.evaluation.metrics import COUNT_COLUMNS, METRIC_COLUMNS
 from headmri.fmri import baselines as bl
 from headmri.fmri.atlas import aal116, label_table, on_grid
 from headmri.fmri.bold import BoldFiles, mni_grid
@@ -86,9 +88,15 @@ class BaselineOutputs:
     importance: Mapping[str, str]  # model name -> ranked AAL region table
 
 
+# the columns of a CNN fold's metrics.tsv (headmri.training), then how the folds were made
+METRIC_ROW_COLUMNS = ["source", "task", "model", "fold", "split", "n_subjects", *METRIC_COLUMNS, *COUNT_COLUMNS,
+                      "confusion", *LEARNED_COLUMNS, "validation"]
+
+
 def _metric_rows(metrics: pd.DataFrame, key: str) -> pd.DataFrame:
-    rows = metrics[metrics["split"] == "test"].assign(model=key, learned=None, learned_reason=BASELINE_REASON)
-    return rows[["source", *[c for c in rows.columns if c not in ("source", "validation")], "validation"]]
+    """The test rows, named ``key``; the training-only columns (selected epoch, losses) empty."""
+    rows = metrics[metrics["split"] == "test"].assign(model=key, learned_reason=BASELINE_REASON)
+    return rows.reindex(columns=METRIC_ROW_COLUMNS)
 
 
 def _ranked_importance(importance: pd.DataFrame, labels: pd.DataFrame) -> pd.DataFrame:
