@@ -17,7 +17,7 @@ from headmri.fmri.bold import mni_grid
 
 from workflow_runner import REPO, dry_run, run_snakemake, write_config
 
-pytestmark = pytest.mark.slow  # the workflow on 6 subjects: about 3 minutes on the shared 2-core VM
+pytestmark = pytest.mark.slow  # the workflow on 6 subjects: 1.7 min of CPU; 6 min wall on the loaded 2-core VM (2026-11-30)
 
 SIZES = {"HC": 3, "MWoA": 2, "MWA": 1}  # 3 controls, 3 migraine: the least a 2-fold split takes
 
