@@ -15,6 +15,7 @@ validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/inputs.smk"
+include: "workflow/rules/fmri.smk"
 include: "workflow/rules/convert.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/parcellate.smk"
@@ -36,6 +37,8 @@ rule all:
         all_explain_outputs(),
         provenance_outputs(),
         demo_outputs(),
+        fmri_outputs(),
+        P["demographics"],
 
 
 rule preprocess_all:
@@ -44,3 +47,4 @@ rule preprocess_all:
         all_preprocessing_outputs(),
         all_slice_outputs(),
         demo_outputs(),
+        fmri_preprocessing_outputs(),

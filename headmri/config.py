@@ -16,8 +16,26 @@ from headmri.errors import ConfigError
 
 @dataclass(frozen=True)
 class Task:
+    """A classification over ``classes`` (reference first). A class is a value of participants.tsv's
+    ``group`` column, or pools several: ``pool`` maps a class to the groups it holds, e.g. ``migraine``
+    for the groups ``MWoA`` and ``MWA`` (the fMRI paper's HC vs migraine task)."""
+
     name: str
     classes: tuple[str, ...]
+    pool: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def groups_of(self, cls: str) -> tuple[str, ...]:
+        """The participants.tsv groups of a class: the pooled ones, or the class itself."""
+        return dict(self.pool).get(cls, (cls,))
+
+    def class_of(self, group: str) -> str | None:
+        """The class a subject of ``group`` belongs to in this task, None when the task leaves it out."""
+        return next((c for c in self.classes if group in self.groups_of(c)), None)
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """Every group the task's classes hold."""
+        return tuple(g for c in self.classes for g in self.groups_of(c))
 
     @property
     def reference_class(self) -> str:
@@ -322,6 +340,85 @@ class ExplainConfig:
         return self.occlusion.options() if self.method == "occlusion" else {}
 
 
+FMRI_INDICATORS = ("alff", "malff", "falff", "reho", "rfcs")  # headmri.fmri.indicators.MAPS (a test keeps them equal)
+REHO_NEIGHBOURHOODS = (7, 19, 27)
+FMRI_SOURCE_KEYS = {"mask": "fmri_mask", "atlas": "fmri_atlas", "labels": "fmri_atlas_tsv"}  # path-table keys
+
+
+@dataclass(frozen=True)
+class FmriDemoConfig:
+    """The synthetic BOLD cohort (headmri.demo.bold) the fMRI branch runs on when no derivatives are given."""
+
+    seed: int = 0
+    group_sizes: Mapping[str, int] = field(default_factory=lambda: {"HC": 10, "MWoA": 10, "MWA": 10})
+    volumes: int = 170
+    tr: float = 2.0
+
+
+@dataclass(frozen=True)
+class FmriConfig:
+    """The fMRI branch (docs/fmri.md): resting-state BOLD in MNI space -> indicator maps per subject, each
+    selected one an image source on the AAL atlas, plus SVM and random-forest baselines on RFCS vectors.
+
+    Input: ``derivatives_dir`` (fMRIPrep-style) with ``bold`` and ``confounds_file`` glob patterns
+    (``{subject}`` is the label), the mask named like the BOLD with ``desc-preproc_bold.nii.gz`` replaced by
+    ``mask``, the sidecar beside the BOLD (.json); None: the synthetic cohort of ``demo``. ``space``: the
+    space every BOLD must be in. Processing (``headmri.fmri.indicators.IndicatorSettings``):
+    ``drop_volumes``, ``confounds`` (columns regressed), ``smooth_fwhm`` (mm; amplitude indicators only),
+    ``reho_neighbourhood`` (7, 19, 27), ``voxel_mm`` (the MNI output grid, 3 = SPM's 61 x 73 x 61).
+    ``sources``: the indicators that become image sources (named as the indicator, axial slices on AAL),
+    trained with ``encoders`` (empty: model.encoder). ``baselines``: scikit-learn models on the RFCS
+    vectors, on the task's split and, with ``loso``, leave-one-subject-out.
+    """
+
+    enabled: bool = False
+    derivatives_dir: str | None = None
+    bold: str = "sub-{subject}/func/sub-{subject}_task-rest*_space-*_desc-preproc_bold.nii.gz"
+    mask: str = "desc-brain_mask.nii.gz"
+    confounds_file: str = "sub-{subject}/func/sub-{subject}_task-rest*_desc-confounds_timeseries.tsv"
+    space: str = "MNI152NLin6Asym"
+    drop_volumes: int = 10
+    confounds: tuple[str, ...] = ("csf", "white_matter")
+    smooth_fwhm: float = 4.0
+    reho_neighbourhood: int = 27
+    voxel_mm: int = 3
+    sources: tuple[str, ...] = ("malff", "falff", "reho", "rfcs")
+    axis: int = 2
+    encoders: tuple[str, ...] = ()
+    baselines: tuple[str, ...] = ("svm", "random_forest")
+    loso: bool = True
+    importance_repeats: int = 30
+    demo: FmriDemoConfig = field(default_factory=FmriDemoConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.demo, Mapping):  # a plain mapping (the validated config) -> the dataclass
+            object.__setattr__(self, "demo", _section(FmriDemoConfig, self.demo))
+        unknown = [s for s in self.sources if s not in FMRI_INDICATORS]
+        if unknown:
+            raise ConfigError(f"fmri.sources names {unknown}; the indicators are {list(FMRI_INDICATORS)}")
+        if self.reho_neighbourhood not in REHO_NEIGHBOURHOODS:
+            raise ConfigError(f"fmri.reho_neighbourhood must be one of {list(REHO_NEIGHBOURHOODS)}, got {self.reho_neighbourhood}")
+        if 180 % self.voxel_mm or 216 % self.voxel_mm:
+            raise ConfigError(f"fmri.voxel_mm must divide the MNI box (180 x 216 x 180 mm), got {self.voxel_mm}")
+        if "{subject}" not in self.bold or "{subject}" not in self.confounds_file:
+            raise ConfigError("fmri.bold and fmri.confounds_file are patterns with {subject} (the participant label)")
+
+    @property
+    def is_demo(self) -> bool:
+        return self.derivatives_dir is None
+
+    def indicator_sources(self) -> tuple[SourceConfig, ...]:
+        """One image source per selected indicator: its map per subject, the 3 mm mask, the AAL atlas and
+        label table (path-table keys the fMRI rules write), axial slices."""
+        return tuple(SourceConfig(name=name, image=f"fmri_{name}", axis=self.axis, encoders=tuple(self.encoders),
+                                  **FMRI_SOURCE_KEYS) for name in self.sources) if self.enabled else ()
+
+    def settings(self) -> dict[str, Any]:
+        """Keyword arguments of headmri.fmri.indicators.IndicatorSettings but the grid (``voxel_mm``)."""
+        return {"drop_volumes": int(self.drop_volumes), "confounds": tuple(self.confounds),
+                "smooth_fwhm": float(self.smooth_fwhm), "reho_neighbourhood": int(self.reho_neighbourhood)}
+
+
 @dataclass(frozen=True)
 class Config:
     tasks: tuple[Task, ...]
@@ -342,11 +439,19 @@ class Config:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     compute: ComputeConfig = field(default_factory=ComputeConfig)
     explain: ExplainConfig = field(default_factory=ExplainConfig)
-    sources: tuple[SourceConfig, ...] = (SourceConfig(),)
+    sources: tuple[SourceConfig, ...] = (SourceConfig(),)  # the config's, then fmri's indicator sources
+    fmri: FmriConfig = field(default_factory=FmriConfig)
 
     @property
     def is_demo(self) -> bool:
+        """The structural demo cohort: no BIDS dataset (and a structural source to run it for)."""
         return self.bids_dir is None
+
+    @property
+    def structural(self) -> bool:
+        """Whether any source needs the T1w front half (every source that is not an fMRI indicator)."""
+        indicators = {s.name for s in self.fmri.indicator_sources()}
+        return any(s.name not in indicators for s in self.sources)
 
     def source(self, name: str) -> SourceConfig:
         """The named source with its defaults filled in (``SourceConfig.resolved``)."""
@@ -386,7 +491,11 @@ def parse_subjects(value: Any) -> tuple[str, ...]:
 def from_mapping(raw: Mapping[str, Any]) -> Config:
     """Build the typed configuration from a schema-validated mapping, and check what the schema cannot."""
     raw = dict(raw)
-    tasks = tuple(Task(name=t["name"], classes=tuple(t["classes"])) for t in raw.pop("tasks"))
+    tasks = tuple(Task(name=t["name"], classes=tuple(t["classes"]),
+                       pool=tuple((c, tuple(g)) for c, g in (t.get("pool") or {}).items())) for t in raw.pop("tasks"))
+    fmri = _section(FmriConfig, raw.pop("fmri", None))
+    declared = raw.pop("sources", None)  # absent: the T1w source; [] (with fmri on): only the indicators
+    sources = tuple(_section(SourceConfig, s) for s in ([{}] if declared is None else declared))
     prep = dict(raw.pop("preprocessing", {}) or {})
     prep["freesurfer"] = _section(FreeSurferConfig, prep.get("freesurfer"))
     demo = dict(raw.pop("demo", {}) or {})
@@ -404,19 +513,15 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
         evaluation=_section(EvaluationConfig, raw.pop("evaluation", None)),
         compute=_section(ComputeConfig, raw.pop("compute", None)),
         explain=_section(ExplainConfig, raw.pop("explain", None)),
-        sources=tuple(_section(SourceConfig, s) for s in (raw.pop("sources", None) or [{}])),
+        sources=sources + fmri.indicator_sources(),
+        fmri=fmri,
         **raw,
     )
     _check_sources(cfg.sources)
     _check_leave_one_subject_out(cfg)
-    names = [t.name for t in cfg.tasks]
-    if len(set(names)) != len(names):
-        raise ConfigError(f"task names must be unique, got {names}")
-    for task in cfg.tasks:
-        unknown = [c for c in task.classes if c not in cfg.groups]
-        if unknown:
-            raise ConfigError(f"task {task.name!r} names classes {unknown} that are not in groups {list(cfg.groups)}")
-    if cfg.is_demo:
+    _check_tasks(cfg.tasks, cfg.groups)
+    _check_fmri(cfg)
+    if cfg.is_demo and cfg.structural:
         unknown = [g for g in cfg.demo.group_sizes if g not in cfg.groups]
         if unknown:
             raise ConfigError(f"demo.group_sizes names groups {unknown} that are not in groups {list(cfg.groups)}")
@@ -441,7 +546,41 @@ def _check_leave_one_subject_out(cfg: Config) -> None:
                           "for the explanations")
 
 
+def _check_tasks(tasks: tuple[Task, ...], groups: tuple[str, ...]) -> None:
+    names = [t.name for t in tasks]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"task names must be unique, got {names}")
+    for task in tasks:
+        stray = [c for c in dict(task.pool) if c not in task.classes]
+        if stray:
+            raise ConfigError(f"task {task.name!r} pools groups into {stray}, which are not among its classes {list(task.classes)}")
+        unknown = [g for g in task.groups if g not in groups]
+        if unknown:
+            raise ConfigError(f"task {task.name!r} names classes {unknown} that are not in groups {list(groups)}")
+        twice = sorted({g for g in task.groups if task.groups.count(g) > 1})
+        if twice:
+            raise ConfigError(f"task {task.name!r} puts the group(s) {twice} in more than one class")
+
+
+def _check_fmri(cfg: "Config") -> None:
+    """The fMRI branch's demo cohort has no T1w: it runs without structural sources; its groups must be
+    configured ones."""
+    if not cfg.fmri.enabled:
+        return
+    if cfg.fmri.is_demo:
+        if cfg.structural:
+            raise ConfigError("the synthetic BOLD cohort (fmri.enabled without fmri.derivatives_dir) has no T1w images: "
+                              f"set `sources: []` so that only the fMRI indicators {list(cfg.fmri.sources)} are sources")
+        unknown = [g for g in cfg.fmri.demo.group_sizes if g not in cfg.groups]
+        if unknown:
+            raise ConfigError(f"fmri.demo.group_sizes names groups {unknown} that are not in groups {list(cfg.groups)}")
+    elif cfg.bids_dir is None and cfg.participants_tsv is None:
+        raise ConfigError("fmri.derivatives_dir needs the participants table: set bids_dir or participants_tsv")
+
+
 def _check_sources(sources: tuple[SourceConfig, ...]) -> None:
+    if not sources:
+        raise ConfigError("no image source: declare one under `sources` or switch the fMRI branch on (fmri.enabled)")
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
         raise ConfigError(f"source names must be unique, got {names}")

@@ -8,7 +8,8 @@ each file then its own image named with all its entities (``sub-01_ses-02_run-2`
 
 ``check_image`` reads one image's header and voxels (``headmri.t1w.load_t1w``: truncated or unreadable
 file, NaN or infinite voxels, all zeros or constant, not 3D, voxel size, field of view) and returns a row
-of ``results/qc/inputs.tsv``: subject, session, run, file, image, status, problem, choice, snr.
+of ``results/qc/inputs.tsv``: subject, session, run, file, image, status, problem, choice, snr, modality.
+``check_bold`` does the same for the fMRI branch's BOLD runs (headers only).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ import numpy as np
 import pandas as pd
 
 from headmri.errors import InputError
-from headmri.t1w import check_header, load_t1w
+from headmri.fmri.bold import BoldFiles, check_header
+from headmri.t1w import check_header as check_t1w_header
+from headmri.t1w import load_t1w
 
 log = logging.getLogger(__name__)
 
 RUN_CHOICES = ("first", "last", "best", "all")
-COLUMNS = ["subject", "session", "run", "file", "image", "status", "problem", "choice", "snr"]
+COLUMNS = ["subject", "session", "run", "file", "image", "status", "problem", "choice", "snr", "modality"]
 NA = "n/a"
 _ENTITY = re.compile(r"_([a-zA-Z]+)-([a-zA-Z0-9]+)")
 _NAME = re.compile(r"^sub-(?P<label>[a-zA-Z0-9]+)(?P<entities>(?:_[a-zA-Z]+-[a-zA-Z0-9]+)*)_T1w\.nii(?:\.gz)?$")
@@ -139,7 +142,7 @@ def header_problems(images: Iterable[Image]) -> list[InputError]:
     for image in images:
         if image.file.exists():
             try:
-                check_header(image.file, subject=image.name)
+                check_t1w_header(image.file, subject=image.name)
             except InputError as exc:
                 problems.append(exc)
     return problems
@@ -149,7 +152,7 @@ def _row(image_key: str, label: str, file: str | Path, **values) -> dict:
     ents = entities(file) if _NAME.match(Path(file).name) else {}
     row = {"subject": f"sub-{label}", "session": f"ses-{ents['ses']}" if "ses" in ents else NA,
            "run": f"run-{ents['run']}" if "run" in ents else NA, "file": str(file), "image": f"sub-{image_key}",
-           "status": "ok", "problem": NA, "choice": "only file", "snr": NA}
+           "status": "ok", "problem": NA, "choice": "only file", "snr": NA, "modality": "T1w"}
     row.update(values)
     return row
 
@@ -162,6 +165,20 @@ def check_image(path: str | Path, image_key: str, label: str, choice: str = "onl
     except InputError as exc:
         return _row(image_key, label, path, status="failed", problem=exc.reason, choice=choice)
     return _row(image_key, label, path, choice=choice, snr=f"{snr:.2f}")
+
+
+def check_bold(files: BoldFiles, image_key: str, drop_volumes: int = 0, choice: str = "only file") -> dict:
+    """The fMRI branch's check of one participant's BOLD run, headers only (``headmri.fmri.bold.check_header``:
+    not 4-D, mask on another grid, no or implausible TR, too few volumes for the band at that TR after
+    ``drop_volumes``, another space than the declared one); its row of inputs.tsv (modality ``bold``, the
+    file the problem concerns). Never raises for bad input: the row records it."""
+    label = image_key.split("_")[0]
+    try:
+        tr = check_header(files, drop_volumes=drop_volumes)
+    except InputError as exc:
+        return _row(image_key, label, exc.path or files.bold, status="failed", problem=exc.reason, choice=choice,
+                    modality="bold")
+    return _row(image_key, label, files.bold, choice=f"{choice}; TR {tr:g} s", modality="bold")
 
 
 def unused_rows(images: Iterable[Image]) -> list[dict]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from headmri.templates import SPACE
 
+FMRI_MAPS = ("alff", "malff", "falff", "reho", "rfcs")  # headmri.fmri.indicators.MAPS (tests keep them equal)
 TRAIN_OUTPUTS = ("model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv")
 # the letter results/README.md shows for each wildcard
 LETTERS = {"subject": "X", "source": "S", "task": "T", "model": "M", "fold": "K"}
@@ -21,6 +22,7 @@ def path_table(results: str = "results") -> dict[str, str]:
     preproc = f"{results}/preproc/sub-{{subject}}/anat/sub-{{subject}}"
     train = f"{results}/train/source-{{source}}/task-{{task}}/model-{{model}}/fold-{{fold}}"
     explain = f"{results}/explain/source-{{source}}/task-{{task}}/model-{{model}}/fold-{{fold}}"
+    func = f"{results}/fmri/sub-{{subject}}/func/sub-{{subject}}"
     figures = f"{results}/figures"
     task_figures = f"{figures}/source-{{source}}/task-{{task}}"
     return {
@@ -28,6 +30,8 @@ def path_table(results: str = "results") -> dict[str, str]:
         "input_row": f"{results}/qc/inputs/sub-{{subject}}_inputs.tsv",
         "input_ok": f"{results}/qc/inputs/sub-{{subject}}_accepted.tsv",
         "inputs": f"{results}/qc/inputs.tsv",
+        "bold_input_row": f"{results}/qc/inputs/sub-{{subject}}_bold_inputs.tsv",
+        "bold_input_ok": f"{results}/qc/inputs/sub-{{subject}}_bold_accepted.tsv",
         # native space
         "brain_native": preproc + "_desc-brain_T1w.nii.gz",
         "mask_native": preproc + "_desc-brain_mask.nii.gz",
@@ -45,6 +49,13 @@ def path_table(results: str = "results") -> dict[str, str]:
         # embedded atlas (built once)
         "atlas": f"{results}/atlas/atlas-DKwm_space-{SPACE}_dseg.nii.gz",
         "atlas_tsv": f"{results}/atlas/atlas-DKwm_space-{SPACE}_dseg.tsv",
+        # the fMRI branch (docs/fmri.md): indicator maps per subject on the MNI grid of fmri.voxel_mm, the
+        # mask they were computed in, the RFCS vector; AAL-116 on that grid (one for every subject)
+        **{f"fmri_{name}": func + f"_space-{SPACE}_desc-{name}_boldmap.nii.gz" for name in FMRI_MAPS},
+        "fmri_mask": func + f"_space-{SPACE}_desc-brain_mask.nii.gz",
+        "fmri_rfcs_tsv": func + "_atlas-AAL_desc-rfcs_values.tsv",
+        "fmri_atlas": f"{results}/atlas/atlas-AAL_space-{SPACE}_dseg.nii.gz",
+        "fmri_atlas_tsv": f"{results}/atlas/atlas-AAL_space-{SPACE}_dseg.tsv",
         # The back half is keyed by image source (config `sources`, docs/architecture.md "Image sources").
         "slices": f"{results}/slices/source-{{source}}/sub-{{subject}}_slices.npy",
         "slices_json": f"{results}/slices/source-{{source}}/sub-{{subject}}_slices.json",
@@ -56,6 +67,10 @@ def path_table(results: str = "results") -> dict[str, str]:
         "metrics_table": f"{results}/tables/metrics.tsv",
         "metrics_summary": f"{results}/tables/metrics_summary.md",
         "metrics_figure": f"{figures}/metrics.png",
+        # the fMRI baselines on the RFCS vectors (per task; their rows join metrics.tsv) and their importances
+        "baseline_metrics": f"{results}/baselines/task-{{task}}/metrics.tsv",
+        "baseline_importance": f"{results}/tables/source-rfcs_task-{{task}}_model-{{model}}_importance.tsv",
+        "demographics": f"{results}/tables/demographics.tsv",
         # explanations and rankings
         "explain_dir": explain,
         "explain_regions": f"{explain}/regions.tsv",
@@ -71,6 +86,11 @@ def path_table(results: str = "results") -> dict[str, str]:
         "results_readme": f"{results}/README.md",
         "provenance": f"{results}/provenance",
     }
+
+
+def baseline_key(name: str) -> str:
+    """The ``model`` value (``model-<key>`` entity) of an fMRI baseline: ``random_forest`` -> ``randomforest``."""
+    return "".join(ch for ch in name if ch.isalnum())
 
 
 def shown(key: str, suffix: str = "") -> str:

@@ -31,6 +31,7 @@ def results_readme(
     bootstrap: int = 0,
     sanity_check: bool = False,
     sanity_threshold: float = 0.5,
+    fmri: bool = False,
 ) -> str:
     """The Markdown text of ``results/README.md`` for one run's settings."""
     main, baselines = models[0], list(models[1:])
@@ -72,6 +73,7 @@ def results_readme(
         f"| `{shown('inputs')}` | every T1w file's input check: subject, session, run, file, image, status, problem, run choice |",
         f"| `{shown('input_row')}`, `{shown('input_ok')}` | one image's input-check row, and its acceptance (which its brain extraction waits for) |",
         f"| `{shown('qc_table')}`, `{shown('qc_png')}` | QC metrics per image (outliers flagged) and overlay images |",
+        f"| `{shown('demographics')}` | the participants' characteristics per group (Table 1 layout: median (IQR) and Kruskal-Wallis H for numbers, n (%) and chi-square for categories) |",
         f"| `{shown('slices')}`, `{shown('slices_json')}` | the subject's slices of source S along its axis (n, S, S) and their geometry (slice pixel <-> MNI voxel) |",
         "",
         "## Classification (per task, model and fold)",
@@ -123,6 +125,10 @@ def results_readme(
         f"| `{shown('task_figures', '/roc.png')}`, `confusion.png` | ROC curves of the test subjects (one per fold) and the confusion matrix summed over folds |",
         f"| `{shown('montage')}` | slices of a few explained patients with their maps (one colour scale) |",
         "",
+    ]
+    if fmri:
+        lines += _fmri_lines()
+    lines += [
         "## Bookkeeping",
         "",
         "| path | what |",
@@ -133,6 +139,25 @@ def results_readme(
         "",
     ]
     return "\n".join(lines)
+
+
+def _fmri_lines() -> list[str]:
+    indicator_maps = ", ".join(f"`{shown(f'fmri_{name}')}`" for name in ("alff", "malff", "falff", "reho", "rfcs"))
+    return [
+        "## fMRI branch (config `fmri`, docs/fmri.md)",
+        "",
+        "| path | what |",
+        "|---|---|",
+        "| `demo/bold/` | the synthetic BOLD cohort (only when no `fmri.derivatives_dir` is given), with `ground_truth.tsv` of the planted regions |",
+        f"| `{shown('bold_input_row')}`, `{shown('bold_input_ok')}` | one subject's BOLD header check (its row of `{shown('inputs')}`, modality `bold`), and its acceptance (which its indicator job waits for) |",
+        f"| {indicator_maps} | ALFF, mALFF (ALFF / its mean in the mask), fALFF, ReHo (Kendall's W / its mean in the mask) and RFCS painted on the AAL regions, on the MNI grid of `fmri.voxel_mm`; each indicator in `fmri.sources` is the image source of that name |",
+        f"| `{shown('fmri_mask')}` | the brain mask the maps were computed in (the indicator sources' mask) |",
+        f"| `{shown('fmri_rfcs_tsv')}` | the RFCS vector: `label, region, rfcs` for the 116 AAL regions |",
+        f"| `{shown('fmri_atlas')}`, `{shown('fmri_atlas_tsv')}` | AAL-116 on the same grid (every indicator source's atlas) and its label table |",
+        f"| `{shown('baseline_metrics')}` | SVM and random forest on the RFCS vectors, on the task's split (`validation` = split) and leave-one-subject-out (model `<M>loso`, fold 0: every fold's one test subject pooled); these rows are in `{shown('metrics_table')}` too |",
+        f"| `{shown('baseline_importance')}` | permutation importance of each AAL region's RFCS for baseline M on the test subjects of each fold, mean over folds, ranked |",
+        "",
+    ]
 
 
 def write_results_readme(path: str | Path, **settings) -> None:

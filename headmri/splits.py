@@ -312,11 +312,13 @@ def make_split_file(
     subjects: Iterable[str] | None = None,
     images: Mapping[str, str] | None = None,
     task: str | None = None,
+    pool: Mapping[str, Sequence[str]] | None = None,
     **params,
 ) -> pd.DataFrame:
     """Read participants.tsv (keeping only ``subjects`` when given, labels with or without ``sub-``), make
     the splits on participants, give each participant's images (``expand_to_images``) its sets, check
-    for leakage and write them atomically."""
+    for leakage and write them atomically. ``pool`` maps a class to the groups it holds (config
+    ``tasks[].pool``): their subjects are that class, and the split's ``group`` column names the class."""
     path = Path(participants_tsv)
     if not path.exists():
         raise InputError("participants.tsv does not exist", path=path)
@@ -331,6 +333,8 @@ def make_split_file(
         if unknown:
             raise InputError(f"subjects {unknown} are not in participants.tsv", path=path)
         table = table[table["participant_id"].isin(wanted)]
+    pooled = {group: cls for cls, groups in (pool or {}).items() for group in groups}
+    table = table.assign(group=table["group"].map(lambda g: pooled.get(g, g)))
     columns = ["participant_id", "group"] + (["site"] if "site" in table.columns else [])
     split = expand_to_images(make_splits(table[columns], list(classes), task=task, **params), images)
     check_leakage(split)

@@ -9,5 +9,5 @@ with job_log(snakemake.log[0], f"make_split of task-{snakemake.wildcards.task}")
         snakemake.input.participants, snakemake.output.split, list(p.classes), subjects=list(p.subjects),
         images=dict(p.images), task=snakemake.wildcards.task, folds=p.folds, scheme=p.scheme,
         val_per_class=p.val_per_class, test_per_class=p.test_per_class, proportional_val=p.proportional_val,
-        proportional_test=p.proportional_test, seed=p.seed,
+        proportional_test=p.proportional_test, seed=p.seed, pool=dict(p.get("pool", None) or {}),
     )

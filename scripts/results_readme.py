@@ -9,4 +9,5 @@ with job_log(snakemake.log[0], "results_readme"):
     write_results_readme(snakemake.output.readme, sources=p.sources, tasks=p.tasks, models=p.models, folds=p.folds, method=p.method,
                          top_k=p.top_k, patients=p.patients, statistic=p.statistic, save_nifti=p.save_nifti,
                          normalisation=p.normalisation, ranking=p.ranking, controls=p.controls, bootstrap=p.bootstrap,
-                         sanity_check=p.sanity_check, sanity_threshold=p.sanity_threshold)
+                         sanity_check=p.sanity_check, sanity_threshold=p.sanity_threshold,
+                         fmri=p.get("fmri", False))

@@ -12,7 +12,7 @@ DESCRIBED_BY_CONTENT = {"train_dir", "explain_dir", "tables", "figures", "task_f
 def test_every_output_of_the_table_is_in_results_readme():
     text = results_readme(sources=["T1w", "alff"], tasks=["migraine"], models=["cnndemo", "resnet3d"], folds=[1, 2],
                           method="occlusion", top_k=10, patients="all", statistic="max", save_nifti=True,
-                          sanity_check=True, controls=True, bootstrap=100)
+                          sanity_check=True, controls=True, bootstrap=100, fmri=True)
     missing = [key for key in path_table() if key not in DESCRIBED_BY_CONTENT and f"`{shown(key)}" not in text]
     assert not missing, missing
 

@@ -38,11 +38,12 @@ import pandas as pd
 
 from headmri.atomic import save_nifti, write_json, write_tsv
 from headmri.demo import demo_participants
-from headmri.demo.cohort import subject_rng
+from headmri.demo.cohort import label_key, subject_rng
 from headmri.errors import ConfigError
 from headmri.fmri.alff import LOW_FREQUENCY
 from headmri.fmri.atlas import aal116, mni_brain_mask, on_grid
-from headmri.fmri.bold import MNI_3MM, Grid
+from headmri.fmri.bold import MNI_3MM, Grid, mni_grid
+from headmri.fmri.inputs import PlannedRun
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +165,16 @@ def subject_paths(out_dir: str | Path, label: str) -> dict[str, Path]:
             "confounds": func / f"sub-{label}_task-rest_desc-confounds_timeseries.tsv"}
 
 
+def planned_runs(out_dir: str | Path, labels: Sequence[str]) -> dict[str, PlannedRun]:
+    """The runs the workflow plans for the synthetic cohort (written by one job per subject later)."""
+    runs = {}
+    for label in labels:
+        paths = subject_paths(out_dir, label)
+        runs[label] = PlannedRun(label, str(paths["bold"]), str(paths["mask"]), str(paths["confounds"]),
+                                 str(paths["sidecar"]), "synthetic cohort")
+    return runs
+
+
 def write_bold_subject(out_dir: str | Path, label: str, group: str, effects: Sequence[BoldEffect],
                        settings: BoldDemoSettings) -> dict[str, Path]:
     """Write one subject's run, mask, sidecar and confounds; return their paths."""
@@ -187,21 +198,43 @@ def ground_truth(effects: Sequence[BoldEffect]) -> pd.DataFrame:
                           "kind": e.kind, "strength": e.strength} for e in effects])
 
 
-def make_bold_cohort(out_dir: str | Path, group_sizes: Mapping[str, int], effects: Sequence[BoldEffect] = DEFAULT_EFFECTS,
-                     settings: BoldDemoSettings = BoldDemoSettings()) -> pd.DataFrame:
-    """Write every subject, participants.tsv and ground_truth.tsv; return the participants table."""
+def participant_row(seed: int, label: str, group: str) -> dict:
+    """participants.tsv's row: age and sex from a stream apart from the run's draws (for Table 1)."""
+    demographics = np.random.default_rng([int(seed), label_key(label), 1])
+    return {"participant_id": f"sub-{label}", "group": group, "age": int(demographics.integers(18, 66)),
+            "sex": str(demographics.choice(["F", "M"]))}
+
+
+def write_bold_tables(out_dir: str | Path, group_sizes: Mapping[str, int], effects: Sequence[BoldEffect] = DEFAULT_EFFECTS,
+                      seed: int = 0) -> pd.DataFrame:
+    """participants.tsv (participant_id, group, age, sex) and ground_truth.tsv (the effects of the cohort's
+    groups), from the group sizes alone; return the participants table."""
+    sizes = {g: int(n) for g, n in group_sizes.items() if int(n) > 0}
     unknown = sorted({e.group for e in effects} - set(group_sizes))
     if unknown:
         raise ConfigError(f"BOLD effects name groups {unknown} that the cohort does not have ({list(group_sizes)})")
-    rows = []
-    for label, group in demo_participants(group_sizes):
-        write_bold_subject(out_dir, label, group, effects, settings)
-        rows.append({"participant_id": f"sub-{label}", "group": group})
-        log.info("wrote sub-%s (%s)", label, group)
-    participants = pd.DataFrame(rows)
+    participants = pd.DataFrame([participant_row(seed, label, group) for label, group in demo_participants(sizes)],
+                                columns=["participant_id", "group", "age", "sex"])
+    write_tsv(ground_truth([e for e in effects if e.group in sizes]), Path(out_dir) / "ground_truth.tsv")
     write_tsv(participants, Path(out_dir) / "participants.tsv")
-    write_tsv(ground_truth(effects), Path(out_dir) / "ground_truth.tsv")
     return participants
+
+
+def make_bold_cohort(out_dir: str | Path, group_sizes: Mapping[str, int], effects: Sequence[BoldEffect] = DEFAULT_EFFECTS,
+                     settings: BoldDemoSettings = BoldDemoSettings()) -> pd.DataFrame:
+    """Write every subject, participants.tsv and ground_truth.tsv; return the participants table."""
+    participants = write_bold_tables(out_dir, group_sizes, effects, settings.seed)
+    for pid, group in zip(participants["participant_id"], participants["group"]):
+        write_bold_subject(out_dir, pid[4:], group, effects, settings)
+        log.info("wrote %s (%s)", pid, group)
+    return participants
+
+
+def write_demo_subject(out_dir: str | Path, label: str, group: str, seed: int, volumes: int, tr: float,
+                       voxel_mm: int) -> dict[str, Path]:
+    """One subject of the workflow's synthetic cohort (the default effects, the MNI box at ``voxel_mm``)."""
+    settings = BoldDemoSettings(seed=seed, volumes=volumes, tr=tr, grid=mni_grid(voxel_mm))
+    return write_bold_subject(out_dir, label, group, DEFAULT_EFFECTS, settings)
 
 
 def main(argv: list[str] | None = None) -> int:

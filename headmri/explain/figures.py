@@ -103,6 +103,10 @@ def mean_map_figure(mean_img: nib.Nifti1Image, template: str | Path, path: str |
     from nilearn import plotting
 
     data = np.asarray(mean_img.dataobj, dtype=np.float32)
+    if brain_mask is not None and brain_mask.shape[:3] != data.shape[:3]:  # a source on another grid (fMRI: 3 mm)
+        from nilearn.image import resample_to_img
+
+        brain_mask = resample_to_img(brain_mask, mean_img, interpolation="nearest", force_resample=True, copy_header=True)
     if brain_mask is not None:
         data = np.where(np.asarray(brain_mask.dataobj) > 0, data, 0).astype(np.float32)
         mean_img = nib.Nifti1Image(data, mean_img.affine)

@@ -11,6 +11,7 @@ from functools import lru_cache
 
 import nibabel as nib
 import numpy as np
+import pandas as pd
 
 from headmri.parcellation.embedded_atlas import aal_atlas_files, read_aal_names
 
@@ -42,6 +43,22 @@ def aal116() -> LabelAtlas:
         raise ValueError(f"{files.table} lists {len(names)} regions, not AAL's {AAL_REGIONS}")
     ids = tuple(sorted(names))
     return LabelAtlas(image=nib.load(files.image), ids=ids, names=tuple(names[i] for i in ids))
+
+
+SUBCORTICAL = ("Hippocampus", "Amygdala", "Caudate", "Putamen", "Pallidum", "Thalamus")
+
+
+def label_table(atlas: LabelAtlas) -> pd.DataFrame:
+    """The atlas as a label table (headmri.labels: label, name, hemisphere, tissue, region): hemisphere
+    from AAL's _L/_R suffix (B for the vermis), tissue cerebellum, subcortical or cortex."""
+    rows = []
+    for code, name in zip(atlas.ids, atlas.names):
+        side = name.rsplit("_", 1)[-1] if name.endswith(("_L", "_R")) else "B"
+        region = name[:-2] if side != "B" else name
+        tissue = ("cerebellum" if name.startswith(("Cerebelum", "Vermis"))
+                  else "subcortical" if region in SUBCORTICAL else "cortex")
+        rows.append({"label": int(code), "name": name, "hemisphere": side, "tissue": tissue, "region": region})
+    return pd.DataFrame(rows, columns=["label", "name", "hemisphere", "tissue", "region"])
 
 
 def on_grid(atlas: LabelAtlas, reference: nib.spatialimages.SpatialImage) -> LabelAtlas:

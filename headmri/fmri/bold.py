@@ -34,8 +34,21 @@ class Grid:
     affine: np.ndarray
 
 
+MNI_BOX_MM = ((-90, 90), (-126, 90), (-72, 108))  # SPM's bounding box of MNI space
+
+
+def mni_grid(voxel_mm: int = 3) -> Grid:
+    """SPM's MNI bounding box at ``voxel_mm`` (which must divide its 180 x 216 x 180 mm)."""
+    sizes = [hi - lo for lo, hi in MNI_BOX_MM]
+    if any(size % voxel_mm for size in sizes):
+        raise ValueError(f"{voxel_mm} mm does not divide the MNI box {sizes} mm")
+    affine = np.diag([float(voxel_mm)] * 3 + [1.0])
+    affine[:3, 3] = [lo for lo, _ in MNI_BOX_MM]
+    return Grid(shape=tuple(size // voxel_mm + 1 for size in sizes), affine=affine)
+
+
 # SPM's 3 mm MNI grid (x -90..90, y -126..90, z -72..108 mm): the paper's "3-mm isotropic voxels".
-MNI_3MM = Grid(shape=(61, 73, 61), affine=np.array([[3.0, 0, 0, -90], [0, 3.0, 0, -126], [0, 0, 3.0, -72], [0, 0, 0, 1]]))
+MNI_3MM = mni_grid(3)
 
 
 @dataclass(frozen=True)

@@ -55,10 +55,12 @@ class IndicatorSettings:
 
 @dataclass(frozen=True)
 class SubjectIndicators:
-    """The maps (``MAPS``, 3-D float32 on the output grid, 0 outside the mask) and the RFCS details."""
+    """The maps (``MAPS``, 3-D float32 on the output grid, 0 outside the mask), the RFCS details and the
+    brain mask the maps were computed in (on the output grid)."""
 
     maps: dict[str, nib.Nifti1Image] = field(default_factory=dict)
     rfcs: Rfcs | None = None
+    mask: nib.Nifti1Image | None = None
 
 
 def _in_mask_map(values: np.ndarray, bold: Bold) -> nib.Nifti1Image:
@@ -96,4 +98,4 @@ def compute_indicators(files: BoldFiles, settings: IndicatorSettings = Indicator
     except ValueError as exc:  # constant series after cleaning, regions outside the mask, ...
         raise InputError(str(exc), subject=files.subject, path=files.bold) from exc
     maps["rfcs"] = strength.image()
-    return SubjectIndicators(maps=maps, rfcs=strength)
+    return SubjectIndicators(maps=maps, rfcs=strength, mask=filtered.mask)

@@ -45,7 +45,9 @@ CONVERTED_T1W = f"{RESULTS}/bids/sub-{{subject}}/anat/sub-{{subject}}_T1w"  # + 
 # (headmri.inputs, docs/preprocessing.md "Sessions and runs"). Here the dataset's table and file names
 # are checked (all problems together; with config `subjects`, other rows' problems only warn) and every
 # image's header is read; header and voxel problems are then each image's check_input job's to report.
-if CFG.is_demo:
+BIDS_DIR, PARTICIPANTS_TSV = None, None
+IMAGES, PARTICIPANT_GROUP, DICOM_INPUT = {}, {}, {}
+if CFG.structural and CFG.is_demo:
     BIDS_DIR = f"{RESULTS}/demo/bids"
     _demo = demo_participants(CFG.demo.group_sizes)
     IMAGES = {
@@ -54,9 +56,8 @@ if CFG.is_demo:
         for label, _group in _demo if not CFG.subjects or label in CFG.subjects
     }
     PARTICIPANT_GROUP = dict(_demo)
-    DICOM_INPUT = {}
     PARTICIPANTS_TSV = f"{BIDS_DIR}/participants.tsv"
-else:
+elif CFG.structural:
     BIDS_DIR = CFG.bids_dir
     _dataset = _bids.scan_dataset(CFG.bids_dir, CFG.participants_tsv, CFG.groups, CFG.dicom_dir, CFG.subjects)
     for _warning in _dataset.warnings:
@@ -70,10 +71,38 @@ else:
         logger.warning(f"Input check will fail: {_problem}")
     _dataset.raise_errors()  # after the header warnings, so that one run shows every problem
 
+# The fMRI branch (config `fmri`, docs/fmri.md): each participant's BOLD run, from the derivatives folder
+# (with or without structural sources) or the synthetic BOLD cohort (without). Its subjects are
+# participants: with structural sources too, every image must be a participant (no sessions).
+FMRI = CFG.fmri
+FMRI_DEMO_DIR = f"{RESULTS}/demo/bold"
+BOLD_RUNS = {}  # participant label -> headmri.fmri.inputs.PlannedRun
+if FMRI.enabled and FMRI.is_demo:
+    from headmri.demo.bold import planned_runs as _demo_bold_runs
+
+    _bold_demo = demo_participants(FMRI.demo.group_sizes)
+    PARTICIPANT_GROUP = dict(_bold_demo)
+    BOLD_RUNS = _demo_bold_runs(FMRI_DEMO_DIR, [l for l, _ in _bold_demo if not CFG.subjects or l in CFG.subjects])
+    PARTICIPANTS_TSV = f"{FMRI_DEMO_DIR}/participants.tsv"
+elif FMRI.enabled:
+    from headmri.fmri import inputs as _fmri_inputs
+
+    if not CFG.structural:
+        PARTICIPANTS_TSV = CFG.participants_tsv or f"{CFG.bids_dir}/participants.tsv"
+        PARTICIPANT_GROUP = _fmri_inputs.participant_groups(PARTICIPANTS_TSV, CFG.groups, CFG.subjects)
+    elif any(key != image.label for key, image in IMAGES.items()):
+        raise _config.ConfigError("the fMRI branch beside structural sources needs one T1w image per participant "
+                               "(no sessions or runs: all); run the fMRI branch on its own (sources: [])")
+    _patterns = _fmri_inputs.BoldPatterns(Path(FMRI.derivatives_dir), FMRI.bold, FMRI.mask, FMRI.confounds_file,
+                                          FMRI.space)
+    BOLD_RUNS = _fmri_inputs.plan_runs(_patterns, sorted({image.label for image in IMAGES.values()} if CFG.structural
+                                                         else PARTICIPANT_GROUP))
+
 T1W_INPUT = {key: str(image.file) for key, image in IMAGES.items()}
-SUBJECT_GROUP = {key: PARTICIPANT_GROUP[image.label] for key, image in IMAGES.items()}  # image key -> group
-PARTICIPANT_OF = {key: image.label for key, image in IMAGES.items()}  # image key -> participant label
-SUBJECTS = sorted(IMAGES)  # image keys
+PARTICIPANT_OF = ({key: image.label for key, image in IMAGES.items()} if CFG.structural
+                  else {label: label for label in BOLD_RUNS})  # image key -> participant label
+SUBJECT_GROUP = {key: PARTICIPANT_GROUP[label] for key, label in PARTICIPANT_OF.items()}  # image key -> group
+SUBJECTS = sorted(PARTICIPANT_OF)  # image keys
 TASKS = [t.name for t in CFG.tasks]
 FOLDS = list(range(1, CFG.splits.folds + 1))
 
@@ -116,6 +145,11 @@ def t1w_input(wildcards):
 
 def expand_subjects(template):
     return expand(template, subject=SUBJECTS)
+
+
+def task_class(task, subject):
+    """The class of an image's subject in a task (its group, or the class that pools it), None if left out."""
+    return CFG.task(task).class_of(SUBJECT_GROUP[subject])
 
 
 def model_key(encoder: str) -> str:
@@ -171,10 +205,9 @@ def _workflow_file(path):
 def source_file(key, subject):
     """One subject's file of a source: `key` is a path-table key (`brain_mni`) or a path, with or without
     `{subject}` (without: one file for every subject, like a standard-space atlas)."""
-    template = P[key] if key in P else key
-    if "{subject}" not in template:
-        return _workflow_file(template)
-    return template.format(subject=subject)
+    if key in P:  # a file the workflow writes, where it writes it
+        return P[key].format(subject=subject) if "{subject}" in P[key] else P[key]
+    return key.format(subject=subject) if "{subject}" in key else _workflow_file(key)
 
 
 def source_image(wildcards):
@@ -195,6 +228,8 @@ def source_label_table(source):
     from headmri.labels import FREESURFER, LUT_PATH
 
     labels = SOURCE[source].labels
+    if labels in P:  # a table the workflow writes (the fMRI branch's AAL table)
+        return P[labels]
     return str(LUT_PATH) if labels == FREESURFER else _workflow_file(labels)
 
 

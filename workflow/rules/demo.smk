@@ -3,7 +3,7 @@
 # group) and its group's effects only, so a larger group adds jobs and reruns none; one small job writes
 # the cohort's tables from the config alone.
 
-if CFG.is_demo:
+if CFG.is_demo and CFG.structural:
     from headmri.demo.effects import read_effects as _read_effects
 
     def demo_effects_tsv():
@@ -88,4 +88,4 @@ if CFG.is_demo:
 
 def demo_outputs():
     """The demo cohort's files that no rule reads (its ground truth), so that the run still writes them."""
-    return [f"{BIDS_DIR}/ground_truth.tsv"] if CFG.is_demo else []
+    return [f"{BIDS_DIR}/ground_truth.tsv"] if CFG.is_demo and CFG.structural else []

@@ -9,7 +9,8 @@ METRICS_FIGURE = P["metrics_figure"]
 
 rule metrics_table:
     input:
-        metrics=expand_source_model_folds(P["train_dir"] + "/metrics.tsv"),
+        metrics=expand_source_model_folds(P["train_dir"] + "/metrics.tsv")
+        + baseline_metric_files(),  # the fMRI branch's SVM and random forest (fmri.smk)
         predictions=(expand_source_model_folds(P["train_dir"] + "/predictions_subjects.tsv")
                      if CFG.splits.leave_one_subject_out else []),
     output:
@@ -30,3 +31,24 @@ rule metrics_table:
 
 def all_evaluation_outputs():
     return [METRICS_TABLE, METRICS_SUMMARY, METRICS_FIGURE]
+
+
+# Table 1 (headmri.fmri.demographics): the run's participants per group, for either branch's cohort.
+rule demographics:
+    input:
+        participants=PARTICIPANTS_TSV,
+    output:
+        tsv=P["demographics"],
+    params:
+        groups=list(CFG.groups),
+        subjects=sorted(set(PARTICIPANT_OF.values())),
+    log:
+        f"{LOGS}/evaluate/demographics.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        ENV_MAIN
+    script:
+        "../../scripts/demographics.py"

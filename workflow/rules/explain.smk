@@ -12,7 +12,7 @@ EXPLAIN_MONTAGE = P["montage"]
 def explain_patients(task):
     """Labels of the task's subjects in a disease class: the only ones a fold job may explain."""
     disease = CFG.task(task).disease_classes
-    return [s for s in task_subjects(task) if SUBJECT_GROUP[s] in disease]
+    return [s for s in task_subjects(task) if task_class(task, s) in disease]
 
 
 def explain_controls(task):
@@ -23,7 +23,7 @@ def explain_controls(task):
     if CFG.explain.method != "occlusion" and not CFG.explain.explains_controls:
         return []
     reference = CFG.task(task).reference_class
-    return [s for s in task_subjects(task) if SUBJECT_GROUP[s] == reference]
+    return [s for s in task_subjects(task) if task_class(task, s) == reference]
 
 
 def explain_inputs(wildcards):

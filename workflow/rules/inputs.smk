@@ -36,7 +36,8 @@ rule check_input:
 
 rule input_table:
     input:
-        rows=expand_subjects(P["input_row"]),
+        rows=(expand_subjects(P["input_row"]) if CFG.structural else [])
+        + (expand(P["bold_input_row"], subject=sorted(BOLD_RUNS)) if FMRI.enabled else []),
     output:
         tsv=P["inputs"],
     params:

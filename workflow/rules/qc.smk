@@ -51,6 +51,8 @@ rule qc_table:
 def all_preprocessing_outputs():
     """Every image's native brain and mask, transform and affine, MNI brain, mask and parcellation, QC
     picture; and the cohort's input-check table, QC table and figure."""
+    if not CFG.structural:  # an fMRI-only run: its input checks only (fmri.smk has the rest)
+        return [P["inputs"]]
     per_subject = ["brain_native", "mask_native", "xfm", "affine", "brain_mni", "mask_mni", "dseg_mni", "qc_png"]
     return [path for key in per_subject for path in expand_subjects(P[key])] + [
         P["inputs"],

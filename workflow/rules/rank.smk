@@ -201,6 +201,7 @@ rule results_readme:
         bootstrap=CFG.explain.bootstrap,
         sanity_check=CFG.explain.sanity_check,
         sanity_threshold=CFG.explain.sanity_threshold,
+        **({"fmri": True} if FMRI.enabled else {}),
     log:
         f"{LOGS}/results_readme.log",
     threads: 1

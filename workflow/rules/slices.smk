@@ -47,6 +47,8 @@ rule make_split:
         proportional_val=CFG.splits.proportional_val,
         proportional_test=CFG.splits.proportional_test,
         seed=CFG.splits.seed,
+        # only where a task pools groups into a class, so other runs' split jobs keep their params
+        **({"pool": lambda wildcards: dict(CFG.task(wildcards.task).pool)} if any(t.pool for t in CFG.tasks) else {}),
     log:
         f"{LOGS}/split/task-{{task}}.log",
     threads: 1

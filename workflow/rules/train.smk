@@ -47,9 +47,8 @@ TRAIN_FILES = list(_paths.TRAIN_OUTPUTS)  # the training job's outputs (headmri.
 
 
 def task_subjects(task):
-    """Labels of the subjects whose group is one of the task's classes."""
-    classes = CFG.task(task).classes
-    return [s for s in SUBJECTS if SUBJECT_GROUP[s] in classes]
+    """Labels of the subjects in one of the task's classes (their group, or a class that pools it)."""
+    return [s for s in SUBJECTS if task_class(task, s) is not None]
 
 
 def is_baseline(model):
