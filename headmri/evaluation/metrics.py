@@ -18,6 +18,8 @@ from headmri.evaluation.aggregate import aggregate_subjects
 
 METRIC_COLUMNS = ["accuracy", "precision", "specificity", "sensitivity", "auc", "f1", "balanced_accuracy"]
 COUNT_COLUMNS = ["tp", "fp", "tn", "fn"]
+# the columns of a fold_metrics row, in order (a fold's metrics.tsv adds source first and the learned check last)
+FOLD_COLUMNS = ["task", "model", "fold", "split", "n_subjects", *METRIC_COLUMNS, *COUNT_COLUMNS, "confusion", "per_class"]
 # the fold number of a row computed from every fold's test subjects pooled (pooled_test_metrics)
 POOLED_FOLD = 0
 
@@ -148,8 +150,7 @@ def fold_metrics(subjects: pd.DataFrame, classes: Sequence[str], *, task: str, m
         rows.append({"task": task, "model": model, "fold": int(fold), "split": split,
                      "n_subjects": int(len(part)), **values})
     order = {"test": 0, "val": 1, "train": 2}
-    columns = ["task", "model", "fold", "split", "n_subjects", *METRIC_COLUMNS, *COUNT_COLUMNS, "confusion", "per_class"]
-    table = pd.DataFrame(rows, columns=columns)
+    table = pd.DataFrame(rows, columns=FOLD_COLUMNS)
     return table.sort_values("split", key=lambda s: s.map(order).fillna(9), ignore_index=True)
 
 

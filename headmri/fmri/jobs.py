@@ -22,7 +22,7 @@ import pandas as pd
 from headmri.atomic import save_nifti, write_tsv
 from headmri.errors import InputError
 from headmri.evaluation.learned import LEARNED_COLUMNS
-from headmri.evaluation.metrics import COUNT_COLUMNS, METRIC_COLUMNS
+from headmri.evaluation.metrics import FOLD_COLUMNS
 from headmri.fmri import baselines as bl
 from headmri.fmri.atlas import aal116, label_table, on_grid
 from headmri.fmri.bold import BoldFiles, mni_grid
@@ -89,8 +89,7 @@ class BaselineOutputs:
 
 
 # the columns of a CNN fold's metrics.tsv (headmri.training), then how the folds were made
-METRIC_ROW_COLUMNS = ["source", "task", "model", "fold", "split", "n_subjects", *METRIC_COLUMNS, *COUNT_COLUMNS,
-                      "confusion", *LEARNED_COLUMNS, "validation"]
+METRIC_ROW_COLUMNS = ["source", *FOLD_COLUMNS, *LEARNED_COLUMNS, "validation"]
 
 
 def _metric_rows(metrics: pd.DataFrame, key: str) -> pd.DataFrame:
