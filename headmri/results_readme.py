@@ -6,55 +6,41 @@ names this run's tasks, models and folds so a reader knows what to expect withou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 from headmri.atomic import write_text
+from headmri.config import ExplainConfig
 from headmri.paths import shown
 from headmri.templates import SPACE
 
 
-def results_readme(
-    *,
-    sources: Sequence[str] = ("T1w",),
-    tasks: Sequence[str],
-    models: Sequence[str],
-    folds: Sequence[int],
-    method: str,
-    top_k: int,
-    patients: str,
-    statistic: str,
-    save_nifti: bool,
-    normalisation: str = "none",
-    ranking: str = "mean",
-    controls: bool = False,
-    bootstrap: int = 0,
-    sanity_check: bool = False,
-    sanity_threshold: float = 0.5,
-    fmri: bool = False,
-) -> str:
-    """The Markdown text of ``results/README.md`` for one run's settings."""
-    main, baselines = models[0], list(models[1:])
-    who = "the held-out test patients of each fold" if patients == "test" else "every patient of the task's disease class(es) in each fold"
-    if controls:
-        who += (", and the fold's controls (" + ("test" if patients == "test" else "all") +
-                " subjects of the reference class) explained for the disease class")
-    described = {
-        "gradcam": "Grad-CAM for the disease class on the last attention block",
-        "rollout": "attention rollout, class-agnostic",
-        "chefer": "gradient-weighted attention rollout for the disease class",
-        "occlusion": "region occlusion: the drop in the disease-class probability when a region is replaced by the training controls' mean",
-    }.get(method, method)
-    scale = {"zscore": "z-scored over its regions", "rank": "turned into percentile ranks over its regions",
-             "none": "left raw"}.get(normalisation, normalisation)
-    by = ("the mean over patients within each fold, then over folds" if ranking == "mean" else
-          "the contrast: Hedges' g of the patients' scores against the controls' within each fold, then the mean over folds")
-    lines = [
+@dataclass(frozen=True)
+class RunLayout:
+    """What a run is made of, as the README names it: image sources, tasks, models (the first is the main
+    encoder, the others baselines), folds, and whether the fMRI branch is on."""
+
+    sources: Sequence[str]
+    tasks: Sequence[str]
+    models: Sequence[str]
+    folds: Sequence[int]
+    fmri: bool = False
+
+
+def results_readme(run: RunLayout, explain: ExplainConfig) -> str:
+    """The Markdown text of ``results/README.md`` for one run's layout and explanation settings."""
+    return "\n".join([*_input_lines(run), *_classification_lines(), *_explanation_lines(run, explain),
+                      *(_fmri_lines() if run.fmri else []), *_bookkeeping_lines()])
+
+
+def _input_lines(run: RunLayout) -> list[str]:
+    return [
         "# results/",
         "",
         "Written by the headmri workflow. Every path below is relative to this folder; `X` is a subject label",
-        f"(`sub-X`), `S` an image source ({', '.join(f'`{s}`' for s in sources)}; config `sources`), `T` a task ({', '.join(f'`{t}`' for t in tasks)}), `M` a model "
-        f"({', '.join(f'`{m}`' for m in models)}), `K` a fold (1-{max(folds)}).",
+        f"(`sub-X`), `S` an image source ({', '.join(f'`{s}`' for s in run.sources)}; config `sources`), `T` a task ({', '.join(f'`{t}`' for t in run.tasks)}), `M` a model "
+        f"({', '.join(f'`{m}`' for m in run.models)}), `K` a fold (1-{max(run.folds)}).",
         f"Space: `{SPACE}` is the MNI152 1 mm template grid (182 x 218 x 182, RAS). The HTML report",
         "(`snakemake --report report.html`) collects the tables and figures with captions.",
         "",
@@ -76,6 +62,11 @@ def results_readme(
         f"| `{shown('demographics')}` | the participants' characteristics per group (Table 1 layout: median (IQR) and Kruskal-Wallis H for numbers, n (%) and chi-square for categories) |",
         f"| `{shown('slices')}`, `{shown('slices_json')}` | the subject's slices of source S along its axis (n, S, S) and their geometry (slice pixel <-> MNI voxel) |",
         "",
+    ]
+
+
+def _classification_lines() -> list[str]:
+    return [
         "## Classification (per task, model and fold)",
         "",
         "| path | what |",
@@ -87,6 +78,15 @@ def results_readme(
         f"| `{shown('train_dir', '/metrics.tsv')}` | subject-level metrics of the fold's validation and test subjects, and whether its model learned (`learned`, `learned_reason`, `selected_epoch`, `selected_train_loss`, `chance_loss`, `prob_spread`) |",
         f"| `{shown('metrics_table')}`, `{shown('metrics_summary')}`, `{shown('metrics_figure')}` | metrics of every source, task, model and fold (`source` column first; `per_class`: each class one-vs-rest; with leave-one-subject-out also a pooled test row per model, fold 0); mean +- sd over the folds that learned (Table 3 layout), with the folds that did not listed |",
         "",
+    ]
+
+
+def _explanation_lines(run: RunLayout, explain: ExplainConfig) -> list[str]:
+    main, baselines = run.models[0], list(run.models[1:])
+    method, top_k, statistic, ranking = explain.method, explain.top_k, explain.region_statistic, explain.ranking
+    bootstrap, sanity_check = explain.bootstrap, explain.sanity_check
+    described, who, scale, by = _explanation_words(explain)
+    lines = [
         "## Explanations and regional rankings",
         "",
         f"Maps: {method} ({described}; the 3D baseline uses Grad-CAM on its last convolutional stage), raw values",
@@ -103,7 +103,7 @@ def results_readme(
         f"| `{shown('explain_summary')}` | what the fold job did: method, layer, target classes, patients, controls, device"
         + (", and the randomisation test (`sanity`)" if sanity_check else "") + " |",
     ]
-    if save_nifti:
+    if explain.save_nifti:
         lines.append(f"| `{shown('explain_maps', f'/sub-X_space-{SPACE}_desc-{method}_map.nii.gz')}` | each explained patient's 3D map |")
     lines += [
         f"| `{shown('regions')}` | the ranking for the source's first encoder (`{main}` for the first source): `target, rank, region, label, hemisphere, tissue, structure`, "
@@ -114,7 +114,7 @@ def results_readme(
     ]
     if sanity_check:
         lines.append(f"| `{shown('sanity')}` | the model-parameter randomisation test per source, task, model, method and fold: `spearman` "
-                     f"(median rank correlation of trained vs re-initialised region scores), `passed` (below {sanity_threshold:g}: "
+                     f"(median rank correlation of trained vs re-initialised region scores), `passed` (below {explain.sanity_threshold:g}: "
                      "the maps depend on the learnt weights) |")
     if baselines:
         lines.append(f"| `{shown('regions_model')}` | the same ranking for the baseline model(s) ({', '.join(f'`{m}`' for m in baselines)}) |")
@@ -126,9 +126,30 @@ def results_readme(
         f"| `{shown('montage')}` | slices of a few explained patients with their maps (one colour scale) |",
         "",
     ]
-    if fmri:
-        lines += _fmri_lines()
-    lines += [
+    return lines
+
+
+def _explanation_words(explain: ExplainConfig) -> tuple[str, str, str, str]:
+    """The method described, who is explained, how scores are scaled and how regions are ranked, in words."""
+    who = "the held-out test patients of each fold" if explain.patients == "test" else "every patient of the task's disease class(es) in each fold"
+    if explain.explains_controls:
+        who += (", and the fold's controls (" + ("test" if explain.patients == "test" else "all") +
+                " subjects of the reference class) explained for the disease class")
+    described = {
+        "gradcam": "Grad-CAM for the disease class on the last attention block",
+        "rollout": "attention rollout, class-agnostic",
+        "chefer": "gradient-weighted attention rollout for the disease class",
+        "occlusion": "region occlusion: the drop in the disease-class probability when a region is replaced by the training controls' mean",
+    }.get(explain.method, explain.method)
+    scale = {"zscore": "z-scored over its regions", "rank": "turned into percentile ranks over its regions",
+             "none": "left raw"}.get(explain.normalisation, explain.normalisation)
+    by = ("the mean over patients within each fold, then over folds" if explain.ranking == "mean" else
+          "the contrast: Hedges' g of the patients' scores against the controls' within each fold, then the mean over folds")
+    return described, who, scale, by
+
+
+def _bookkeeping_lines() -> list[str]:
+    return [
         "## Bookkeeping",
         "",
         "| path | what |",
@@ -138,7 +159,6 @@ def results_readme(
         f"| `{shown('provenance')}/` | the resolved configuration, package and tool versions, the code's git state |",
         "",
     ]
-    return "\n".join(lines)
 
 
 def _fmri_lines() -> list[str]:
@@ -160,5 +180,5 @@ def _fmri_lines() -> list[str]:
     ]
 
 
-def write_results_readme(path: str | Path, **settings) -> None:
-    write_text(results_readme(**settings), path)
+def write_results_readme(path: str | Path, run: RunLayout, explain: ExplainConfig) -> None:
+    write_text(results_readme(run, explain), path)

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+from headmri.config import ExplainConfig
 from headmri.paths import LETTERS, path_table, shown
-from headmri.results_readme import results_readme
+from headmri.results_readme import RunLayout, results_readme
 
 # folders and bookkeeping files of the table that the README describes by their contents, not by name
 DESCRIBED_BY_CONTENT = {"train_dir", "explain_dir", "tables", "figures", "task_figures", "qc_row", "results_readme"}
 
 
 def test_every_output_of_the_table_is_in_results_readme():
-    text = results_readme(sources=["T1w", "alff"], tasks=["migraine"], models=["cnndemo", "resnet3d"], folds=[1, 2],
-                          method="occlusion", top_k=10, patients="all", statistic="max", save_nifti=True,
-                          sanity_check=True, controls=True, bootstrap=100, fmri=True)
+    text = results_readme(RunLayout(sources=["T1w", "alff"], tasks=["migraine"], models=["cnndemo", "resnet3d"], folds=[1, 2], fmri=True),
+                          ExplainConfig(method="occlusion", patients="all", save_nifti=True, sanity_check=True, controls=True,
+                                        bootstrap=100))
     missing = [key for key in path_table() if key not in DESCRIBED_BY_CONTENT and f"`{shown(key)}" not in text]
     assert not missing, missing
 

@@ -5,6 +5,8 @@
 # figures; every other model of the source (a second encoder, the 3D baseline) gets its own table.
 # Each fold's training metrics.tsv says whether its model learned; folds that did not are left out of
 # the ranking when explain.exclude_unlearned is on (the default).
+import dataclasses
+
 
 MAIN_MODEL = {source: models_of(source)[0] for source in SOURCES}
 OTHER_SOURCE_MODELS = [(source, model) for source in SOURCES for model in models_of(source)[1:]]
@@ -186,22 +188,11 @@ rule results_readme:
     output:
         readme=RESULTS_README,
     params:
-        sources=SOURCES,
-        tasks=TASKS,
-        models=MODELS,
-        folds=sorted({fold for _, fold in TASK_FOLDS}),
-        method=CFG.explain.method,
-        top_k=CFG.explain.top_k,
-        patients=CFG.explain.patients,
-        statistic=CFG.explain.region_statistic,
-        save_nifti=CFG.explain.save_nifti,
-        normalisation=CFG.explain.normalisation,
-        ranking=CFG.explain.ranking,
-        controls=CFG.explain.explains_controls,
-        bootstrap=CFG.explain.bootstrap,
-        sanity_check=CFG.explain.sanity_check,
-        sanity_threshold=CFG.explain.sanity_threshold,
-        **({"fmri": True} if FMRI.enabled else {}),
+        # headmri.results_readme.RunLayout, and the explain section as plain values (Snakemake records those, so
+        # a changed explanation setting rewrites the README)
+        run=dict(sources=SOURCES, tasks=TASKS, models=MODELS, folds=sorted({fold for _, fold in TASK_FOLDS}),
+                 fmri=FMRI.enabled),
+        explain=dataclasses.asdict(CFG.explain),
     log:
         f"{LOGS}/results_readme.log",
     threads: 1
