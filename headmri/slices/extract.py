@@ -149,6 +149,36 @@ def decode(stored: np.ndarray) -> np.ndarray:
     return stored.astype(np.float32)
 
 
+def _check_mask(brain_img, mask_img, mask: np.ndarray, paths: tuple, subject: str | None) -> None:
+    """The brain mask must be on the brain's grid and hold brain voxels (``paths``: brain, mask)."""
+    brain_mni, mask_mni = paths
+    if brain_img.shape != mask_img.shape:
+        raise InputError(f"the brain mask's shape {mask_img.shape} differs from the brain's {brain_img.shape} "
+                         f"({brain_mni}); both must be on the same grid", subject=subject, path=mask_mni)
+    if not np.allclose(brain_img.affine, mask_img.affine, atol=1e-3):
+        raise InputError(f"the brain mask's affine differs from the brain's ({brain_mni}); both must be on the "
+                         f"same grid", subject=subject, path=mask_mni)
+    if not mask.any():
+        raise InputError("the brain mask is empty", subject=subject, path=mask_mni)
+
+
+def _description(subject: str | None, paths: tuple, parameters: dict, window: tuple[float, float],
+                 fractions: np.ndarray, shape: tuple, geometry: SliceGeometry) -> dict:
+    """The slice file's JSON: inputs, parameters, intensity window, kept fractions, shape and geometry."""
+    dtype = parameters["dtype"]
+    return {
+        "subject": subject,
+        "inputs": {"brain": str(paths[0]), "mask": str(paths[1])},
+        "parameters": parameters,
+        "intensity": {"window": [window[0], window[1]], "scale": "value = clip((x - window[0]) / (window[1] - window[0]), 0, 1); "
+                      "zero outside the brain mask",
+                      "stored_as": "uint8: value * 255 rounded" if dtype == "uint8" else "float16: value"},
+        "brain_fraction_kept": [round(float(f), 5) for f in fractions],
+        "shape": list(shape),
+        "geometry": geometry.to_dict(),
+    }
+
+
 def extract_slices(
     brain_mni: str | Path,
     mask_mni: str | Path,
@@ -182,14 +212,7 @@ def extract_slices(
         brain = (brain_img.dataobj if isinstance(brain_img.dataobj, np.ndarray)
                  else np.asarray(brain_img.dataobj, dtype=np.float32))
         mask_img, mask, fraction, kept, inside = mask_job.result()
-        if brain_img.shape != mask_img.shape:
-            raise InputError(f"the brain mask's shape {mask_img.shape} differs from the brain's {brain_img.shape} "
-                             f"({brain_mni}); both must be on the same grid", subject=subject, path=mask_mni)
-        if not np.allclose(brain_img.affine, mask_img.affine, atol=1e-3):
-            raise InputError(f"the brain mask's affine differs from the brain's ({brain_mni}); both must be on the "
-                             f"same grid", subject=subject, path=mask_mni)
-        if not mask.any():
-            raise InputError("the brain mask is empty", subject=subject, path=mask_mni)
+        _check_mask(brain_img, mask_img, mask, (brain_mni, mask_mni), subject)
 
         dropped = np.flatnonzero(fraction < min_brain_fraction)
         geometry = planes = None
@@ -234,18 +257,9 @@ def extract_slices(
 
     with atomic_path(out_npy) as tmp:
         np.save(tmp, slices, allow_pickle=False)
-    write_json({
-        "subject": subject,
-        "inputs": {"brain": str(brain_mni), "mask": str(mask_mni)},
-        "parameters": {"axis": axis, "size": size, "min_brain_fraction": min_brain_fraction,
-                       "percentiles": [low_pct, high_pct], "dtype": dtype},
-        "intensity": {"window": [low, high], "scale": "value = clip((x - window[0]) / (window[1] - window[0]), 0, 1); "
-                      "zero outside the brain mask",
-                      "stored_as": "uint8: value * 255 rounded" if dtype == "uint8" else "float16: value"},
-        "brain_fraction_kept": [round(float(f), 5) for f in fraction[kept]],
-        "shape": list(slices.shape),
-        "geometry": geometry.to_dict(),
-    }, out_json)
+    write_json(_description(subject, (brain_mni, mask_mni), {"axis": axis, "size": size, "min_brain_fraction": min_brain_fraction,
+                            "percentiles": [low_pct, high_pct], "dtype": dtype}, (low, high), fraction[kept], slices.shape,
+                            geometry), out_json)
     log.info("%s: kept %d of %d slices along axis %d, window [%.4g, %.4g], wrote %s",
              subject or brain_mni, kept.size, fraction.size, axis, low, high, out_npy)
     return geometry
