@@ -6,7 +6,16 @@ import pandas as pd
 import pytest
 
 from headmri.errors import InputError
-from headmri.explain.task_figures import confusion_counts, held_out_predictions, mean_over_folds, roc_curves, task_figures
+from headmri.explain.task_figures import (
+    FigureInputs,
+    FigureOutputs,
+    confusion_counts,
+    figure_folds,
+    held_out_predictions,
+    mean_over_folds,
+    roc_curves,
+    task_figures,
+)
 
 CLASSES = ("HC", "migraine")
 
@@ -66,6 +75,21 @@ def test_mean_over_folds_weighs_folds_equally_and_checks_grids(tmp_path):
         mean_over_folds([*paths, tmp_path / "other.nii.gz"])
 
 
+def test_the_figures_leave_out_the_folds_that_did_not_learn_unless_none_did(tmp_path):
+    def inputs(flags):
+        metrics = {}
+        for fold, learned in flags.items():
+            metrics[fold] = tmp_path / f"metrics-{fold}-{learned}.tsv"
+            pd.DataFrame({"split": ["test", "val"], "learned": [learned] * 2}).to_csv(metrics[fold], sep="\t", index=False)
+        maps = {fold: f"mean-{fold}.nii.gz" for fold in flags}
+        return FigureInputs("ranking.tsv", maps, "dseg.nii.gz", {}, "template.nii.gz", metrics=metrics)
+
+    assert figure_folds(inputs({1: True, 2: False, 3: True})) == [1, 3]
+    assert figure_folds(inputs({1: True, 2: False, 3: True}), exclude_unlearned=False) == [1, 2, 3]
+    assert figure_folds(inputs({1: False, 2: False})) == [1, 2]  # none learned: all drawn, the ranking says n_learned 0
+    assert figure_folds(FigureInputs("r.tsv", {1: "a", 2: "b"}, "d", {}, "t")) == [1, 2]  # no metrics given: every fold
+
+
 @pytest.mark.slow  # five nilearn/matplotlib figures: ~15 s on 2 cores
 def test_task_figures_writes_every_figure(tmp_path, predictions):
     shape, affine = (20, 24, 18), np.array([[2.0, 0, 0, -20], [0, 2, 0, -24], [0, 0, 2, -18], [0, 0, 0, 1]])
@@ -86,14 +110,18 @@ def test_task_figures_writes_every_figure(tmp_path, predictions):
         "folds_in_top_k": [2, 2, 0], "n_folds": 2, "n_patients": 4,
     }).to_csv(tmp_path / "ranking.tsv", sep="\t", index=False)
     out = {name: tmp_path / "figures" / name for name in ("bars.png", "mean.nii.gz", "mean.png", "top.png", "roc.png", "confusion.png")}
-    task_figures(
-        task="migraine", classes=CLASSES, ranking_tsv=tmp_path / "ranking.tsv", fold_mean_maps=maps,
-        atlas_dseg=tmp_path / "dseg.nii.gz", predictions=predictions, top_k=2, method="gradcam",
-        template=tmp_path / "template.nii.gz", brain_mask=tmp_path / "mask.nii.gz",
-        out_bars=out["bars.png"], out_mean_nifti=out["mean.nii.gz"], out_mean_png=out["mean.png"],
-        out_top_regions=out["top.png"], out_roc=out["roc.png"], out_confusion=out["confusion.png"],
-    )
+    metrics = {}
+    for fold, learned in ((1, True), (2, True), (3, False)):  # fold 3 did not learn: left out of the figures
+        metrics[fold] = tmp_path / f"metrics-{fold}.tsv"
+        pd.DataFrame({"split": ["test"], "learned": [learned]}).to_csv(metrics[fold], sep="\t", index=False)
+    maps.append(tmp_path / "mean-3.nii.gz")
+    nib.save(nib.Nifti1Image(np.full(shape, 100.0, np.float32), affine), maps[-1])
+    inputs = FigureInputs(tmp_path / "ranking.tsv", dict(zip((1, 2, 3), maps)), tmp_path / "dseg.nii.gz",
+                          {**predictions, 3: predictions[2]}, tmp_path / "template.nii.gz", tmp_path / "mask.nii.gz",
+                          metrics=metrics)
+    task_figures("migraine", CLASSES, inputs, FigureOutputs(out["bars.png"], out["mean.nii.gz"], out["mean.png"], out["top.png"],
+                                                            out["roc.png"], out["confusion.png"]), top_k=2, method="gradcam")
     for path in out.values():
         assert path.stat().st_size > 1000, path
-    expected = (np.asarray(nib.load(maps[0]).dataobj) + np.asarray(nib.load(maps[1]).dataobj)) / 2
+    expected = (np.asarray(nib.load(maps[0]).dataobj) + np.asarray(nib.load(maps[1]).dataobj)) / 2  # folds 1, 2 only
     np.testing.assert_allclose(np.asarray(nib.load(out["mean.nii.gz"]).dataobj), expected, rtol=1e-6)

@@ -5,6 +5,7 @@ ROC curves per fold and confusion matrices summed over folds (held-out test subj
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -14,7 +15,9 @@ import pandas as pd
 
 from headmri.atomic import save_nifti
 from headmri.errors import InputError
+from headmri.evaluation.learned import read_fold_learned
 from headmri.explain import figures
+from headmri.explain.merge import folds_to_merge
 
 log = logging.getLogger(__name__)
 
@@ -114,40 +117,57 @@ def confusion_counts(predictions: pd.DataFrame, classes: Sequence[str]) -> np.nd
     return confusion_matrix(true_classes(predictions, classes), predicted, labels=list(classes))
 
 
-def task_figures(
-    *,
-    task: str,
-    classes: Sequence[str],
-    ranking_tsv: str | Path,
-    fold_mean_maps: Sequence[str | Path],
-    atlas_dseg: str | Path,
-    predictions: Mapping[int, str | Path],
-    top_k: int,
-    method: str,
-    template: str | Path,
-    brain_mask: str | Path | None = None,
-    out_bars: str | Path,
-    out_mean_nifti: str | Path,
-    out_mean_png: str | Path,
-    out_top_regions: str | Path,
-    out_roc: str | Path,
-    out_confusion: str | Path,
-    summaries: Sequence[str | Path] | None = None,
-) -> None:
-    """Write every per-task figure (and the mean map NIfTI) for the main model of ``task``. ``summaries``:
-    the folds' explain.json, whose randomisation tests the ranking figure's title reports."""
-    ranking = pd.read_csv(ranking_tsv, sep="\t")
-    sanity = sanity_line(summaries)
-    figures.ranking_bars(ranking, out_bars, title=f"task {task}: regions ranked by {method} ({len(fold_mean_maps)} folds)"
+@dataclass(frozen=True)
+class FigureInputs:
+    """What one task's figures are drawn from; the per-fold files are keyed by fold. ``metrics``: each
+    fold's training metrics.tsv, whose ``learned`` flag decides which folds the mean map, the ROC curves
+    and the confusion matrix are over (the ranking's own rule, ``merge.folds_to_merge``); ``summaries``: the
+    folds' explain.json, whose randomisation tests the ranking figure's title reports."""
+
+    ranking_tsv: str | Path
+    fold_mean_maps: Mapping[int, str | Path]
+    atlas_dseg: str | Path
+    predictions: Mapping[int, str | Path]
+    template: str | Path
+    brain_mask: str | Path | None = None
+    summaries: Mapping[int, str | Path] | None = None
+    metrics: Mapping[int, str | Path] | None = None
+
+
+@dataclass(frozen=True)
+class FigureOutputs:
+    bars: str | Path
+    mean_nifti: str | Path
+    mean_png: str | Path
+    top_regions: str | Path
+    roc: str | Path
+    confusion: str | Path
+
+
+def figure_folds(inputs: FigureInputs, exclude_unlearned: bool = True) -> list[int]:
+    """The folds the figures are over: those that learned, unless none did or ``exclude_unlearned`` is off."""
+    learned = {fold: read_fold_learned(path) for fold, path in (inputs.metrics or {}).items()}
+    folds, _ = folds_to_merge(inputs.fold_mean_maps, learned, exclude_unlearned)
+    return folds
+
+
+def task_figures(task: str, classes: Sequence[str], inputs: FigureInputs, outputs: FigureOutputs, *, top_k: int,
+                 method: str, exclude_unlearned: bool = True) -> None:
+    """Write every per-task figure (and the mean map NIfTI) for the main model of ``task``, over the folds
+    that learned (``figure_folds``)."""
+    folds = figure_folds(inputs, exclude_unlearned)
+    ranking = pd.read_csv(inputs.ranking_tsv, sep="\t")
+    sanity = sanity_line([inputs.summaries[f] for f in folds] if inputs.summaries else None)
+    figures.ranking_bars(ranking, outputs.bars, title=f"task {task}: regions ranked by {method} ({len(folds)} folds)"
                          + (f"\n{sanity}" if sanity else ""), top_n=max(20, top_k), top_k=top_k)
-    mean = mean_over_folds(fold_mean_maps)
-    save_nifti(mean, out_mean_nifti)
-    figures.mean_map_figure(mean, template, out_mean_png, title=f"task {task}: mean {method} map (patients, then folds)",
-                            brain_mask=nib.load(str(brain_mask)) if brain_mask is not None else None)
-    figures.top_regions_figure(ranking, nib.as_closest_canonical(nib.load(str(atlas_dseg))), template, out_top_regions,
-                               top_k=top_k, title=f"task {task}: top {top_k} regions")
-    tested = held_out_predictions(predictions)
-    figures.roc_figure(roc_curves(tested, classes), out_roc, title=f"task {task}: test subjects, one curve per fold (pooled when no fold has one)")
-    figures.confusion_figure(confusion_counts(tested, classes), classes, out_confusion,
+    mean = mean_over_folds([inputs.fold_mean_maps[f] for f in folds])
+    save_nifti(mean, outputs.mean_nifti)
+    figures.mean_map_figure(mean, inputs.template, outputs.mean_png, title=f"task {task}: mean {method} map (patients, then folds)",
+                            brain_mask=nib.load(str(inputs.brain_mask)) if inputs.brain_mask is not None else None)
+    figures.top_regions_figure(ranking, nib.as_closest_canonical(nib.load(str(inputs.atlas_dseg))), inputs.template,
+                               outputs.top_regions, top_k=top_k, title=f"task {task}: top {top_k} regions")
+    tested = held_out_predictions({f: inputs.predictions[f] for f in folds})
+    figures.roc_figure(roc_curves(tested, classes), outputs.roc, title=f"task {task}: test subjects, one curve per fold (pooled when no fold has one)")
+    figures.confusion_figure(confusion_counts(tested, classes), classes, outputs.confusion,
                              title=f"task {task}: test subjects, summed over {tested['fold'].nunique()} folds")
-    log.info("task %s: figures written", task)
+    log.info("task %s: figures written over fold(s) %s", task, folds)

@@ -140,6 +140,8 @@ rule task_figures:
         ),
         # the randomisation test of each fold, shown in the ranking figure's title
         summaries=lambda wildcards: fold_files(P["explain_summary"], wildcards, main_model(wildcards)),
+        # whether each fold learned: the mean map, ROC and confusion matrix are over the ranking's folds
+        metrics=lambda wildcards: fold_metrics_files(wildcards, main_model(wildcards)),
     output:
         **{name: figure_output(name) for name in FIGURE_FILES},
     params:
@@ -147,6 +149,7 @@ rule task_figures:
         folds=lambda wildcards: task_folds(wildcards.task),
         top_k=CFG.explain.top_k,
         method=CFG.explain.method,
+        exclude_unlearned=CFG.explain.exclude_unlearned,
     log:
         f"{LOGS}/figures/source-{{source}}_task-{{task}}.log",
     threads: 1
