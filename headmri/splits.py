@@ -48,6 +48,12 @@ def _hash(*parts: object) -> int:
     return int.from_bytes(hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()[:16], "big")
 
 
+def participant_of(image_id: str) -> str:
+    """The participant (``sub-01``) of an image row's ``participant_id`` (``sub-01_ses-02_run-2``): BIDS labels
+    hold no underscore, so the participant is everything before the first one."""
+    return str(image_id).split("_", 1)[0]
+
+
 def _participant_id(value: str) -> str:
     value = str(value)
     return value if value.startswith("sub-") else f"sub-{value}"

@@ -63,6 +63,16 @@ def test_merge_averages_patients_within_folds_then_folds():
     assert by_region.loc["ctx-rh-postcentral", "tissue"] == "ctx"
 
 
+def test_a_patient_with_two_sessions_counts_once_in_the_means_and_the_patient_count():
+    sessions = {"sub-a_ses-1": {LH: 4.0, RH: 0.0, HIPPO: 1.0}, "sub-a_ses-2": {LH: 6.0, RH: 0.0, HIPPO: 1.0},
+                "sub-b": {LH: 1.0, RH: 3.0, HIPPO: 1.0}}
+    ranked = merge_folds({1: _fold(sessions), 2: _fold(FOLD2)}, top_k=1).set_index("region")
+    # fold 1: sub-a's sessions average to LH 5, then the patients (5 + 1) / 2 = 3 (not (4 + 6 + 1) / 3); fold 2: 5
+    assert ranked.loc["ctx-lh-postcentral", "mean"] == pytest.approx(4.0)
+    assert ranked.loc["ctx-rh-postcentral", "mean"] == pytest.approx((1.5 + 1.0) / 2)
+    assert set(ranked["n_patients"]) == {3}  # sub-a, sub-b and sub-c
+
+
 # fold 3 is a chance fold: its maps have the largest values, all on the hippocampus
 CHANCE_FOLD = {"sub-d": {LH: 0.0, RH: 0.0, HIPPO: 50.0}, "sub-e": {LH: 0.0, RH: 1.0, HIPPO: 40.0}}
 

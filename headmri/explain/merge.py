@@ -58,6 +58,7 @@ from headmri.config import NORMALISATIONS, RANKINGS
 from headmri.errors import ConfigError, InputError
 from headmri.evaluation.learned import read_fold_learned
 from headmri.labels import LabelTable
+from headmri.splits import participant_of
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,13 @@ def patient_rows(table: pd.DataFrame) -> pd.Series:
 
 def fold_means(table: pd.DataFrame) -> pd.DataFrame:
     """Mean over the patients of one fold: ``target, label, value, n_patients`` (NaN values are skipped;
-    rows of controls, explained for a class they are not in, are left out)."""
-    grouped = table[patient_rows(table)].groupby(["target", "label"], sort=True)
-    return pd.DataFrame(
-        {"value": grouped["value"].mean(), "n_patients": grouped["participant_id"].nunique()}
-    ).reset_index()
+    rows of controls, explained for a class they are not in, are left out). A participant with several
+    images (sessions, runs) counts once: its images' values are averaged first."""
+    patients = table[patient_rows(table)]
+    per_participant = (patients.assign(participant=patients["participant_id"].map(participant_of))
+                       .groupby(["target", "label", "participant"], sort=True)["value"].mean().reset_index())
+    grouped = per_participant.groupby(["target", "label"], sort=True)
+    return pd.DataFrame({"value": grouped["value"].mean(), "n_patients": grouped["participant"].nunique()}).reset_index()
 
 
 def normalise_subjects(values: np.ndarray, how: str) -> np.ndarray:
@@ -259,6 +262,12 @@ def _subject_matrix(rows: pd.DataFrame, labels: np.ndarray, *, what: str, fold: 
         raise InputError(f"fold {fold} (target {target}): the {what} have regions the patients have not: {extra[:10]}",
                          path=source)
     wide = rows.pivot(index="participant_id", columns="label", values="value").reindex(columns=labels)
+    participants = wide.index.map(participant_of)
+    if participants.has_duplicates:  # several sessions or runs of one participant: it counts once
+        log.info("fold %d (target %s): %d %s images from %d participants; each participant's images are averaged, so "
+                 "that it counts once in the means, the contrast and the bootstrap", fold, target, len(wide), what,
+                 participants.nunique())
+        wide = wide.groupby(participants).mean()
     wide = wide.sort_index()
     return _Group(tuple(str(i) for i in wide.index), wide.to_numpy(dtype=np.float64))
 
