@@ -166,11 +166,21 @@ def make_splits(
     has_site = "site" in table.columns
     if has_site:
         table["site"] = table["site"].astype("string").fillna("n/a")
+    sized = _class_sizes(table, classes, what, lambda n: set_sizes(n, scheme, folds, val_per_class, test_per_class,
+                                                                    proportional_val, proportional_test), scheme, folds)
+    rows = [row for class_index, cls in enumerate(classes)
+            for row in _class_rows(table[table["group"] == cls], class_index, cls, sized[cls], folds, seed, has_site)]
+    out = pd.DataFrame(rows, columns=COLUMNS + (["site"] if has_site else []))
+    return out.sort_values(["fold", "class_index", "participant_id"], ignore_index=True)
+
+
+def _class_sizes(table: pd.DataFrame, classes: Sequence[str], what: str, sizer, scheme: str, folds: int) -> dict[str, SetSizes]:
+    """Each class's set sizes (``sizer``: class size -> SetSizes); one error listing every class too small to split."""
     problems = []
     sized = {}
     for cls in classes:
         n = int((table["group"] == cls).sum())
-        sizes = set_sizes(n, scheme, folds, val_per_class, test_per_class, proportional_val, proportional_test)
+        sizes = sizer(n)
         if n == 0:
             problems.append(f"class {cls!r} has no subjects")
         elif n < sizes.needed:
@@ -181,26 +191,26 @@ def make_splits(
         sized[cls] = sizes
     if problems:
         raise InputError(f"{what} cannot be split: " + "; ".join(problems))
+    return sized
 
+
+def _class_rows(members: pd.DataFrame, class_index: int, cls: str, sizes: SetSizes, folds: int, seed: int,
+                has_site: bool) -> list[dict]:
+    """One row per member of class ``cls`` and fold: test from the fold's bucket, validation from the next one's tail."""
+    ids = sorted(members["participant_id"])
+    site = dict(zip(members["participant_id"], members["site"])) if has_site else None
+    ranked = _class_buckets(ids, sizes, seed, site, cls)
     rows = []
-    for class_index, cls in enumerate(classes):
-        members = table[table["group"] == cls]
-        ids = sorted(members["participant_id"])
-        site = dict(zip(members["participant_id"], members["site"])) if has_site else None
-        sizes = sized[cls]
-        ranked = _class_buckets(ids, sizes, seed, site, cls)
-        for f in range(folds):
-            test = set(ranked[f][:sizes.test])
-            val = set(ranked[(f + 1) % folds][-sizes.val:])
-            for s in ids:
-                split = "test" if s in test else "val" if s in val else "train"
-                row = {"participant_id": s, "label": s[4:], "group": cls, "class_index": class_index,
-                       "fold": f + 1, "split": split}
-                if has_site:
-                    row["site"] = site[s]
-                rows.append(row)
-    out = pd.DataFrame(rows, columns=COLUMNS + (["site"] if has_site else []))
-    return out.sort_values(["fold", "class_index", "participant_id"], ignore_index=True)
+    for f in range(folds):
+        test = set(ranked[f][:sizes.test])
+        val = set(ranked[(f + 1) % folds][-sizes.val:])
+        for s in ids:
+            split = "test" if s in test else "val" if s in val else "train"
+            row = {"participant_id": s, "label": s[4:], "group": cls, "class_index": class_index, "fold": f + 1, "split": split}
+            if has_site:
+                row["site"] = site[s]
+            rows.append(row)
+    return rows
 
 
 def _task_members(participants: pd.DataFrame, classes: Sequence[str], what: str) -> pd.DataFrame:
