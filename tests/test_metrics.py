@@ -168,6 +168,19 @@ def test_a_task_with_no_fold_that_learned_has_no_mean(tmp_path):
     assert "| ppth | vittiny | 0 / 2 ⚠ | n/a |" in (out / "summary.md").read_text()
 
 
+def test_a_pooled_row_from_a_metrics_file_is_shown_as_pooled_and_not_averaged_as_a_fold(tmp_path):
+    files = _fold_files(tmp_path, {1: True, 2: True}, {1: 1.0, 2: 0.5})
+    pooled = pd.DataFrame({"source": "rfcs", "task": "ppth", "model": "svmloso", "fold": 0, "split": ["test"], "n_subjects": 9,
+                           "accuracy": 0.25, "precision": 0.5, "specificity": 0.5, "sensitivity": 0.5, "auc": 0.25,
+                           "f1": 0.5, "balanced_accuracy": 0.5})  # the fMRI baselines' leave-one-subject-out row
+    pooled.to_csv(tmp_path / "baseline_metrics.tsv", sep="\t", index=False)
+    out = tmp_path / "out"
+    summary = metrics_table([*files, tmp_path / "baseline_metrics.tsv"], out / "metrics.tsv", out / "summary.md", out / "metrics.png")
+    assert "svmloso" not in set(summary["model"])  # no fold of its own, so no mean +- sd row
+    text = (out / "summary.md").read_text()
+    assert "| rfcs | ppth | svmloso | n/a | 9 | 25.00% |" in text.split("## test, pooled over folds")[1]
+
+
 # ---- pooled test rows (leave-one-subject-out) and per-class metrics ---------------------------------------
 
 def _loso_fold(tmp_path, fold, participant, class_index, probs, classes, learned=True):

@@ -143,8 +143,12 @@ def _pooled_markdown(pooled: pd.DataFrame, metrics: list[tuple[str, str]]) -> li
              "|" + "---|" * (5 + len(metrics))]
     for _, row in pooled.iterrows():
         cells = [_cell(row[m], float("nan")) for m, _ in metrics]
-        folds = f"{row['n_learned']} / {row['n_folds']}" + ("" if row["n_learned"] == row["n_folds"] else " ⚠")
-        lines.append(f"| {row['source']} | {row['task']} | {row['model']} | {folds} | {row['n_subjects']} | "
+        if pd.isna(row.get("n_folds")):  # a row pooled by its own job (the fMRI baselines): no learned check
+            folds = "n/a"
+        else:
+            folds = f"{int(row['n_learned'])} / {int(row['n_folds'])}" + ("" if row["n_learned"] == row["n_folds"] else " ⚠")
+        subjects = int(row["n_subjects"]) if pd.notna(row.get("n_subjects")) else "n/a"
+        lines.append(f"| {row['source']} | {row['task']} | {row['model']} | {folds} | {subjects} | "
                      + " | ".join(cells) + " |")
     return lines + [""]
 
@@ -239,7 +243,8 @@ def metrics_table(fold_metric_files: Iterable[str | Path], out_tsv: str | Path, 
     if "learned" not in table.columns:
         log.warning("the per-fold metrics have no 'learned' column (written before the check existed): every fold "
                     "counts as learned")
-    write_text(summary_markdown(summary, unlearned, pooled), out_md)
+    # every pooled row: this run's (leave-one-subject-out CNNs) and those the fold files brought (the baselines')
+    write_text(summary_markdown(summary, unlearned, table[table["fold"] == POOLED_FOLD]), out_md)
     metrics_figure(summary, out_png)
     log.info("merged %d metric rows into %s; summary in %s", len(table), out_tsv, out_md)
     return summary
