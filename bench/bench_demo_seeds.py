@@ -3,8 +3,10 @@
     python bench/bench_demo_seeds.py --out /tmp/seeds --cores 2 [--cohorts cortical,subcortical] [--keep]
 
 For each cohort of ``COHORTS`` (a seed and a planted-effects table that the default demo never used:
-cortical regions, subcortical structures and the cerebellum, one-hemisphere effects) it writes a config
-(the repository's config.yaml with only ``results_dir``, ``demo.seed`` and ``demo.effects_tsv`` changed),
+cortical regions, subcortical structures and the cerebellum, one-hemisphere effects; ``mild_restored``
+with -15 % effects and the brain mean restored; and ``demo``, the default demo itself) it writes a config
+(the repository's config.yaml with only ``results_dir``, ``demo.seed``, ``demo.effects_tsv`` and
+``demo.restore_brain_mean`` changed),
 runs the whole workflow (``snakemake --cores N all``: generation, preprocessing, training, explanations,
 rankings) and reads what the pipeline wrote: per task the folds that learned (``learned`` in
 tables/metrics.tsv), the mean subject-level test AUC over folds, and the recall of the planted regions
