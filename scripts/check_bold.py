@@ -12,8 +12,9 @@ subject = snakemake.wildcards.subject
 with job_log(snakemake.log[0], f"check_bold of sub-{subject}"):
     i, p = snakemake.input, snakemake.params
     files = BoldFiles(subject=f"sub-{subject}", bold=Path(i.bold), mask=Path(i.mask),
+                      confounds=Path(i.confounds) if "confounds" in i.keys() else None,
                       sidecar=Path(i.sidecar) if "sidecar" in i.keys() else None, space=p.space)
-    row = check_bold(files, subject, drop_volumes=p.drop_volumes, choice=p.choice)
+    row = check_bold(files, subject, drop_volumes=p.drop_volumes, choice=p.choice, confounds=p.confounds)
     level = logging.INFO if row["status"] == "ok" else logging.ERROR
     logging.getLogger("headmri.inputs").log(level, "%s, file %s: %s", row["image"], row["file"],
                                             "ok" if row["status"] == "ok" else row["problem"])

@@ -155,6 +155,40 @@ def test_a_bad_run_is_refused_naming_subject_file_and_problem(tmp_path, case, pr
     assert row["file"] == str(getattr(files, names))
 
 
+def _confounds(files, rows, columns=("csf", "white_matter")):
+    path = files.bold.with_name("sub-01_task-rest_desc-confounds_timeseries.tsv")
+    pd.DataFrame({c: np.arange(rows, dtype=float) for c in columns}).to_csv(path, sep="\t", index=False)
+    return BoldFiles(subject=files.subject, bold=files.bold, mask=files.mask, confounds=path, space=files.space)
+
+
+@pytest.mark.parametrize("rows, columns, problem", [
+    (79, ("csf", "white_matter"), "79 rows for 80 volumes"),
+    (80, ("csf",), r"lacks the column\(s\) \['white_matter'\]"),
+    (None, (), "confounds file does not exist"),
+])
+def test_a_confounds_table_that_does_not_fit_the_run_is_refused_by_the_input_check(tmp_path, rows, columns, problem):
+    files = _run(tmp_path)
+    files = _confounds(files, rows, columns) if rows else files
+    row = check_bold(files, "01", drop_volumes=10, confounds=("csf", "white_matter"))
+    assert row["status"] == "failed" and pd.Series([row["problem"]]).str.contains(problem).item(), row["problem"]
+    assert check_bold(_confounds(_run(tmp_path), 80), "01", drop_volumes=10, confounds=("csf", "white_matter"))["status"] == "ok"
+
+
+def test_the_confounds_table_is_the_chosen_runs_among_several(tmp_path):
+    func = tmp_path / "sub-01" / "func"
+    func.mkdir(parents=True)
+    for run in (1, 2):
+        (func / f"sub-01_task-rest_run-{run}_desc-confounds_timeseries.tsv").touch()
+    (func / "sub-01_task-rest_run-2_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz").touch()
+    defaults = cfg_module.FmriConfig()
+    patterns = fmri_inputs.BoldPatterns(tmp_path, defaults.bold, defaults.mask, defaults.confounds_file, defaults.space)
+    assert fmri_inputs.find_run(patterns, "01").confounds.endswith("run-2_desc-confounds_timeseries.tsv")
+    (func / "sub-01_task-rest_run-2_desc-confounds_timeseries.tsv").unlink()
+    (func / "sub-01_task-rest_run-3_desc-confounds_timeseries.tsv").touch()
+    with pytest.raises(InputError, match="named like the chosen run"):
+        fmri_inputs.find_run(patterns, "01")
+
+
 def test_runs_are_planned_in_the_declared_space_and_every_missing_one_is_listed(tmp_path):
     func = tmp_path / "sub-01" / "func"
     func.mkdir(parents=True)

@@ -156,8 +156,10 @@ def _check_space(files: BoldFiles) -> None:
                          path=files.bold)
 
 
-def check_header(files: BoldFiles, drop_volumes: int = 0, band: Band = LOW_FREQUENCY) -> float:
-    """The cheap checks (headers and sidecar only, for the input checks before heavy work); returns the TR."""
+def check_header(files: BoldFiles, drop_volumes: int = 0, band: Band = LOW_FREQUENCY,
+                 confounds: tuple[str, ...] = ()) -> float:
+    """The cheap checks (headers, sidecar and the confounds table, for the input checks before heavy work):
+    returns the TR. ``confounds``: the columns the indicators will regress (``read_confounds``' checks)."""
     _check_space(files)
     img = _read(files.bold, files.subject, "BOLD run")
     if img.ndim != 4 or img.shape[3] < 2:
@@ -173,6 +175,7 @@ def check_header(files: BoldFiles, drop_volumes: int = 0, band: Band = LOW_FREQU
     if problem:
         raise InputError(f"after dropping the first {drop_volumes} volumes, {problem}", subject=files.subject,
                          path=files.bold)
+    read_confounds(files, tuple(confounds), img.shape[3])
     return tr
 
 

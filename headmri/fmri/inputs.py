@@ -70,6 +70,22 @@ def companion(bold: Path, suffix: str) -> Path:
     return bold.with_name(stem + suffix)
 
 
+def run_prefix(bold: Path) -> str:
+    """The entities a run's other derivatives share (``sub-01_ses-1_task-rest_run-2_``): the BOLD's name
+    without its space, resolution and ``desc-preproc_bold`` ending (fMRIPrep's confounds carry no space)."""
+    return re.sub(r"_(space|res|cohort)-[A-Za-z0-9]+", "", companion(bold, "").name)
+
+
+def matching_confounds(bold: Path, found: list[Path], label: str) -> Path | None:
+    """The confounds table of the chosen run: the one whose name starts with the run's entities; a single
+    table is taken as it is; several and none of the run: an InputError naming them."""
+    of_run = [f for f in found if f.name.startswith(run_prefix(bold))]
+    if of_run or len(found) <= 1:
+        return (of_run or found or [None])[0]
+    raise InputError(f"none of the confounds tables {[f.name for f in found]} is named like the chosen run {bold.name}",
+                     subject=f"sub-{label}", path=bold)
+
+
 def find_run(patterns: BoldPatterns, label: str) -> PlannedRun:
     """The run of one participant; an InputError naming the participant and the pattern when none matches."""
     found = sorted(patterns.root.glob(patterns.bold.format(subject=label)))
@@ -77,10 +93,10 @@ def find_run(patterns: BoldPatterns, label: str) -> PlannedRun:
         raise InputError(f"has no BOLD run: nothing matches {patterns.root}/{patterns.bold.format(subject=label)}",
                          subject=f"sub-{label}", path=patterns.root)
     bold, choice = _choose(found, patterns.space)
-    confounds = sorted(patterns.root.glob(patterns.confounds.format(subject=label)))
+    confounds = matching_confounds(bold, sorted(patterns.root.glob(patterns.confounds.format(subject=label))), label)
     sidecar = re.sub(r"\.nii(\.gz)?$", ".json", str(bold))
     return PlannedRun(label, str(bold), str(companion(bold, patterns.mask)),
-                      str(confounds[0]) if confounds else None, sidecar, choice)
+                      str(confounds) if confounds else None, sidecar, choice)
 
 
 def plan_runs(patterns: BoldPatterns, labels: Iterable[str]) -> dict[str, PlannedRun]:

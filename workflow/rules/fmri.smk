@@ -76,6 +76,7 @@ rule check_bold:
     params:
         space=FMRI.space,
         drop_volumes=FMRI.drop_volumes,
+        confounds=tuple(FMRI.confounds),
         choice=lambda wildcards: BOLD_RUNS[wildcards.subject].choice,
     log:
         subject_log("check_bold"),
