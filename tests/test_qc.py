@@ -189,3 +189,26 @@ def test_the_picture_shows_the_native_mask_over_the_native_t1w(cohort_images, wr
     plot_registration(brain_mni, template_mask, without, title="MNI only")
     plot_registration(brain_mni, template_mask, with_native, title="native too", native=(original, mask_native))
     assert _png_height(with_native) == 2 * _png_height(without)  # two more rows of cuts: native sagittal and axial
+
+
+def test_an_oblique_native_scan_is_drawn_on_its_voxel_grid_with_cuts_through_its_brain(cohort_images, write_nifti):
+    from headmri.qc import _cut_coords, _display_grid
+
+    head, brain, _, _ = cohort_images
+    tilt = np.radians(10.0)  # LIA storage, tilted 10 degrees about x: nilearn would resample it
+    rotation = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+    lia = np.array([[-1, 0, 0], [0, 0, 1], [0, -1, 0]]) * 4.0
+    affine = np.eye(4)
+    affine[:3, :3] = rotation @ lia
+    affine[:3, 3] = [80.0, -90.0, 80.0]
+    shown = _display_grid(write_nifti("oblique_T1w.nii.gz", head, affine))
+    mask = _display_grid(write_nifti("oblique_mask.nii.gz", brain.astype(np.uint8), affine))
+    assert np.allclose(shown.affine[:3, :3], np.diag([4.0, 4.0, 4.0]))  # RAS, no rotation left
+    assert sorted(shown.shape) == sorted(head.shape)  # axes permuted, not resampled
+    assert np.isclose(np.asarray(shown.dataobj).sum(), head.sum(), rtol=1e-5)  # no interpolation
+    for mode in "xz":
+        axis = "xyz".index(mode)
+        voxels = np.argwhere(np.asarray(mask.dataobj) > 0)
+        extent = nib.affines.apply_affine(mask.affine, voxels)[:, axis]
+        cuts = _cut_coords(mask, mode)
+        assert len(cuts) == 7 and extent.min() < cuts.min() < cuts.max() < extent.max()
