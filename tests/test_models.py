@@ -22,6 +22,7 @@ from headmri.models import (
     build_classifier,
     encoder_input_size,
     is_light_encoder,
+    place,
 )
 from headmri.models.resnet3d import TEMPLATE_SHAPE, volume_shape
 from headmri.splits import make_splits
@@ -112,7 +113,7 @@ def test_saved_model_reloads_identically(encoder, tmp_path):
     model = VolumeClassifier(CLASSES, voxel_size_mm=8.0) if encoder == "resnet3d" else build_classifier(encoder, 2, classes=CLASSES)
     if encoder == "cnn_demo":
         model(torch.rand(4, 1, 64, 64))  # training-mode pass: batch-norm statistics away from their initial values
-    model.eval()
+    model = place(model, "cpu").eval()  # the layout the jobs train and explain in (channels-last on the CPU)
     save_trained(model, tmp_path / "model.pt", task="migraine", fold=2)
     loaded, meta = load_trained(tmp_path / "model.pt")
     assert meta["task"] == "migraine" and meta["fold"] == 2 and meta["classes"] == list(CLASSES)
@@ -170,3 +171,17 @@ def test_resnet3d_baseline_trains_through_the_same_job(tmp_path):
     assert meta["kind"] == "volume" and meta["voxel_size_mm"] == 8.0 and model.input_shape == volume_shape(8.0)
     batch = next(iter(VolumeBatchLoader([volumes["sub-vol00"]], [0], 1, shuffle=False, seed=0, voxel_size_mm=8.0)))
     assert batch[0].shape == (1, 1, *volume_shape(8.0))
+
+
+def test_a_model_placed_on_the_cpu_runs_channels_last_with_the_same_outputs():
+    torch.manual_seed(0)
+    model = build_classifier("cnn_demo", 2, classes=CLASSES).eval()
+    x = torch.rand(3, 1, 64, 64)
+    with torch.no_grad():
+        before = model(x)
+        placed = place(model, "cpu")
+        conv = next(m for m in placed.modules() if isinstance(m, torch.nn.Conv2d))
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(placed(x), before, rtol=1e-5, atol=1e-6)
+    for other in (VolumeClassifier(CLASSES, voxel_size_mm=8.0), build_classifier("resnet18", 2, classes=CLASSES)):
+        assert all(p.is_contiguous() for p in place(other, "cpu").parameters())  # not faster, or 5-D: kept as they are

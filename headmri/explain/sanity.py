@@ -49,6 +49,7 @@ from torch import nn
 
 from headmri.atomic import write_tsv
 from headmri.errors import InputError
+from headmri.models.placement import place
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +148,7 @@ def randomised_copy(model: nn.Module, *, seed: int = 0, blocks: int = RANDOMISED
                 _init_video_resnet(module)
             else:
                 _reset(module)
-    return randomised.to(device).eval(), names
+    return place(randomised, device).eval(), names
 
 
 def spearman(a: Sequence[float] | np.ndarray, b: Sequence[float] | np.ndarray) -> float:

@@ -3,6 +3,7 @@ GoogLeNet and ResNet18 (the fMRI paper's), what trains (``freezing``) and the 3D
 
 from headmri.models.classifier import Classifier
 from headmri.models.cnn import SliceCNN
+from headmri.models.placement import place
 from headmri.models.registry import (
     KNOWN_ENCODERS,
     build_architecture,
@@ -26,5 +27,6 @@ __all__ = [
     "encoder_input_size",
     "is_light_encoder",
     "is_volume_encoder",
+    "place",
     "slice_size_of",
 ]

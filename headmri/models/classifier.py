@@ -24,6 +24,8 @@ class Classifier(nn.Module):
     in for grey input (``GreyPatchProjection``), with the same weights and the same result.
     """
 
+    cpu_channels_last = True  # headmri.models.placement: the demo ViT's forward passes 1.4x faster
+
     kind = "slices"
     target_layer_name = "trunk.blocks[-1].norm1"
 

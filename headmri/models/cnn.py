@@ -42,6 +42,7 @@ class SliceCNN(nn.Module):
     """``head(mean over space(features(x)))`` for grey slices (B, 1, S, S) in 0..1."""
 
     kind = "slices"
+    cpu_channels_last = True  # headmri.models.placement: 1.8-2.5x faster forward passes, 1.4x training steps
     target_layer_name = f"features.block{len(WIDTHS)}"  # the last block's output, 8 x 8 at 64 px
 
     def __init__(self, *, encoder: str, classes: Sequence[str], input_size: int = INPUT_SIZE,

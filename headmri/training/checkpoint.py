@@ -25,6 +25,7 @@ from torch import nn
 from headmri.atomic import atomic_path
 from headmri.errors import InputError
 from headmri.models.classifier import Classifier
+from headmri.models.placement import place
 from headmri.models.registry import build_architecture
 from headmri.models.resnet3d import VolumeClassifier
 
@@ -59,7 +60,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> tuple[
         model.load_state_dict(state, strict=True, assign=True)
     except RuntimeError as exc:
         raise InputError(f"the weights do not fit encoder {meta.get('encoder')!r}: {exc}", path=path) from exc
-    return model.to(device).eval(), meta
+    return place(model, device).eval(), meta
 
 
 def rng_state() -> dict[str, Any]:

@@ -45,7 +45,7 @@ from headmri.errors import ConfigError, InputError
 from headmri.evaluation import aggregate_subjects, evaluate_fold, fold_metrics
 from headmri.evaluation.learned import check_learned, probability_spread
 from headmri.model_inputs import ModelInput, model_input
-from headmri.models import build_classifier, encoder_input_size
+from headmri.models import build_classifier, encoder_input_size, place
 from headmri.models.freezing import apply_freeze, resolve_freeze
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
 from headmri.paths import TRAIN_OUTPUTS
@@ -410,7 +410,7 @@ def _build(run: _Run, choice: EncoderChoice, compile: bool | str = False) -> Non
     freeze = resolve_freeze(choice.freeze, choice.encoder,
                             weights_loaded=choice.encoder == "biomedclip" or choice.pretrained or choice.checkpoint is not None)
     apply_freeze(run.model, freeze)
-    run.model.to(run.device)
+    run.model = place(run.model, run.device)
     if compile:
         compile_model(run.model, **({"backend": compile} if isinstance(compile, str) else {}))
     run.data = _Data(choice.feed(), run.files, training, run.device)

@@ -27,7 +27,10 @@ rule brain_extraction:
         subject_benchmark("brain_extraction")
     group:
         "preprocess"
-    threads: 2
+    # One thread: the steps use 1.2 cores with two (deepbet 214 CPU s in 177 s wall, ANTs 275 in 229, 32 demo
+    # subjects), and a 2-thread job held both cores of the demo machine while the QC job waited; subjects
+    # side by side use every core (docs/benchmarks.md, "The demo workflow").
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=20,
@@ -55,7 +58,7 @@ rule register_to_mni:
         subject_benchmark("register_to_mni")
     group:
         "preprocess"
-    threads: 2
+    threads: 1  # as brain_extraction
     resources:
         mem_mb=3000,
         runtime=30,
