@@ -20,6 +20,7 @@ AUC >= 0.9 and recall >= 0.8 on every cohort and task. Wall minutes depend on wh
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import subprocess
@@ -121,8 +122,10 @@ def main() -> None:
     for name in args.cohorts.split(","):
         config = write_cohort_config(name, args.out)
         started = time.perf_counter()
+        # this checkout's headmri for every job, not the one an editable install points at (another worktree)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
         subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(config),
-                        "--directory", str(REPO), "all"], check=True, cwd=REPO)
+                        "--directory", str(REPO), "all"], check=True, cwd=REPO, env=env)
         rows = score(name, args.out / name / "results", (time.perf_counter() - started) / 60, args.source)
         rows.to_csv(table, sep="\t", index=False, mode="a", header=not table.exists())
         print(rows.to_string(index=False), flush=True)
