@@ -147,10 +147,11 @@ def qc_subject(
 
 
 def _display_grid(path) -> nib.Nifti1Image:
-    """An image for the QC picture only: reoriented to RAS without interpolation, its remaining rotation
-    (an oblique acquisition) dropped from the affine. nilearn resamples any non-diagonal affine with a
-    generic spline transform, 3.4 s per panel of a 1-degree-oblique 1 mm T1w; the picture shows an image
-    against a mask on the same grid, so the voxel grid is what to draw."""
+    """An image for the QC picture only, read once into memory: reoriented to RAS without interpolation,
+    its remaining rotation (an oblique acquisition) dropped from the affine. nilearn resamples any
+    non-diagonal affine with a generic spline transform, 3.4 s per panel of a 1-degree-oblique 1 mm T1w;
+    the picture shows an image against a mask on the same grid, so the voxel grid is what to draw (an
+    image already in RAS, as the MNI ones, keeps its coordinates exactly)."""
     img = nib.as_closest_canonical(nib.load(path))
     affine = np.diag([*img.header.get_zooms()[:3], 1.0])
     affine[:3, 3] = img.affine[:3, 3]
@@ -185,8 +186,8 @@ def plot_registration(brain_mni, template_mask, png_out, *, title: str, native=N
 
 
 def _draw_registration(plt, plotting, brain_mni, template_mask, png_out, *, title: str, native) -> None:
-    images = [(_display_grid(native[0]), _display_grid(native[1]), "lime")] if native else []
-    images.append((nib.load(brain_mni), nib.load(template_mask), "r"))
+    pairs = ([(native[0], native[1], "lime")] if native else []) + [(brain_mni, template_mask, "r")]
+    images = [(_display_grid(image), _display_grid(outline), colour) for image, outline, colour in pairs]
     panels = [(image, outline, mode, colour) for image, outline, colour in images for mode in "xz"]
     fig, axes = plt.subplots(len(panels), 1, figsize=(12, 2.2 * len(panels)))
     for ax, (image, outline, mode, colour) in zip(axes, panels):

@@ -79,9 +79,12 @@ def run_prefix(bold: Path) -> str:
 def matching_confounds(bold: Path, found: list[Path], label: str) -> Path | None:
     """The confounds table of the chosen run: the one whose name starts with the run's entities; a single
     table is taken as it is; several and none of the run: an InputError naming them."""
-    of_run = [f for f in found if f.name.startswith(run_prefix(bold))]
-    if of_run or len(found) <= 1:
-        return (of_run or found or [None])[0]
+    prefix = run_prefix(bold)
+    of_run = [f for f in found if f.name.startswith(prefix)]
+    if of_run:
+        return of_run[0]
+    if len(found) <= 1:
+        return found[0] if found else None
     raise InputError(f"none of the confounds tables {[f.name for f in found]} is named like the chosen run {bold.name}",
                      subject=f"sub-{label}", path=bold)
 

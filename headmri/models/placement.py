@@ -12,7 +12,7 @@ def place(model: nn.Module, device: torch.device | str) -> nn.Module:
 
     oneDNN's CPU convolutions are faster on channels-last tensors: on one core of the development VM the
     demo CNN's forward passes (occlusion) ran 1.8-2.5x faster, its training steps 1.4x, the demo ViT's
-    forward 1.4x (docs/benchmarks.md, "Channels-last on the CPU"). Values agree to float rounding, not bit
+    forward 1.4x (docs/benchmarks.md, "The demo workflow"). Values agree to float rounding, not bit
     for bit. Not for the torchvision CNNs (ResNet18 1.2x, and GoogLeNet's randomised copy in the sanity
     check computes at 1e-13, where the two layouts' rounding decides whether its maps are constant), the
     3D baseline (5-D weights) or CUDA (not measured there).
