@@ -171,6 +171,7 @@ def test_a_confounds_table_that_does_not_fit_the_run_is_refused_by_the_input_che
     files = _confounds(files, rows, columns) if rows else files
     row = check_bold(files, "01", drop_volumes=10, confounds=("csf", "white_matter"))
     assert row["status"] == "failed" and pd.Series([row["problem"]]).str.contains(problem).item(), row["problem"]
+    assert row["subject"] == "sub-01" and row["file"] == str(files.confounds or files.bold)  # the table, or the run lacking one
     assert check_bold(_confounds(_run(tmp_path), 80), "01", drop_volumes=10, confounds=("csf", "white_matter"))["status"] == "ok"
 
 
