@@ -111,6 +111,14 @@ class SourceConfig:
     axis: int | None = None
     size: int | None = None
     encoders: tuple[str, ...] = ()
+    window: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if self.window is not None:
+            low, high = (float(v) for v in self.window)
+            if not high > low:
+                raise ConfigError(f"source {self.name}: window must be [low, high] with high > low, got {list(self.window)}")
+            object.__setattr__(self, "window", (low, high))
 
     def resolved(self, slices: "SliceConfig", model: "ModelConfig") -> "SourceConfig":
         """This source with every default filled in from the shared sections."""
@@ -343,6 +351,13 @@ class ExplainConfig:
 FMRI_INDICATORS = ("alff", "malff", "falff", "reho", "rfcs")  # headmri.fmri.indicators.MAPS (a test keeps them equal)
 REHO_NEIGHBOURHOODS = (7, 19, 27)
 FMRI_SOURCE_KEYS = {"mask": "fmri_mask", "atlas": "fmri_atlas", "labels": "fmri_atlas_tsv"}  # path-table keys
+# The fixed slice window of each indicator (SourceConfig.window), also the schema's defaults (a test keeps
+# them equal). mALFF and ReHo are divided by their brain mean (about 1 everywhere; the demo's controls
+# reach 1.6 and 2.1 at the 99.5th percentile), fALFF and RFCS lie in [0, 1]; ALFF is in the scanner's units,
+# so each subject's percentiles. A per-subject percentile window hides a focal effect in a global one: a
+# patient whose planted regions hold the brightest voxels gets a higher 99.5th percentile, so every other
+# voxel is darker, in every slice (docs/fmri.md, "Slice window").
+FMRI_WINDOWS = {"alff": None, "malff": (0.0, 3.0), "falff": (0.0, 1.0), "reho": (0.0, 3.0), "rfcs": (0.0, 1.0)}
 
 
 @dataclass(frozen=True)
@@ -367,7 +382,8 @@ class FmriConfig:
     ``drop_volumes``, ``confounds`` (columns regressed), ``smooth_fwhm`` (mm; amplitude indicators only),
     ``reho_neighbourhood`` (7, 19, 27), ``voxel_mm`` (the MNI output grid, 3 = SPM's 61 x 73 x 61).
     ``sources``: the indicators that become image sources (named as the indicator, axial slices on AAL),
-    trained with ``encoders`` (empty: model.encoder). ``baselines``: scikit-learn models on the RFCS
+    trained with ``encoders`` (empty: model.encoder), each sliced with its ``windows`` entry (None: per
+    subject percentiles). ``baselines``: scikit-learn models on the RFCS
     vectors, on the task's split and, with ``loso``, leave-one-subject-out.
     """
 
@@ -388,11 +404,16 @@ class FmriConfig:
     baselines: tuple[str, ...] = ("svm", "random_forest")
     loso: bool = True
     importance_repeats: int = 30
+    windows: Mapping[str, tuple[float, float] | None] = field(default_factory=lambda: dict(FMRI_WINDOWS))
     demo: FmriDemoConfig = field(default_factory=FmriDemoConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.demo, Mapping):  # a plain mapping (the validated config) -> the dataclass
             object.__setattr__(self, "demo", _section(FmriDemoConfig, self.demo))
+        unknown_windows = [s for s in self.windows if s not in FMRI_INDICATORS]
+        if unknown_windows:
+            raise ConfigError(f"fmri.windows names {unknown_windows}; the indicators are {list(FMRI_INDICATORS)}")
+        object.__setattr__(self, "windows", FMRI_WINDOWS | {k: None if v is None else tuple(v) for k, v in self.windows.items()})
         unknown = [s for s in self.sources if s not in FMRI_INDICATORS]
         if unknown:
             raise ConfigError(f"fmri.sources names {unknown}; the indicators are {list(FMRI_INDICATORS)}")
@@ -411,7 +432,8 @@ class FmriConfig:
         """One image source per selected indicator: its map per subject, the 3 mm mask, the AAL atlas and
         label table (path-table keys the fMRI rules write), axial slices."""
         return tuple(SourceConfig(name=name, image=f"fmri_{name}", axis=self.axis, encoders=tuple(self.encoders),
-                                  **FMRI_SOURCE_KEYS) for name in self.sources) if self.enabled else ()
+                                  window=self.windows[name], **FMRI_SOURCE_KEYS)
+                     for name in self.sources) if self.enabled else ()
 
     def settings(self) -> dict[str, Any]:
         """Keyword arguments of headmri.fmri.indicators.IndicatorSettings but the grid (``voxel_mm``)."""

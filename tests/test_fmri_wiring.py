@@ -62,6 +62,24 @@ def test_the_fmri_demo_config_makes_each_chosen_indicator_an_axial_source_on_aal
         (10, ("csf", "white_matter"), 4.0, 27)
 
 
+def test_indicator_sources_are_sliced_with_a_fixed_window_that_the_config_can_change():
+    sources = {s.name: s for s in _fmri_demo().sources}
+    assert (sources["malff"].window, sources["reho"].window, sources["rfcs"].window) == ((0.0, 3.0), (0.0, 3.0), (0.0, 1.0))
+    assert _load().source("T1w").window is None  # T1w: each subject's percentiles
+    changed = _fmri_demo(fmri={"enabled": True, "sources": ["alff", "malff"], "windows": {"malff": [0.5, 2.5]}})
+    assert [s.window for s in changed.sources] == [None, (0.5, 2.5)]
+    with pytest.raises(ConfigError, match="window"):
+        _fmri_demo(fmri={"enabled": True, "windows": {"malff": [2, 1]}})
+
+
+def test_the_fixed_windows_are_the_schemas_defaults():
+    import yaml
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    windows = schema["properties"]["fmri"]["properties"]["windows"]["properties"]
+    assert {k: None if v["default"] is None else tuple(v["default"]) for k, v in windows.items()} == cfg_module.FMRI_WINDOWS
+
+
 def test_the_indicator_names_are_the_same_in_config_paths_and_library():
     assert cfg_module.FMRI_INDICATORS == paths.FMRI_MAPS == indicators.MAPS
 

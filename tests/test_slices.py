@@ -43,7 +43,7 @@ def test_slices_drop_small_brain_slices_and_record_everything(tmp_path):
     assert 0 < len(geometry.dropped_indices) < SHAPE[0]
     assert slices.shape == (geometry.n_kept, 64, 64) and slices.dtype == np.uint8
     assert meta["parameters"] == {"axis": 0, "size": 64, "min_brain_fraction": 0.05, "percentiles": [0.5, 99.5],
-                                  "dtype": "uint8"}
+                                  "window": None, "dtype": "uint8"}
     assert SliceGeometry.from_json(tmp_path / "out" / "sub-x_slices.json") == geometry
     assert meta["shape"] == list(slices.shape)
     assert not list((tmp_path / "out").glob(".*tmp*"))  # no temporary leftovers
@@ -63,6 +63,36 @@ def test_intensities_are_windowed_by_robust_percentiles_inside_the_mask(tmp_path
     assert np.abs(volume - expected)[inner & kept].mean() < 0.02
     assert volume[~mask].max() < 0.6  # zero outside the mask, bar interpolation at the edge
     assert decode(np.asarray(slices)).max() == 1.0
+
+
+def test_a_fixed_window_keeps_a_focal_bright_region_from_darkening_the_rest(tmp_path):
+    """Two subjects alike but for one bright block: with each one's percentiles the block raises the upper
+    bound and every other voxel turns darker; with a fixed window the rest of the brain is the same."""
+    brain_path, mask_path, brain, mask = synthetic_brain(tmp_path, name="plain")
+    bright = brain.copy()
+    bright[8:20, 10:30, 10:30] *= np.where(mask[8:20, 10:30, 10:30], 3.0, 1.0)
+    nib.save(nib.Nifti1Image(bright, np.diag([2.0, 2.0, 2.0, 1.0])), tmp_path / "bright_brain.nii.gz")
+    rest = mask.copy()
+    rest[6:22, 8:32, 8:32] = False  # away from the block and its interpolated border
+
+    def volume(path, **kw):
+        geometry, slices, meta = run(tmp_path / f"{path.name}_{bool(kw)}", path, mask_path, size=48, **kw)
+        return geometry.to_volume(decode(np.asarray(slices))), meta
+
+    (plain_pct, _), (bright_pct, _) = volume(brain_path), volume(tmp_path / "bright_brain.nii.gz")
+    assert (bright_pct[rest] - plain_pct[rest]).mean() < -0.2  # per-subject window: the rest darkens
+    (plain, meta), (bright_fixed, _) = (volume(p, window=(0.0, 600.0)) for p in (brain_path, tmp_path / "bright_brain.nii.gz"))
+    assert meta["intensity"]["window"] == [0.0, 600.0] and meta["parameters"]["window"] == [0.0, 600.0]
+    assert meta["parameters"]["percentiles"] is None
+    assert np.abs(bright_fixed[rest] - plain[rest]).max() < 1e-6
+    assert (bright_fixed[8:20, 10:30, 10:30] > plain[8:20, 10:30, 10:30] + 0.1)[mask[8:20, 10:30, 10:30]].mean() > 0.5
+
+
+def test_a_fixed_window_that_clips_most_of_the_brain_is_refused(tmp_path):
+    brain_path, mask_path, _, _ = synthetic_brain(tmp_path)
+    with pytest.raises(InputError, match=r"sub-x.*s_brain.nii.gz.*outside the source's fixed window \[0, 3\]"):
+        run(tmp_path, brain_path, mask_path, window=(0.0, 3.0))
+    assert not (tmp_path / "out" / "sub-x_slices.npy").exists()
 
 
 def test_no_brain_is_cropped_even_when_it_fills_the_long_axis(tmp_path):

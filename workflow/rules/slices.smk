@@ -14,6 +14,7 @@ rule make_slices:
         size=lambda wildcards: SOURCE[wildcards.source].size,
         min_brain_fraction=CFG.slices.min_brain_fraction,
         percentiles=list(CFG.slices.percentiles),
+        window=lambda wildcards: None if SOURCE[wildcards.source].window is None else list(SOURCE[wildcards.source].window),
         dtype=CFG.slices.dtype,
     log:
         f"{LOGS}/slices/source-{{source}}_sub-{{subject}}.log",
