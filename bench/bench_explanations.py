@@ -110,8 +110,12 @@ def subject_files(results: Path, source: str, pid: str, atlas: str | None = None
     """The slices of ``source``, the parcellation (``atlas``: a path with ``{pid}``, default the T1w one)
     and the MNI-space T1w brain (the 3D baseline's input) of one subject."""
     anat = results / "preproc" / pid / "anat"
-    slices = results / "slices" / f"source-{source}"
-    return job.SubjectFiles(slices=slices / f"{pid}_slices.npy", geometry=slices / f"{pid}_slices.json",
+    folder = results / "slices" / f"source-{source}"
+    sized = sorted(folder.glob(f"{pid}_size-*_slices.npy"))  # runs before slices were kept per size had no size-
+    if len(sized) > 1:
+        raise SystemExit(f"{pid} has slices of several sizes in {folder}; this benchmark explains runs of one size")
+    slices = sized[0] if sized else folder / f"{pid}_slices.npy"
+    return job.SubjectFiles(slices=slices, geometry=slices.with_suffix(".json"),
                             dseg=Path(atlas.format(pid=pid)) if atlas else anat / f"{pid}_space-{SPACE}_desc-wmparc_dseg.nii.gz",
                             volume=anat / f"{pid}_space-{SPACE}_desc-brain_T1w.nii.gz")
 

@@ -57,8 +57,9 @@ def path_table(results: str = "results") -> dict[str, str]:
         "fmri_atlas": f"{results}/atlas/atlas-AAL_space-{SPACE}_dseg.nii.gz",
         "fmri_atlas_tsv": f"{results}/atlas/atlas-AAL_space-{SPACE}_dseg.tsv",
         # The back half is keyed by image source (config `sources`, docs/architecture.md "Image sources").
-        "slices": f"{results}/slices/source-{{source}}/sub-{{subject}}_slices.npy",
-        "slices_json": f"{results}/slices/source-{{source}}/sub-{{subject}}_slices.json",
+        # one slice set per size its encoders take (sources[].size, or each encoder's input size)
+        "slices": f"{results}/slices/source-{{source}}/sub-{{subject}}_size-{{size}}_slices.npy",
+        "slices_json": f"{results}/slices/source-{{source}}/sub-{{subject}}_size-{{size}}_slices.json",
         # splits (by subject, shared by every source so their folds hold the same subjects)
         "split": f"{results}/splits/task-{{task}}.tsv",
         # training and evaluation

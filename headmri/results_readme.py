@@ -60,7 +60,7 @@ def _input_lines(run: RunLayout) -> list[str]:
         f"| `{shown('input_row')}`, `{shown('input_ok')}` | one image's input-check row, and its acceptance (which its brain extraction waits for) |",
         f"| `{shown('qc_table')}`, `{shown('qc_png')}` | QC metrics per image (outliers flagged) and overlay images |",
         f"| `{shown('demographics')}` | the participants' characteristics per group (Table 1 layout: median (IQR) and Kruskal-Wallis H for numbers, n (%) and chi-square for categories) |",
-        f"| `{shown('slices')}`, `{shown('slices_json')}` | the subject's slices of source S along its axis (n, S, S) and their geometry (slice pixel <-> MNI voxel) |",
+        f"| `{shown('slices')}`, `{shown('slices_json')}` | the subject's slices of source S along its axis at N px (n, N, N; one set per input size of the source's encoders) and their geometry (slice pixel <-> MNI voxel) |",
         "",
     ]
 

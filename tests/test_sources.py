@@ -9,6 +9,7 @@ label table) and runs both through splits, training, explanation and ranking in 
 from __future__ import annotations
 
 import json
+import re
 
 import nibabel as nib
 import numpy as np
@@ -21,7 +22,7 @@ from headmri.errors import ConfigError, InputError
 from headmri.explain import regions as regional
 from headmri.explain.merge import merge_folds
 
-from workflow_runner import REPO, TINY_CONFIG, copy_workdir, preprocessed_workdir, run_snakemake, write_config
+from workflow_runner import REPO, TINY_CONFIG, copy_workdir, planned_jobs, preprocessed_workdir, run_snakemake, write_config
 
 BOX_NAMES = {101: ("box-L-posterior", "L"), 102: ("box-R-posterior", "R"), 103: ("box-L-anterior", "L"),
              104: ("box-R-anterior", "R"), 105: ("box-midline", "B")}
@@ -61,15 +62,32 @@ def test_source_names_are_unique():
         cfg_module.load(REPO / "config.yaml", {"sources": [{"name": "T1w"}, {"name": "T1w", "axis": 2}]})
 
 
-def test_the_slice_size_is_the_encoders_unless_set():
-    from headmri.models import slice_size_of
+def test_the_slice_size_is_each_encoders_unless_the_source_sets_one():
+    from headmri.models import slice_sizes
 
-    assert slice_size_of(["cnn_demo"]) == 64 and slice_size_of(["biomedclip", "resnet3d"]) == 224
-    assert slice_size_of(["resnet3d"]) is None
-    with pytest.raises(ConfigError, match="different sizes \\[112, 224\\]"):
-        slice_size_of(["vit_tiny_demo", "biomedclip"], what="source T1w")
+    assert slice_sizes(["cnn_demo"]) == {"cnn_demo": 64} and slice_sizes(["biomedclip", "resnet3d"]) == {"biomedclip": 224}
+    assert slice_sizes(["resnet3d"]) == {}
+    assert slice_sizes(["vit_tiny_demo", "cnn_demo"]) == {"vit_tiny_demo": 112, "cnn_demo": 64}
+    assert slice_sizes(["vit_tiny_demo", "cnn_demo"], 112) == {"vit_tiny_demo": 112, "cnn_demo": 112}
     config = cfg_module.load(REPO / "config.yaml")
     assert config.slices.size is None and config.source("T1w").size is None  # the workflow asks the encoder
+
+
+def test_encoders_of_different_input_sizes_each_train_on_slices_of_their_own_size(tmp_path):
+    """One source, the demo CNN (64 px) and the demo ViT (112 px): the source is sliced at both sizes and
+    each model's training reads its own (a dry run of the demo workflow)."""
+    configfile = write_config(tmp_path / "config.yaml", sources=[{"name": "T1w", "encoders": ["cnn_demo", "vit_tiny_demo"]}],
+                              tasks=[{"name": "migraine", "classes": ["HC", "migraine"]}])
+    train = "results/train/source-T1w/task-migraine/model-{}/fold-1/model.pt"
+    done = run_snakemake(tmp_path, configfile, "--dry-run", "--", train.format("cnndemo"), train.format("vittinydemo"))
+    jobs = planned_jobs(done.stdout)
+    slicing = {(j.wildcards["subject"], j.wildcards["size"]) for j in jobs if j.rule == "make_slices"}
+    subjects = {s for s, _ in slicing}
+    assert slicing == {(s, size) for s in subjects for size in ("64", "112")} and len(subjects) == 16
+    blocks = {b.split("wildcards: ")[1].split("model=")[1].split(",")[0]: b
+              for b in re.split(r"\n(?=rule \w+:)", done.stdout) if b.startswith("rule train_fold:")}
+    assert "_size-64_slices.npy" in blocks["cnndemo"] and "_size-112_" not in blocks["cnndemo"]
+    assert "_size-112_slices.npy" in blocks["vittinydemo"] and "_size-64_" not in blocks["vittinydemo"]
 
 
 # --- label tables --------------------------------------------------------------------------------------
@@ -146,7 +164,7 @@ def test_a_second_source_runs_beside_the_first_with_its_own_regions(tmp_path):
 def check_two_sources(results) -> None:
     """What the run with the T1w source and the axial box-atlas source must have written."""
     for source, axis in (("axial", 2), ("T1w", 0)):
-        geometry = json.loads(next((results / "slices" / f"source-{source}").glob("sub-*_slices.json")).read_text())
+        geometry = json.loads(next((results / "slices" / f"source-{source}").glob("sub-*_size-*_slices.json")).read_text())
         assert geometry["parameters"]["axis"] == geometry["geometry"]["axis"] == axis
 
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")

@@ -24,7 +24,7 @@ from headmri.explain import methods
 from headmri.explain.job import ExplainSettings, FoldInputs, FoldKey, FoldOutputs, SubjectFiles, explain_fold
 from headmri.explain.occlusion import RegionOcclusion, SliceRegions
 from headmri.explain.sanity import randomised_copy, reinitialised_modules
-from headmri.models import build_architecture, build_classifier, encoder_input_size, slice_size_of
+from headmri.models import build_architecture, build_classifier, encoder_input_size, slice_sizes
 from headmri.models.freezing import apply_freeze, resolve_freeze
 from headmri.models.torchvision_cnn import TorchvisionCNN
 from headmri.slices import extract_slices
@@ -72,7 +72,7 @@ def test_random_cnn_takes_grey_224px_slices_and_trains_every_parameter(encoder, 
     with caplog.at_level(logging.INFO):
         model = build_classifier(encoder, 3, classes=CLASSES)
     assert "RANDOM INITIALISATION" in caplog.text
-    assert encoder_input_size(encoder) == 224 and slice_size_of([encoder]) == 224
+    assert encoder_input_size(encoder) == 224 and slice_sizes([encoder]) == {encoder: 224}
     assert model.net.fc.out_features == 3 and getattr(model.net, "aux1", None) is None
     x = torch.rand(2, 1, 224, 224)
     model.train()
@@ -248,7 +248,7 @@ def test_a_leave_one_subject_out_fold_trains_googlenet_frozen_to_its_last_block(
     assert torch.equal(trained["conv1.conv.weight"], state["conv1.conv.weight"])  # frozen: ImageNet's, untouched
     assert torch.equal(trained["inception4e.branch1.bn.running_mean"], state["inception4e.branch1.bn.running_mean"])
     assert not torch.equal(trained["inception5b.branch1.conv.weight"], state["inception5b.branch1.conv.weight"])
-    with pytest.raises(ConfigError, match="slices.size is 64 but encoder 'resnet18' takes 224x224"):
+    with pytest.raises(ConfigError, match="slice size is 64 but encoder 'resnet18' takes 224x224"):
         train_fold(tmp_path / "split.tsv", tmp_path / "out2", FoldJob("three", CLASSES, 1, "resnet18"), EncoderChoice("resnet18"),
                    training, tmp_path, FoldSettings(slice_size=64, threads=1, progress=False))
 

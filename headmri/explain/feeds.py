@@ -128,7 +128,7 @@ class SliceFeed:
         size = int(self.meta["input_size"])
         if raw.shape[1:] != (size, size):
             raise InputError(f"slices are {raw.shape[1]}x{raw.shape[2]} but the model takes {size}x{size}; "
-                             f"rebuild the slices with slices.size: {size}", subject=pid, path=files.slices)
+                             f"rebuild the slices at its size (sources[].size and slices.size null, or {size})", subject=pid, path=files.slices)
         return geometry, raw, loader.to_grey(torch.from_numpy(np.array(raw)))  # a writable copy of the memory map
 
     def explain(self, explainer, request: SubjectRequest) -> Callable[[], ExplainedSubject]:

@@ -11,7 +11,7 @@ from headmri.models.registry import (
     encoder_input_size,
     is_light_encoder,
     is_volume_encoder,
-    slice_size_of,
+    slice_sizes,
 )
 from headmri.models.resnet3d import VolumeClassifier
 from headmri.models.torchvision_cnn import TorchvisionCNN
@@ -28,5 +28,5 @@ __all__ = [
     "is_light_encoder",
     "is_volume_encoder",
     "place",
-    "slice_size_of",
+    "slice_sizes",
 ]

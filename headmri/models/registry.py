@@ -128,14 +128,12 @@ def encoder_input_size(encoder: str) -> int | None:
     return build_architecture(encoder, ("a", "b"), device="meta").input_size
 
 
-def slice_size_of(encoders: Sequence[str], *, what: str = "the source") -> int | None:
-    """The one slice size that every slice encoder of ``encoders`` takes (None: volume models only); an
-    error when they differ, since one slice set feeds them all."""
-    sizes = {encoder_input_size(e) for e in encoders} - {None}
-    if len(sizes) > 1:
-        raise ConfigError(f"{what}: its encoders {list(encoders)} take slices of different sizes {sorted(sizes)}; "
-                          "set the source's own size (sources[].size) or give each size its own source")
-    return sizes.pop() if sizes else None
+def slice_sizes(encoders: Sequence[str], size: int | None = None) -> dict[str, int]:
+    """The slice size each slice encoder of ``encoders`` is fed: ``size`` when the source sets one (every
+    encoder must then take it, which training checks), else the encoder's own input size; the volume
+    baseline takes no slices and is left out. A source is sliced once per size in the values."""
+    sizes = {encoder: encoder_input_size(encoder) for encoder in encoders}
+    return {encoder: int(size) if size is not None else own for encoder, own in sizes.items() if own is not None}
 
 
 def is_volume_encoder(encoder: str) -> bool:

@@ -3,7 +3,7 @@ loaders, its augmentation and what its predictions record. ``feed_for`` picks th
 ``ModelInput`` an encoder takes, so the job itself never asks whether a model takes slices or volumes;
 a new kind of input is a new class here and a line in ``FEEDS``.
 
-- ``SliceFeed``: slice arrays (``sub-X_slices.npy``, n x S x S, with the geometry JSON beside them): the
+- ``SliceFeed``: slice arrays (``sub-X_size-S_slices.npy``, n x S x S, with the geometry JSON beside them): the
   encoder's input size is checked against the slices' size, training batches are jittered
   (``training.augment``), predictions record each slice's position in the volume.
 - ``VolumeFeed``: MNI-space brains (NIfTI) for the 3D baseline, read once, downsampled to its voxel size
@@ -50,8 +50,8 @@ class SliceFeed:
     def check_size(self, encoder: str, input_size: int, slice_size: int | None) -> None:
         if slice_size is not None and int(slice_size) != input_size:
             raise ConfigError(
-                f"slices.size is {slice_size} but encoder {encoder!r} takes {input_size}x{input_size} slices; "
-                f"set slices.size: {input_size} in the config"
+                f"the source's slice size is {slice_size} but encoder {encoder!r} takes {input_size}x{input_size} slices; "
+                "set the source's size (sources[].size, or slices.size) to null: each encoder then gets slices of its own size"
             )
 
     def check_file(self, pid: str, path: Path, input_size: int, held_out: bool) -> None:
@@ -62,9 +62,9 @@ class SliceFeed:
             raise InputError(f"not a readable .npy slice array ({exc})", subject=pid, path=path) from exc
         if len(shape) != 3 or shape[1:] != (input_size, input_size):
             raise InputError(
-                f"slices are {'x'.join(map(str, shape[1:]))} but the encoder takes {input_size}x{input_size}; set "
-                f"slices.size: {input_size} in the config and rebuild the slices (resizing here would break the "
-                "slice geometry Grad-CAM maps back with)",
+                f"slices are {'x'.join(map(str, shape[1:]))} but the encoder takes {input_size}x{input_size}; slice "
+                f"at its size (sources[].size and slices.size null, or {input_size}) and rebuild the slices (resizing "
+                "here would break the slice geometry Grad-CAM maps back with)",
                 subject=pid, path=path,
             )
         if held_out and not geometry_json(path).is_file():

@@ -122,6 +122,7 @@ TASK_FOLDS = [(task, fold) for task in TASKS for fold in task_folds(task)]  # ev
 wildcard_constraints:
     subject=_inputs.IMAGE_KEY_PATTERN,
     source="[A-Za-z0-9]+",
+    size="[0-9]+",
     task="[a-z0-9]+",
     fold="[0-9]+",
 
@@ -160,19 +161,25 @@ def model_key(encoder: str) -> str:
 # --- Image sources -----------------------------------------------------------------------------------
 # Each source (config `sources`) names its per-subject image and mask, its atlas and label table, how it
 # is sliced and which encoders it trains; everything after the slices is keyed by `{source}`.
-def _with_slice_size(source):
-    """The source with its slice size: set in the config (the source's or `slices.size`), or else the input
-    size its slice encoders take (one for all of them)."""
-    if source.size is not None:
-        return source
-    from dataclasses import replace
-    from headmri.models import slice_size_of
-
-    return replace(source, size=slice_size_of(source.encoders, what=f"source {source.name}"))
-
-
 SOURCES = [s.name for s in CFG.sources]
-SOURCE = {name: _with_slice_size(CFG.source(name)) for name in SOURCES}
+SOURCE = {name: CFG.source(name) for name in SOURCES}
+
+
+def _slice_sizes():
+    """(source, model key) -> the slice size that model is fed: the source's size when the config sets one
+    (its own or `slices.size`), else the encoder's input size; each source is sliced once per size."""
+    from headmri.models import slice_sizes
+
+    return {(name, model_key(encoder)): size for name in SOURCES
+            for encoder, size in slice_sizes(SOURCE[name].encoders, SOURCE[name].size).items()}
+
+
+SLICE_SIZE = _slice_sizes()
+
+
+def sizes_of(source):
+    """The slice sizes a source is cut at (one per distinct size its slice models take)."""
+    return sorted({size for (name, _), size in SLICE_SIZE.items() if name == source})
 
 
 def models_of(source):

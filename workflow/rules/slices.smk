@@ -11,15 +11,15 @@ rule make_slices:
         json=P["slices_json"],
     params:
         axis=lambda wildcards: SOURCE[wildcards.source].axis,
-        size=lambda wildcards: SOURCE[wildcards.source].size,
+        size=lambda wildcards: int(wildcards.size),
         min_brain_fraction=CFG.slices.min_brain_fraction,
         percentiles=list(CFG.slices.percentiles),
         window=lambda wildcards: None if SOURCE[wildcards.source].window is None else list(SOURCE[wildcards.source].window),
         dtype=CFG.slices.dtype,
     log:
-        f"{LOGS}/slices/source-{{source}}_sub-{{subject}}.log",
+        f"{LOGS}/slices/source-{{source}}_sub-{{subject}}_size-{{size}}.log",
     benchmark:
-        f"{BENCHMARKS}/slices/source-{{source}}_sub-{{subject}}.tsv"
+        f"{BENCHMARKS}/slices/source-{{source}}_sub-{{subject}}_size-{{size}}.tsv"
     group:
         "preprocess"
     threads: 1
@@ -63,7 +63,8 @@ rule make_split:
 
 
 def all_slice_outputs():
-    return expand([P["slices"], P["slices_json"]], source=SOURCES, subject=SUBJECTS)
+    return [path for source in SOURCES
+            for path in expand([P["slices"], P["slices_json"]], source=source, size=sizes_of(source), subject=SUBJECTS)]
 
 
 def all_split_outputs():

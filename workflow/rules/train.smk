@@ -60,8 +60,8 @@ def model_inputs(source, model, subjects, prefix=""):
     its slices and their geometry otherwise (names prefixed with `prefix`, e.g. `control_`)."""
     files = {
         "volumes": lambda s: source_file(SOURCE[source].image, s),
-        "slices": lambda s: P["slices"].format(source=source, subject=s),
-        "slices_json": lambda s: P["slices_json"].format(source=source, subject=s),
+        "slices": lambda s: P["slices"].format(source=source, subject=s, size=SLICE_SIZE[source, model]),
+        "slices_json": lambda s: P["slices_json"].format(source=source, subject=s, size=SLICE_SIZE[source, model]),
     }
     return {prefix + name: [files[name](s) for s in subjects] for name in model_input(ENCODER_OF_MODEL[model]).files}
 
@@ -98,7 +98,7 @@ rule train_fold:
         # only the baseline's jobs see (and so rerun on) the baseline section
         voxel_size_mm=lambda wildcards: CFG.baseline.voxel_size_mm if is_baseline(wildcards.model) else None,
         aggregation=CFG.evaluation.aggregation,
-        slice_size=lambda wildcards: SOURCE[wildcards.source].size,
+        slice_size=lambda wildcards: SLICE_SIZE.get((wildcards.source, wildcards.model)),
         # compute.compile and compute.resume_every change how a job runs, not what it trains: handed over as
         # the typed ComputeConfig, which Snakemake does not record among a job's params (it records values of
         # builtin types only), so changing them reruns no finished job (tests/test_compute.py)
