@@ -14,11 +14,12 @@ from headmri.templates import SPACE
 FMRI_MAPS = ("alff", "malff", "falff", "reho", "rfcs")  # headmri.fmri.indicators.MAPS (tests keep them equal)
 TRAIN_OUTPUTS = ("model.pt", "history.tsv", "predictions_slices.tsv", "predictions_subjects.tsv", "metrics.tsv")
 # the letter results/README.md shows for each wildcard
-LETTERS = {"subject": "X", "source": "S", "task": "T", "model": "M", "fold": "K"}
+LETTERS = {"subject": "X", "source": "S", "size": "N", "task": "T", "model": "M", "fold": "K"}
 
 
-def path_table(results: str = "results") -> dict[str, str]:
-    """Every output's path template (Snakemake wildcards in braces) under ``results``."""
+def path_table(results: str = "results", fmri_space: str = SPACE) -> dict[str, str]:
+    """Every output's path template (Snakemake wildcards in braces) under ``results``; the fMRI maps and
+    their AAL atlas carry ``fmri_space`` (config ``fmri.space``, the space the runs were declared in)."""
     preproc = f"{results}/preproc/sub-{{subject}}/anat/sub-{{subject}}"
     train = f"{results}/train/source-{{source}}/task-{{task}}/model-{{model}}/fold-{{fold}}"
     explain = f"{results}/explain/source-{{source}}/task-{{task}}/model-{{model}}/fold-{{fold}}"
@@ -51,11 +52,11 @@ def path_table(results: str = "results") -> dict[str, str]:
         "atlas_tsv": f"{results}/atlas/atlas-DKwm_space-{SPACE}_dseg.tsv",
         # the fMRI branch (docs/fmri.md): indicator maps per subject on the MNI grid of fmri.voxel_mm, the
         # mask they were computed in, the RFCS vector; AAL-116 on that grid (one for every subject)
-        **{f"fmri_{name}": func + f"_space-{SPACE}_desc-{name}_boldmap.nii.gz" for name in FMRI_MAPS},
-        "fmri_mask": func + f"_space-{SPACE}_desc-brain_mask.nii.gz",
+        **{f"fmri_{name}": func + f"_space-{fmri_space}_desc-{name}_boldmap.nii.gz" for name in FMRI_MAPS},
+        "fmri_mask": func + f"_space-{fmri_space}_desc-brain_mask.nii.gz",
         "fmri_rfcs_tsv": func + "_atlas-AAL_desc-rfcs_values.tsv",
-        "fmri_atlas": f"{results}/atlas/atlas-AAL_space-{SPACE}_dseg.nii.gz",
-        "fmri_atlas_tsv": f"{results}/atlas/atlas-AAL_space-{SPACE}_dseg.tsv",
+        "fmri_atlas": f"{results}/atlas/atlas-AAL_space-{fmri_space}_dseg.nii.gz",
+        "fmri_atlas_tsv": f"{results}/atlas/atlas-AAL_space-{fmri_space}_dseg.tsv",
         # The back half is keyed by image source (config `sources`, docs/architecture.md "Image sources").
         # one slice set per size its encoders take (sources[].size, or each encoder's input size)
         "slices": f"{results}/slices/source-{{source}}/sub-{{subject}}_size-{{size}}_slices.npy",

@@ -80,6 +80,14 @@ def test_the_fixed_windows_are_the_schemas_defaults():
     assert {k: None if v["default"] is None else tuple(v["default"]) for k, v in windows.items()} == cfg_module.FMRI_WINDOWS
 
 
+def test_the_maps_and_the_aal_atlas_are_named_with_the_declared_space():
+    table = paths.path_table("r", fmri_space="MNI152NLin2009cAsym")
+    named = [key for key in table if key.startswith("fmri_") and "space-" in table[key]]
+    assert len(named) == len(paths.FMRI_MAPS) + 3  # the maps, the mask, the atlas and its table
+    assert all("space-MNI152NLin2009cAsym" in table[key] for key in named)
+    assert "space-MNI152NLin2009cAsym" not in table["brain_mni"]  # the T1w branch keeps its template's space
+
+
 def test_the_indicator_names_are_the_same_in_config_paths_and_library():
     assert cfg_module.FMRI_INDICATORS == paths.FMRI_MAPS == indicators.MAPS
 

@@ -159,7 +159,7 @@ def synthesize_bold(label: str, group: str, effects: Sequence[BoldEffect], setti
 
 def subject_paths(out_dir: str | Path, label: str) -> dict[str, Path]:
     func = Path(out_dir) / "derivatives" / "fmriprep" / f"sub-{label}" / "func"
-    stem = f"sub-{label}_task-rest_space-{SPACE}_res-3"
+    stem = f"sub-{label}_task-rest_space-{SPACE}"
     return {"bold": func / f"{stem}_desc-preproc_bold.nii.gz", "mask": func / f"{stem}_desc-brain_mask.nii.gz",
             "sidecar": func / f"{stem}_desc-preproc_bold.json",
             "confounds": func / f"sub-{label}_task-rest_desc-confounds_timeseries.tsv"}

@@ -129,7 +129,7 @@ wildcard_constraints:
 
 # --- Path templates ----------------------------------------------------------------------------------
 # The one path table (headmri.paths): the rules' file names and results/README.md come from it.
-P = _paths.path_table(RESULTS)
+P = _paths.path_table(RESULTS, fmri_space=FMRI.space)
 
 
 def subject_log(name):
