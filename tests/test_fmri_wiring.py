@@ -209,11 +209,11 @@ def test_the_confounds_table_is_the_chosen_runs_among_several(tmp_path):
     (func / "sub-01_task-rest_run-2_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz").touch()
     defaults = cfg_module.FmriConfig()
     patterns = fmri_inputs.BoldPatterns(tmp_path, defaults.bold, defaults.mask, defaults.confounds_file, defaults.space)
-    assert fmri_inputs.find_run(patterns, "01").confounds.endswith("run-2_desc-confounds_timeseries.tsv")
+    assert fmri_inputs.find_runs(patterns, "01")[0].confounds.endswith("run-2_desc-confounds_timeseries.tsv")
     (func / "sub-01_task-rest_run-2_desc-confounds_timeseries.tsv").unlink()
     (func / "sub-01_task-rest_run-3_desc-confounds_timeseries.tsv").touch()
     with pytest.raises(InputError, match="named like the chosen run"):
-        fmri_inputs.find_run(patterns, "01")
+        fmri_inputs.find_runs(patterns, "01")
 
 
 def test_runs_are_planned_in_the_declared_space_and_every_missing_one_is_listed(tmp_path):
@@ -224,7 +224,7 @@ def test_runs_are_planned_in_the_declared_space_and_every_missing_one_is_listed(
     (func / "sub-01_task-rest_desc-confounds_timeseries.tsv").touch()
     defaults = cfg_module.FmriConfig()
     patterns = fmri_inputs.BoldPatterns(tmp_path, defaults.bold, defaults.mask, defaults.confounds_file, defaults.space)
-    run = fmri_inputs.find_run(patterns, "01")
+    [run] = fmri_inputs.find_runs(patterns, "01")
     assert "space-MNI152NLin6Asym_desc-preproc_bold" in run.bold and run.mask.endswith("MNI152NLin6Asym_desc-brain_mask.nii.gz")
     assert run.confounds.endswith("desc-confounds_timeseries.tsv") and run.sidecar.endswith("desc-preproc_bold.json")
     assert "in space MNI152NLin6Asym" in run.choice
