@@ -166,6 +166,15 @@ def test_a_good_run_passes_with_its_tr(tmp_path):
     assert (row["status"], row["modality"], row["subject"]) == ("ok", "bold", "sub-01") and "TR 2 s" in row["choice"]
 
 
+def test_a_sessions_run_fills_the_session_and_run_columns_like_a_t1w_row(tmp_path):
+    name = "sub-01_ses-2_task-rest_run-2_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz"
+    for shape, status in (((6, 7, 6, 80), "ok"), ((6, 7, 6), "failed")):
+        row = check_bold(_run(tmp_path, name=name, shape=shape), "01_ses-2_task-rest_run-2", drop_volumes=10)
+        assert (row["status"], row["subject"], row["session"], row["run"], row["image"]) == \
+            (status, "sub-01", "ses-2", "run-2", "sub-01_ses-2_task-rest_run-2")
+    assert (check_bold(_run(tmp_path), "01")["session"], check_bold(_run(tmp_path), "01")["run"]) == ("n/a", "n/a")
+
+
 @pytest.mark.parametrize("case, problem, names", [
     (dict(shape=(6, 7, 6)), "4-D BOLD", "bold"),
     (dict(shape=(6, 7, 6, 40)), "too few|at least|volumes", "bold"),
