@@ -8,15 +8,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from headmri import config as cfg_module
 from headmri.errors import ConfigError, InputError
+from headmri.fmri import baselines as bl
 from headmri.fmri import inputs as fmri_inputs
+from headmri.fmri import jobs
+from headmri.fmri.validation import leave_one_subject_out_images
 from headmri.inputs import IMAGE_KEY_PATTERN
-from headmri.splits import make_split_file
+from headmri.splits import make_split_file, read_split
 
 from workflow_runner import REPO, dry_run, write_config
 
@@ -129,6 +133,52 @@ def test_fmri_runs_is_configured_with_first_as_default_and_checked():
     assert cfg_module.FmriConfig().runs == "first" and cfg_module.FMRI_RUN_CHOICES == fmri_inputs.RUN_CHOICES
     with pytest.raises(ConfigError, match="fmri.runs"):
         cfg_module.FmriConfig(runs="best")  # the T1w branch's SNR choice reads voxels; the planning reads names
+
+
+# --- the baselines: one RFCS vector per image ------------------------------------------------------------
+
+def _image_split(tmp_path, sessions: dict[str, int]) -> pd.DataFrame:
+    """A CNN-style split of participants (HC hc*, MWA mw*) with ``sessions[label]`` images each."""
+    images = {f"{label}_ses-{s}": label for label, n in sessions.items() for s in range(1, n + 1)}
+    pd.DataFrame({"participant_id": [f"sub-{s}" for s in sessions],
+                  "group": ["HC" if s.startswith("hc") else "MWA" for s in sessions]}).to_csv(
+        tmp_path / "participants.tsv", sep="\t", index=False)
+    make_split_file(tmp_path / "participants.tsv", tmp_path / "split.tsv", ["HC", "MWA"], images=images, folds=2,
+                    val_per_class=1, test_per_class=1)
+    return read_split(tmp_path / "split.tsv")
+
+
+def test_the_baselines_loso_never_trains_on_another_session_of_the_held_out_participant(tmp_path):
+    sessions = {"hc1": 2, "hc2": 1, "hc3": 3, "mw1": 2, "mw2": 1, "mw3": 2}
+    loso = leave_one_subject_out_images(_image_split(tmp_path, sessions), ["HC", "MWA"])
+    assert loso["fold"].nunique() == len(sessions) and len(loso) == len(sessions) * sum(sessions.values())
+    for _, rows in loso.groupby("fold"):
+        tested = rows.loc[rows["split"] == "test", "subject"]
+        assert tested.nunique() == 1  # one participant, with every image of it
+        held_out = tested.iloc[0]
+        assert len(tested) == sessions[held_out[4:]]
+        assert not (rows.loc[rows["split"] == "train", "subject"] == held_out).any()
+
+
+def test_the_baseline_job_reads_one_rfcs_vector_per_image(tmp_path):
+    sessions = {"hc1": 2, "hc2": 1, "hc3": 2, "mw1": 1, "mw2": 2, "mw3": 1}
+    split = _image_split(tmp_path, sessions)
+    rng, regions = np.random.default_rng(0), ["Precuneus_L", "Cuneus_L", "Frontal_Mid_L"]
+    rfcs = {}
+    for pid in sorted(set(split["participant_id"])):  # the images: sub-hc1_ses-1, ...
+        values = 0.2 + 0.01 * rng.standard_normal(3) + 0.3 * pid.startswith("sub-mw")  # every region tells
+        rfcs[pid] = tmp_path / f"{pid}_rfcs.tsv"
+        pd.DataFrame({"label": [1, 2, 3], "region": regions, "rfcs": values}).to_csv(rfcs[pid], sep="\t", index=False)
+    pd.DataFrame({"label": [1, 2, 3], "name": regions, "hemisphere": "L", "tissue": "cortex",
+                  "region": regions}).to_csv(tmp_path / "labels.tsv", sep="\t", index=False)
+    outputs = jobs.BaselineOutputs(metrics=str(tmp_path / "metrics.tsv"), importance={"random_forest": str(tmp_path / "i.tsv")})
+    table = jobs.baseline_job(rfcs, tmp_path / "split.tsv", bl.Task("t", ("HC", "MWA")), ["random_forest"],
+                              bl.BaselineSettings(trees=10, importance_repeats=2, fit_splits=("train", "val")),
+                              outputs, tmp_path / "labels.tsv")
+    loso = table[table["model"] == "randomforestloso"].iloc[0]
+    assert loso["n_subjects"] == len(rfcs) and loso["accuracy"] == 1.0  # every image tested once, pooled
+    tested = split[split["split"] == "test"].groupby("fold").size()
+    assert list(table.loc[table["model"] == "randomforest", "n_subjects"]) == list(tested)  # the split's test images
 
 
 # --- the workflow's planning ------------------------------------------------------------------------------
