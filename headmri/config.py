@@ -350,6 +350,7 @@ class ExplainConfig:
 
 FMRI_INDICATORS = ("alff", "malff", "falff", "reho", "rfcs")  # headmri.fmri.indicators.MAPS (a test keeps them equal)
 REHO_NEIGHBOURHOODS = (7, 19, 27)
+FMRI_RUN_CHOICES = ("first", "last", "all")  # headmri.fmri.inputs.RUN_CHOICES (a test keeps them equal)
 FMRI_SOURCE_KEYS = {"mask": "fmri_mask", "atlas": "fmri_atlas", "labels": "fmri_atlas_tsv"}  # path-table keys
 # The fixed slice window of each indicator (SourceConfig.window), also the schema's defaults (a test keeps
 # them equal). mALFF and ReHo are divided by their brain mean (about 1 everywhere; the demo's controls
@@ -378,7 +379,9 @@ class FmriConfig:
     Input: ``derivatives_dir`` (fMRIPrep-style) with ``bold`` and ``confounds_file`` glob patterns
     (``{subject}`` is the label), the mask named like the BOLD with ``desc-preproc_bold.nii.gz`` replaced by
     ``mask``, the sidecar beside the BOLD (.json); None: the synthetic cohort of ``demo``. ``space``: the
-    space every BOLD must be in. Processing (``headmri.fmri.indicators.IndicatorSettings``):
+    space every BOLD must be in (and preferred among a session's runs). Each session is its own image;
+    ``runs`` chooses among several runs of one session: ``first`` or ``last`` in name order, or ``all``
+    (each its own image; headmri.fmri.inputs). Processing (``headmri.fmri.indicators.IndicatorSettings``):
     ``drop_volumes``, ``confounds`` (columns regressed), ``smooth_fwhm`` (mm; amplitude indicators only),
     ``reho_neighbourhood`` (7, 19, 27), ``voxel_mm`` (the MNI output grid, 3 = SPM's 61 x 73 x 61).
     ``sources``: the indicators that become image sources (named as the indicator, axial slices on AAL),
@@ -389,10 +392,11 @@ class FmriConfig:
 
     enabled: bool = False
     derivatives_dir: str | None = None
-    bold: str = "sub-{subject}/func/sub-{subject}_task-rest*_space-*_desc-preproc_bold.nii.gz"
+    bold: str = "sub-{subject}/**/func/sub-{subject}_*task-rest*_space-*_desc-preproc_bold.nii.gz"
     mask: str = "desc-brain_mask.nii.gz"
-    confounds_file: str = "sub-{subject}/func/sub-{subject}_task-rest*_desc-confounds_timeseries.tsv"
+    confounds_file: str = "sub-{subject}/**/func/sub-{subject}_*task-rest*_desc-confounds_timeseries.tsv"
     space: str = "MNI152NLin6Asym"
+    runs: str = "first"  # several runs of one session: first | last | all
     drop_volumes: int = 10
     confounds: tuple[str, ...] = ("csf", "white_matter")
     smooth_fwhm: float = 4.0
@@ -421,6 +425,8 @@ class FmriConfig:
             raise ConfigError(f"fmri.reho_neighbourhood must be one of {list(REHO_NEIGHBOURHOODS)}, got {self.reho_neighbourhood}")
         if 180 % self.voxel_mm or 216 % self.voxel_mm:
             raise ConfigError(f"fmri.voxel_mm must divide the MNI box (180 x 216 x 180 mm), got {self.voxel_mm}")
+        if self.runs not in FMRI_RUN_CHOICES:
+            raise ConfigError(f"fmri.runs must be one of {list(FMRI_RUN_CHOICES)}, got {self.runs!r}")
         if "{subject}" not in self.bold or "{subject}" not in self.confounds_file:
             raise ConfigError("fmri.bold and fmri.confounds_file are patterns with {subject} (the participant label)")
 

@@ -167,20 +167,28 @@ def check_image(path: str | Path, image_key: str, label: str, choice: str = "onl
     return _row(image_key, label, path, choice=choice, snr=f"{snr:.2f}")
 
 
+def _session_run(file: str | Path) -> dict[str, str]:
+    """The session and run columns of a row, from any BIDS-style file name (a BOLD run's too)."""
+    ents = dict(_ENTITY.findall(Path(file).name))
+    return {"session": f"ses-{ents['ses']}" if "ses" in ents else NA, "run": f"run-{ents['run']}" if "run" in ents else NA}
+
+
 def check_bold(files: BoldFiles, image_key: str, drop_volumes: int = 0, choice: str = "only file",
                confounds: tuple[str, ...] = ()) -> dict:
-    """The fMRI branch's check of one participant's BOLD run, headers only (``headmri.fmri.bold.check_header``:
-    not 4-D, mask on another grid, no or implausible TR, too few volumes for the band at that TR after
-    ``drop_volumes``, another space than the declared one, a confounds table without the ``confounds``
-    columns or with another number of rows than volumes); its row of inputs.tsv (modality ``bold``, the
-    file the problem concerns). Never raises for bad input: the row records it."""
+    """The fMRI branch's check of one BOLD image (a participant's session or run), headers only
+    (``headmri.fmri.bold.check_header``: not 4-D, mask on another grid, no or implausible TR, too few volumes
+    for the band at that TR after ``drop_volumes``, another space than the declared one, a confounds table
+    without the ``confounds`` columns or with another number of rows than volumes); its row of inputs.tsv
+    (modality ``bold``, session and run of the BOLD, the file the problem concerns). Never raises for bad
+    input: the row records it."""
     label = image_key.split("_")[0]
+    where = _session_run(files.bold)
     try:
         tr = check_header(files, drop_volumes=drop_volumes, confounds=confounds)
     except InputError as exc:
         return _row(image_key, label, exc.path or files.bold, status="failed", problem=exc.reason, choice=choice,
-                    modality="bold")
-    return _row(image_key, label, files.bold, choice=f"{choice}; TR {tr:g} s", modality="bold")
+                    modality="bold", **where)
+    return _row(image_key, label, files.bold, choice=f"{choice}; TR {tr:g} s", modality="bold", **where)
 
 
 def unused_rows(images: Iterable[Image]) -> list[dict]:

@@ -166,6 +166,15 @@ def test_a_good_run_passes_with_its_tr(tmp_path):
     assert (row["status"], row["modality"], row["subject"]) == ("ok", "bold", "sub-01") and "TR 2 s" in row["choice"]
 
 
+def test_a_sessions_run_fills_the_session_and_run_columns_like_a_t1w_row(tmp_path):
+    name = "sub-01_ses-2_task-rest_run-2_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz"
+    for shape, status in (((6, 7, 6, 80), "ok"), ((6, 7, 6), "failed")):
+        row = check_bold(_run(tmp_path, name=name, shape=shape), "01_ses-2_task-rest_run-2", drop_volumes=10)
+        assert (row["status"], row["subject"], row["session"], row["run"], row["image"]) == \
+            (status, "sub-01", "ses-2", "run-2", "sub-01_ses-2_task-rest_run-2")
+    assert (check_bold(_run(tmp_path), "01")["session"], check_bold(_run(tmp_path), "01")["run"]) == ("n/a", "n/a")
+
+
 @pytest.mark.parametrize("case, problem, names", [
     (dict(shape=(6, 7, 6)), "4-D BOLD", "bold"),
     (dict(shape=(6, 7, 6, 40)), "too few|at least|volumes", "bold"),
@@ -209,11 +218,11 @@ def test_the_confounds_table_is_the_chosen_runs_among_several(tmp_path):
     (func / "sub-01_task-rest_run-2_space-MNI152NLin6Asym_desc-preproc_bold.nii.gz").touch()
     defaults = cfg_module.FmriConfig()
     patterns = fmri_inputs.BoldPatterns(tmp_path, defaults.bold, defaults.mask, defaults.confounds_file, defaults.space)
-    assert fmri_inputs.find_run(patterns, "01").confounds.endswith("run-2_desc-confounds_timeseries.tsv")
+    assert fmri_inputs.find_runs(patterns, "01")[0].confounds.endswith("run-2_desc-confounds_timeseries.tsv")
     (func / "sub-01_task-rest_run-2_desc-confounds_timeseries.tsv").unlink()
     (func / "sub-01_task-rest_run-3_desc-confounds_timeseries.tsv").touch()
     with pytest.raises(InputError, match="named like the chosen run"):
-        fmri_inputs.find_run(patterns, "01")
+        fmri_inputs.find_runs(patterns, "01")
 
 
 def test_runs_are_planned_in_the_declared_space_and_every_missing_one_is_listed(tmp_path):
@@ -224,7 +233,7 @@ def test_runs_are_planned_in_the_declared_space_and_every_missing_one_is_listed(
     (func / "sub-01_task-rest_desc-confounds_timeseries.tsv").touch()
     defaults = cfg_module.FmriConfig()
     patterns = fmri_inputs.BoldPatterns(tmp_path, defaults.bold, defaults.mask, defaults.confounds_file, defaults.space)
-    run = fmri_inputs.find_run(patterns, "01")
+    [run] = fmri_inputs.find_runs(patterns, "01")
     assert "space-MNI152NLin6Asym_desc-preproc_bold" in run.bold and run.mask.endswith("MNI152NLin6Asym_desc-brain_mask.nii.gz")
     assert run.confounds.endswith("desc-confounds_timeseries.tsv") and run.sidecar.endswith("desc-preproc_bold.json")
     assert "in space MNI152NLin6Asym" in run.choice

@@ -12,6 +12,10 @@ Permutation importance (as scikit-learn's ``permutation_importance`` defines it,
 subjects, scored by the log-likelihood of their true classes: how much worse the model predicts held-out
 subjects when one region's RFCS is shuffled among them. A fold with fewer than two test subjects (every
 leave-one-subject-out fold) has nothing to shuffle and is left out of the importance table.
+
+A row of a split is an image (``participant_id`` ``sub-01_ses-2``, its participant in the ``subject``
+column when a participant has several): each image's RFCS vector is a sample, with the set its participant
+has in the fold, so no participant's session trains while another is tested.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from sklearn.svm import SVC
 from headmri.errors import InputError
 from headmri.evaluation.metrics import fold_metrics
 from headmri.evaluation.metrics import pooled_test_metrics as pooled_rows
+from headmri.splits import SUBJECT
 
 MODELS = ("svm", "random_forest")
 
@@ -59,7 +64,7 @@ class Task:
 
 @dataclass(frozen=True)
 class BaselineResult:
-    predictions: pd.DataFrame  # participant_id, fold, split, class_index, prob_<class>
+    predictions: pd.DataFrame  # participant_id (the image), fold, split, class_index, [subject], prob_<class>
     metrics: pd.DataFrame  # fold_metrics rows plus source and validation
     importance: pd.DataFrame  # fold, feature, importance_mean, importance_std, n_subjects
 
@@ -116,7 +121,8 @@ def _fit_fold(features: pd.DataFrame, rows: pd.DataFrame, task: Task, model: str
         settings = replace(settings, calibration_folds=smallest)  # Platt scaling on fewer internal folds
     pipeline = make_model(model, settings).fit(_features_of(features, train["participant_id"]), train["class_index"])
     proba = pipeline.predict_proba(_features_of(features, rows["participant_id"]))
-    out = rows[["participant_id", "fold", "split", "class_index"]].reset_index(drop=True)
+    kept = ["participant_id", "fold", "split", "class_index"] + ([SUBJECT] if SUBJECT in rows.columns else [])
+    out = rows[kept].reset_index(drop=True)  # with a participant's images, its participant (pooling checks it)
     for k, cls in enumerate(task.classes):
         out[f"prob_{cls}"] = proba[:, list(pipeline.classes_).index(k)]
     return pipeline, out
@@ -150,7 +156,7 @@ def evaluate_baseline(features: pd.DataFrame, split: pd.DataFrame, task: Task, m
         predictions.append(subjects)
         metrics.append(fold_metrics(subjects, task.classes, task=task.name, model=model, fold=int(fold)))
         test = rows[rows["split"] == "test"]
-        if len(test) >= 2:
+        if test[SUBJECT if SUBJECT in test.columns else "participant_id"].nunique() >= 2:  # participants, not images
             importance.append(_importance(pipeline, features, test, settings).assign(fold=int(fold)))
     table = pd.concat(metrics, ignore_index=True).assign(source=task.source, validation=task.validation)
     imp = pd.concat(importance, ignore_index=True) if importance else pd.DataFrame(

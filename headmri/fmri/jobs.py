@@ -28,7 +28,7 @@ from headmri.fmri.atlas import aal116, label_table, on_grid
 from headmri.fmri.bold import BoldFiles, mni_grid
 from headmri.fmri.demographics import demographics_table
 from headmri.fmri.indicators import IndicatorSettings, compute_indicators
-from headmri.fmri.validation import leave_one_subject_out
+from headmri.fmri.validation import leave_one_subject_out_images
 from headmri.paths import baseline_key
 from headmri.splits import read_split
 
@@ -69,7 +69,8 @@ def indicator_job(files: BoldFiles, settings: IndicatorSettings, outputs: Indica
 
 
 def read_rfcs(paths: Mapping[str, str | Path]) -> pd.DataFrame:
-    """participant_id -> its RFCS TSV, as the baselines' feature table (one column per AAL region)."""
+    """Image (``sub-<image key>``, as the split's participant_id) -> its RFCS TSV, as the baselines' feature
+    table (one row per image, one column per AAL region)."""
     vectors, names = {}, None
     for pid, path in paths.items():
         table = pd.read_csv(path, sep="\t")
@@ -109,23 +110,26 @@ def _ranked_importance(importance: pd.DataFrame, labels: pd.DataFrame) -> pd.Dat
 def baseline_job(rfcs: Mapping[str, str | Path], split_tsv: str | Path, task: bl.Task, models: Sequence[str],
                  settings: bl.BaselineSettings, outputs: BaselineOutputs, labels_tsv: str | Path,
                  loso: bool = True) -> pd.DataFrame:
-    """Each of ``models`` on the task's split and, with ``loso``, leave-one-subject-out over the same subjects
-    (one pooled test row, fold 0, model ``<key>loso``). On the split, a fold's training and validation
-    subjects fit the model (``settings.fit_splits``: the baselines choose nothing, so the CNNs' validation
-    subjects are training data for them) and its test subjects, the CNNs' test subjects, give the rows."""
+    """Each of ``models`` on the task's split and, with ``loso``, leave-one-subject-out over the same
+    participants (one pooled test row, fold 0, model ``<key>loso``). On the split, a fold's training and
+    validation subjects fit the model (``settings.fit_splits``: the baselines choose nothing, so the CNNs'
+    validation subjects are training data for them) and its test subjects, the CNNs' test subjects, give the
+    rows. ``rfcs`` is keyed by image (``sub-01_ses-2``), as the split's rows are: a participant with several
+    sessions gives several samples, all in its participant's set of each fold."""
     features = read_rfcs(rfcs)
     split = read_split(split_tsv)
     labels = pd.read_csv(labels_tsv, sep="\t")
+    # on participants: a held-out participant's every image is tested, none of them trains
+    loso_split = leave_one_subject_out_images(split, task.classes) if loso else None
+    loso_task = bl.Task(task.name, task.classes, task.source, "loso")
     rows = []
     for model in models:
         result = bl.evaluate_baseline(features, split, task, model, settings)
         rows.append(_metric_rows(result.metrics, baseline_key(model)))
         write_tsv(_ranked_importance(result.importance, labels), outputs.importance[model])
-        if loso:
-            members = split.drop_duplicates("participant_id")[["participant_id", "group"]]
-            loso_task = bl.Task(task.name, task.classes, task.source, "loso")
-            pooled = bl.pooled_test_metrics(bl.evaluate_baseline(features, leave_one_subject_out(members, task.classes),
-                                                                 loso_task, model, settings), loso_task, model)
+        if loso_split is not None:
+            pooled = bl.pooled_test_metrics(bl.evaluate_baseline(features, loso_split, loso_task, model, settings),
+                                            loso_task, model)
             rows.append(_metric_rows(pooled, baseline_key(model) + "loso"))
     table = pd.concat(rows, ignore_index=True)
     write_tsv(table, outputs.metrics)

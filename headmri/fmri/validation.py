@@ -1,6 +1,7 @@
 """Subject-level split tables for the baselines: 5-fold cross-validation and leave-one-subject-out.
 
-Same columns as headmri.splits writes (participant_id, label, group, class_index, fold, split), so a
+Same columns as headmri.splits writes (participant_id, label, group, class_index, fold, split; ``subject``
+for a table of images, ``leave_one_subject_out_images``), so a
 baseline runs unchanged on these or on the CNNs' own split file. Only train and test: the baselines
 choose nothing on held-out subjects (fixed hyperparameters), so they need no validation set. Every table
 is checked with headmri.splits.check_leakage before it is returned.
@@ -58,6 +59,19 @@ def leave_one_subject_out(participants: pd.DataFrame, classes: Sequence[str]) ->
     split = splits.leave_one_subject_out(participants[["participant_id", "group"]], classes, val_per_class=0)
     check_leakage(split)
     return split[COLUMNS]
+
+
+def leave_one_subject_out_images(split: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """Leave-one-subject-out over the participants of a split table whose rows are images (its ``subject``
+    column; without one every row is a participant): one fold per participant, tested with all its images,
+    every image of every other participant training. A session never trains while another session of the
+    same participant is tested."""
+    unit = splits.SUBJECT if splits.SUBJECT in split.columns else "participant_id"
+    members = split.drop_duplicates(unit)[[unit, "group"]].rename(columns={unit: "participant_id"})
+    images = {str(key): str(pid)[4:] for key, pid in zip(split["label"], split[unit])}
+    out = splits.expand_to_images(leave_one_subject_out(members, classes), images)
+    check_leakage(out)
+    return out
 
 
 def stratified_kfold(participants: pd.DataFrame, classes: Sequence[str], folds: int = 5, seed: int = 13) -> pd.DataFrame:

@@ -71,12 +71,13 @@ elif CFG.structural:
         logger.warning(f"Input check will fail: {_problem}")
     _dataset.raise_errors()  # after the header warnings, so that one run shows every problem
 
-# The fMRI branch (config `fmri`, docs/fmri.md): each participant's BOLD run, from the derivatives folder
-# (with or without structural sources) or the synthetic BOLD cohort (without). Its subjects are
-# participants: with structural sources too, every image must be a participant (no sessions).
+# The fMRI branch (config `fmri`, docs/fmri.md): each participant's BOLD runs, from the derivatives folder
+# (with or without structural sources) or the synthetic BOLD cohort (without). On its own, its images are
+# keyed like the T1w branch's: one per session ("01_ses-02"), one per run with fmri.runs all; beside
+# structural sources every image must be a participant (no sessions: one run per participant).
 FMRI = CFG.fmri
 FMRI_DEMO_DIR = f"{RESULTS}/demo/bold"
-BOLD_RUNS = {}  # participant label -> headmri.fmri.inputs.PlannedRun
+BOLD_RUNS = {}  # image key -> headmri.fmri.inputs.PlannedRun
 if FMRI.enabled and FMRI.is_demo:
     from headmri.demo.bold import planned_runs as _demo_bold_runs
 
@@ -96,11 +97,15 @@ elif FMRI.enabled:
     _patterns = _fmri_inputs.BoldPatterns(Path(FMRI.derivatives_dir), FMRI.bold, FMRI.mask, FMRI.confounds_file,
                                           FMRI.space)
     BOLD_RUNS = _fmri_inputs.plan_runs(_patterns, sorted({image.label for image in IMAGES.values()} if CFG.structural
-                                                         else PARTICIPANT_GROUP))
+                                                         else PARTICIPANT_GROUP), FMRI.runs, sessions=not CFG.structural)
+    if CFG.structural and any(key != run.label for key, run in BOLD_RUNS.items()):
+        raise _config.ConfigError("the fMRI branch beside structural sources takes one BOLD run per participant "
+                                  "(fmri.runs: first or last, not all); run the fMRI branch on its own (sources: []) "
+                                  "for several sessions or runs")
 
 T1W_INPUT = {key: str(image.file) for key, image in IMAGES.items()}
 PARTICIPANT_OF = ({key: image.label for key, image in IMAGES.items()} if CFG.structural
-                  else {label: label for label in BOLD_RUNS})  # image key -> participant label
+                  else {key: run.label for key, run in BOLD_RUNS.items()})  # image key -> participant label
 SUBJECT_GROUP = {key: PARTICIPANT_GROUP[label] for key, label in PARTICIPANT_OF.items()}  # image key -> group
 SUBJECTS = sorted(PARTICIPANT_OF)  # image keys
 TASKS = [t.name for t in CFG.tasks]

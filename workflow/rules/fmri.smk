@@ -1,4 +1,5 @@
-# The fMRI branch (config `fmri`, docs/fmri.md): per participant, the BOLD run's header check (a row of
+# The fMRI branch (config `fmri`, docs/fmri.md): per image (a participant's session, or run with fmri.runs
+# all: the `subject` wildcard is its key, BOLD_RUNS in common.smk), the BOLD run's header check (a row of
 # results/qc/inputs.tsv, before any heavy work) and one job computing every indicator map (ALFF, mALFF,
 # fALFF, ReHo, RFCS) on the MNI grid of fmri.voxel_mm, with the brain mask and the RFCS vector. Each
 # indicator of fmri.sources is an image source (headmri.config.FmriConfig.indicator_sources) on AAL-116,
