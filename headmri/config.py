@@ -369,6 +369,7 @@ class FmriDemoConfig:
     group_sizes: Mapping[str, int] = field(default_factory=lambda: {"HC": 10, "MWoA": 10, "MWA": 10})
     volumes: int = 170
     tr: float = 2.0
+    effects_tsv: str | None = None  # planted effects (headmri.demo.bold.read_bold_effects); None: the paper's regions
 
 
 @dataclass(frozen=True)

@@ -92,3 +92,17 @@ def test_cohort_tables_and_effect_checks(tmp_path):
         demo.BoldEffect("MWoA", "Cuneus", "amplitude", 0.5)
     with pytest.raises(ConfigError, match="groups"):
         demo.make_bold_cohort(tmp_path, {"HC": 1}, effects, SETTINGS)
+
+
+def test_planted_effects_come_from_a_table_and_a_bad_row_names_its_line(tmp_path):
+    table = tmp_path / "effects.tsv"
+    table.write_text("group\tregion\tkind\tstrength\nMWoA\tInsula_R\tconnectivity\t1.0\nMWA\tThalamus_L\tamplitude\t0.8\n")
+    assert demo.read_bold_effects(table) == (demo.BoldEffect("MWoA", "Insula_R", "connectivity", 1.0),
+                                             demo.BoldEffect("MWA", "Thalamus_L", "amplitude", 0.8))
+    assert demo.read_bold_effects(None) == demo.DEFAULT_EFFECTS
+    table.write_text("group\tregion\tkind\tstrength\nMWoA\tInsula_R\tconnectivity\t1.0\nMWA\tThalamus\tamplitude\t0.8\n")
+    with pytest.raises(ConfigError, match=r"effects.tsv, line 3: 'Thalamus' is not an AAL region"):
+        demo.read_bold_effects(table)
+    table.write_text("group\tregion\tstrength\nMWoA\tInsula_R\t1.0\n")
+    with pytest.raises(ConfigError, match=r"missing \['kind'\]"):
+        demo.read_bold_effects(table)

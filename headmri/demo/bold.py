@@ -20,7 +20,7 @@ Written in fMRIPrep's layout under ``derivatives/fmriprep/sub-<label>/func/``: t
 (int16 with a scale factor), its brain mask, its sidecar JSON (RepetitionTime) and its confounds TSV;
 and at the top ``participants.tsv`` and ``ground_truth.tsv`` (group, region, aal_id, kind, strength).
 
-    python -m headmri.demo.bold OUT --sizes HC=10 MWoA=10 MWA=10 [--seed 0] [--volumes 170]
+    python -m headmri.demo.bold OUT --sizes HC=10 MWoA=10 MWA=10 [--seed 0] [--volumes 170] [--effects TSV]
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from headmri.demo.cohort import label_key, subject_rng
 from headmri.errors import ConfigError
 from headmri.fmri.alff import LOW_FREQUENCY
 from headmri.fmri.atlas import aal116, mni_brain_mask, on_grid
-from headmri.fmri.bold import MNI_3MM, Grid, mni_grid
+from headmri.fmri.bold import MNI_3MM, Grid
 from headmri.fmri.inputs import PlannedRun
 
 log = logging.getLogger(__name__)
@@ -77,6 +77,31 @@ DEFAULT_EFFECTS = (
     BoldEffect("MWA", "Precuneus_R", "connectivity", 1.0),
     BoldEffect("MWA", "Frontal_Mid_L", "amplitude", 0.5),
 )
+
+
+EFFECT_COLUMNS = ("group", "region", "kind", "strength")
+
+
+def read_bold_effects(path: str | Path | None) -> tuple[BoldEffect, ...]:
+    """The planted effects of a TSV (group, region: an AAL name, kind: amplitude | connectivity, strength);
+    None: ``DEFAULT_EFFECTS``. A bad table is a ConfigError naming the file and the row."""
+    if path is None:
+        return DEFAULT_EFFECTS
+    try:
+        table = pd.read_csv(path, sep="\t", dtype={"group": str, "region": str, "kind": str})
+    except (OSError, ValueError) as error:
+        raise ConfigError(f"cannot read the BOLD effects table {path}: {error}") from error
+    missing = [c for c in EFFECT_COLUMNS if c not in table.columns]
+    if missing or table.empty:
+        raise ConfigError(f"the BOLD effects table {path} needs rows with columns {list(EFFECT_COLUMNS)}"
+                          + (f"; missing {missing}" if missing else ""))
+    effects = []
+    for row, values in enumerate(table[list(EFFECT_COLUMNS)].itertuples(index=False), start=2):
+        try:
+            effects.append(BoldEffect(values.group, values.region, values.kind, float(values.strength)))
+        except (ConfigError, ValueError) as error:
+            raise ConfigError(f"{path}, line {row}: {error}") from error
+    return tuple(effects)
 
 
 @dataclass(frozen=True)
@@ -230,11 +255,10 @@ def make_bold_cohort(out_dir: str | Path, group_sizes: Mapping[str, int], effect
     return participants
 
 
-def write_demo_subject(out_dir: str | Path, label: str, group: str, seed: int, volumes: int, tr: float,
-                       voxel_mm: int) -> dict[str, Path]:
-    """One subject of the workflow's synthetic cohort (the default effects, the MNI box at ``voxel_mm``)."""
-    settings = BoldDemoSettings(seed=seed, volumes=volumes, tr=tr, grid=mni_grid(voxel_mm))
-    return write_bold_subject(out_dir, label, group, DEFAULT_EFFECTS, settings)
+def write_demo_subject(out_dir: str | Path, label: str, group: str, settings: BoldDemoSettings,
+                       effects: Sequence[BoldEffect] = DEFAULT_EFFECTS) -> dict[str, Path]:
+    """One subject of the workflow's synthetic cohort (``settings.grid``: the MNI box at ``fmri.voxel_mm``)."""
+    return write_bold_subject(out_dir, label, group, effects, settings)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -243,10 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", nargs="+", default=["HC=10", "MWoA=10", "MWA=10"], help="GROUP=N ...")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--volumes", type=int, default=170)
+    parser.add_argument("--effects", type=Path, default=None,
+                        help="TSV of planted effects: group, region (AAL name), kind (amplitude | connectivity), strength")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     sizes = {part.split("=")[0]: int(part.split("=")[1]) for part in args.sizes}
-    make_bold_cohort(args.out, sizes, settings=BoldDemoSettings(seed=args.seed, volumes=args.volumes))
+    make_bold_cohort(args.out, sizes, read_bold_effects(args.effects), BoldDemoSettings(seed=args.seed, volumes=args.volumes))
     return 0
 
 

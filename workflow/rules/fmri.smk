@@ -12,7 +12,12 @@ if FMRI.enabled and FMRI.is_demo:
 
     FMRI_DEMO_FILES = {name: str(path) for name, path in _bold_subject_paths(FMRI_DEMO_DIR, "{subject}").items()}
 
+    # the effects table, when one is set, is an input: editing it remakes the cohort
+    FMRI_DEMO_EFFECTS = {"effects": FMRI.demo.effects_tsv} if FMRI.demo.effects_tsv else {}
+
     rule make_demo_bold_subject:
+        input:
+            **FMRI_DEMO_EFFECTS,
         output:
             **FMRI_DEMO_FILES,
         params:
@@ -22,6 +27,7 @@ if FMRI.enabled and FMRI.is_demo:
             volumes=FMRI.demo.volumes,
             tr=FMRI.demo.tr,
             voxel_mm=FMRI.voxel_mm,
+            effects_tsv=FMRI.demo.effects_tsv,
         log:
             subject_log("demo_bold"),
         benchmark:
@@ -37,6 +43,8 @@ if FMRI.enabled and FMRI.is_demo:
 
     # participants.tsv (which the splits read) depends on the seed and group sizes only
     rule make_demo_bold_tables:
+        input:
+            **FMRI_DEMO_EFFECTS,
         output:
             participants=PARTICIPANTS_TSV,
             ground_truth=f"{FMRI_DEMO_DIR}/ground_truth.tsv",
@@ -44,6 +52,7 @@ if FMRI.enabled and FMRI.is_demo:
             out_dir=FMRI_DEMO_DIR,
             group_sizes=dict(FMRI.demo.group_sizes),
             seed=FMRI.demo.seed,
+            effects_tsv=FMRI.demo.effects_tsv,
         log:
             f"{LOGS}/demo/make_demo_bold_tables.log",
         localrule: True
