@@ -87,7 +87,7 @@ def test_adding_a_subject_runs_only_that_subject(base, per_subject_rules, cohort
     only = dry_run(wd, wd / "config.yaml", "--config", f"subjects={HELD_BACK}", "--", "preprocess_all")
     assert {j.subject for j in only if j.subject} == {HELD_BACK}
     targets = dry_run(wd, wd / "config.yaml", f"results/qc/subjects/sub-{HELD_BACK}_qc.tsv",
-                      f"results/slices/source-T1w/sub-{HELD_BACK}_size-64_slices.npy")
+                      f"results/slices/source-T1w/sub-{HELD_BACK}_size-112_slices.npy")
     # ...and the input-check table, which every subject's acceptance comes after (the others' rows exist)
     assert {j.subject for j in targets if j.rule != "input_table"} == {HELD_BACK}
     assert {j.rule for j in targets if j.subject} <= per_subject_rules

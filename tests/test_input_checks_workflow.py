@@ -141,7 +141,7 @@ def test_two_sessions_and_two_runs(head, tmp_path):
     assert images == {"s0_ses-a", "s0_ses-b", "s1", "s2", "s3", "s4", "s5"}
     outputs = [line.split(": ", 1)[1] for line in planned.splitlines() if line.strip().startswith("output: ")]
     assert any("preproc/sub-s0_ses-b/anat/sub-s0_ses-b_space-MNI152NLin6Asym_desc-brain_T1w.nii.gz" in o for o in outputs)
-    assert any("slices/source-T1w/sub-s0_ses-a_size-64_slices.npy" in o for o in outputs)
+    assert any("slices/source-T1w/sub-s0_ses-a_size-112_slices.npy" in o for o in outputs)
     # every per-image rule writes a benchmark (where the time goes)
     blocks = re.split(r"\n(?=\s*(?:local)?rule \w+:)", planned)
     per_image = [b for b in blocks if "subject=" in b]

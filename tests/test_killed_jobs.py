@@ -68,7 +68,7 @@ def test_killed_preprocessing_job_is_redone(tmp_path):
     run_snakemake(wd, wd / "config.yaml", "--unlock", "--cores", "1")
     run_snakemake(wd, wd / "config.yaml", "--cores", "2", "preprocess_all")
     assert dry_run(wd, wd / "config.yaml", "preprocess_all") == []
-    assert (wd / "results" / "slices" / "source-T1w" / f"sub-{HELD_BACK}_slices.npy").is_file()
+    assert (wd / "results" / "slices" / "source-T1w" / f"sub-{HELD_BACK}_size-112_slices.npy").is_file()
 
 
 def test_killed_training_job_is_redone(tmp_path):
