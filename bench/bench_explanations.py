@@ -204,6 +204,8 @@ def run_settings(args, run: TaskRun) -> dict:
     """What decides a fold's explanation (reused from an earlier run only when equal)."""
     methods.method_class(run.method)  # an unknown method name fails here, before any work
     options = dict(run.explain.get("occlusion", {}) or {}) if run.method == "occlusion" else {}
+    if run.method == "occlusion" and args.occlusion_score:
+        options["score"] = args.occlusion_score
     sanity = None
     if args.sanity_patients >= 0 and args.sanity_repeats > 0:
         sanity = {"patients": args.sanity_patients, "repeats": args.sanity_repeats,
@@ -311,6 +313,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limited-sanity", default=None, metavar="PxR",
                         help="randomisation test of the --limit-methods: P patients x R re-initialisations "
                              "(default: --sanity-patients x --sanity-repeats)")
+    parser.add_argument("--occlusion-score", default=None, choices=["probability", "log_odds"],
+                        help="occlusion's score (default: the run's explain.occlusion.score)")
     parser.add_argument("--scratch", type=Path, default=None)
     parser.add_argument("--no-reuse", dest="reuse", action="store_false")
     parser.add_argument("--threads", type=int, default=1)
@@ -419,8 +423,9 @@ def main(argv: list[str] | None = None) -> None:
     for task in args.tasks.split(",") if args.tasks else list(classes_of):
         model = args.model or model_keys(results, args.source, task)[0]
         for method in args.methods.split(","):
+            label = f"{method}[{args.occlusion_score}]" if method == "occlusion" and args.occlusion_score else method
             base = {"date": stamp, "machine": machine, "cohort": args.cohort, "task": task, "model": model,
-                    "method": method, "class_specific": bool(methods.method_class(method).class_specific)}
+                    "method": label, "class_specific": bool(methods.method_class(method).class_specific)}
             rows += bench_method(args, results, config, task, classes_of[task], method, base)
     table = pd.DataFrame(rows).reindex(columns=COLUMNS)
     args.out.parent.mkdir(parents=True, exist_ok=True)

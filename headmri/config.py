@@ -266,19 +266,31 @@ class ComputeConfig:
         object.__setattr__(self, "resume_every", int(self.resume_every))
 
 
+OCCLUSION_SCORES = ("probability", "log_odds")  # explain.occlusion.score (headmri.explain.occlusion.SCORES)
+
+
 @dataclass(frozen=True)
 class OcclusionConfig:
     """Region occlusion (``explain.method: occlusion``): its cost is one forward pass per region and slice
     that holds the region. ``batch_size``: occluded slices per forward pass (they mix regions);
     ``only_slices_with_region``: occlude only the slices that hold some of the region (the same values:
-    the other slices are unchanged by the occlusion; false passes every slice, for checking)."""
+    the other slices are unchanged by the occlusion; false passes every slice, for checking). ``score``:
+    what the drop is measured on, ``probability`` (the subject's mean slice probability of the target) or
+    ``log_odds`` (the mean slice log-odds, which a saturated model does not flatten:
+    ``headmri.explain.occlusion``)."""
 
     batch_size: int = 128
     only_slices_with_region: bool = True
+    score: str = "probability"
+
+    def __post_init__(self) -> None:
+        if self.score not in OCCLUSION_SCORES:
+            raise ConfigError(f"explain.occlusion.score must be one of {list(OCCLUSION_SCORES)}, got {self.score!r}")
 
     def options(self) -> dict[str, Any]:
         """The keyword options of the method's class."""
-        return {"batch_size": int(self.batch_size), "only_slices_with_region": bool(self.only_slices_with_region)}
+        return {"batch_size": int(self.batch_size), "only_slices_with_region": bool(self.only_slices_with_region),
+                "score": self.score}
 
 
 NORMALISATIONS = ("zscore", "rank", "none")  # explain.normalisation (headmri.explain.merge)

@@ -43,7 +43,10 @@ def test_an_unknown_method_is_rejected_by_the_registry_and_the_typed_config():
         config.from_mapping({"tasks": [{"name": "t", "classes": ["HC", "migraine"]}], "explain": {"method": "lime"}})
     cfg = config.from_mapping({"tasks": [{"name": "t", "classes": ["HC", "migraine"]}],
                                "explain": {"method": "occlusion", "occlusion": {"batch_size": 7}}})
-    assert cfg.explain.method_options() == {"batch_size": 7, "only_slices_with_region": True}
+    assert cfg.explain.method_options() == {"batch_size": 7, "only_slices_with_region": True, "score": "probability"}
+    with pytest.raises(ConfigError, match="explain.occlusion.score must be one of"):
+        config.from_mapping({"tasks": [{"name": "t", "classes": ["HC", "migraine"]}],
+                             "explain": {"method": "occlusion", "occlusion": {"score": "logit"}}})
     with pytest.raises(ConfigError, match="explains slices models, not a 'volume' model"):
         methods.check_method("occlusion", "volume")
 
@@ -206,6 +209,40 @@ def test_occlusion_ranks_the_one_region_a_fixed_model_reads_first(size):
         mask = torch.from_numpy(regions.masks(READ, np.arange(4)))[:, None]
         after = torch.softmax(model(slices + mask * (torch.from_numpy(neutral)[:, None] - slices)), 1)[:, 1].mean()
     assert values[READ] == pytest.approx(float(before - after), abs=1e-6)
+
+
+class _TwoRegionReader(torch.nn.Module):
+    """Fixed weights: the patient logit adds 20 x (mean intensity - 0.5) inside each of two pixel masks, so a
+    patient bright in both is certain (p = 1 - 1e-7) and stays nearly so when either one is occluded."""
+
+    def __init__(self, first, second):
+        super().__init__()
+        self.register_buffer("masks", torch.stack([torch.as_tensor(m, dtype=torch.float32) for m in (first, second)]))
+        self.gain = torch.nn.Parameter(torch.tensor(20.0))
+
+    def forward(self, x):
+        means = torch.einsum("nhw,mhw->nm", x[:, 0], self.masks) / self.masks.sum((1, 2))
+        z = (self.gain * (means - 0.5)).sum(1)
+        return torch.stack([-z, z], dim=1)
+
+
+def test_log_odds_occlusion_credits_each_of_two_redundant_regions_that_probability_does_not():
+    geometry = SliceGeometry.create(axis=0, size=24, source_shape=GRID, source_affine=AFFINE, kept_indices=range(1, 5))
+    labels = _labels()
+    regions = SliceRegions(geometry, labels, CODES)
+    model = _TwoRegionReader(regions.masks(READ)[0] > 0.5, regions.masks(3022)[0] > 0.5)
+    patient = np.where(labels > 0, 0.5, 0).astype(np.float32)
+    patient[(labels == READ) | (labels == 3022)] = 0.9
+    neutral = _cut(geometry, np.where(labels > 0, 0.3, 0.0).astype(np.float32))
+    slices = torch.from_numpy(_cut(geometry, patient))[:, None]
+    probability = RegionOcclusion(model, batch_size=3).region_values(slices, 1, regions, neutral)
+    log_odds = RegionOcclusion(model, batch_size=3, score="log_odds").region_values(slices, 1, regions, neutral)
+    assert max(probability[READ], probability[3022]) < 0.01  # saturated: occluding either leaves p near 1
+    # each read region's drop in log-odds (z - (-z) for logits (-z, z)) is its evidence, 2 x 20 x (0.9 - 0.3)
+    assert log_odds[READ] == pytest.approx(24.0, abs=1e-3) and log_odds[3022] == pytest.approx(24.0, abs=1e-3)
+    assert max(abs(log_odds[c]) for c in (1022, 2022)) < 1e-6
+    with pytest.raises(ValueError, match="score"):
+        RegionOcclusion(model, score="logit")
 
 
 def test_occluding_only_the_slices_that_hold_a_region_gives_the_same_values_for_fewer_passes():

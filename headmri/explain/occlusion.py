@@ -9,6 +9,12 @@ where p is the subject-level probability the evaluation uses: the mean over the 
 softmax probability of the target class. Each region gets one number directly, so there is no map
 statistic (max or mean) and no bias towards large regions from taking a maximum over more voxels.
 
+**Score** (``score``). ``probability``: p as above. ``log_odds``: the mean over slices of the target's
+log-odds, log p_t - log(1 - p_t) from the logits (log-softmax, no rounding to 0 or 1). A model that is
+sure of a patient from two regions at once keeps p near 1 when either is occluded, so under
+``probability`` both get almost nothing (saturation); the log-odds drop by the evidence each region
+carried. The same forward passes either way.
+
 **Neutral image.** The mean slice of the fold's *training* controls (reference-class subjects with
 ``split == train`` in that fold) at the same slice position (the same index along the slicing axis of
 the MNI grid); a control whose slice at that position was dropped (too little brain) counts as an empty
@@ -37,6 +43,8 @@ import torch
 from headmri.errors import InputError
 from headmri.explain.methods import RegionMethod
 from headmri.slices.geometry import SliceGeometry, resize_stack
+
+SCORES = ("probability", "log_odds")  # what the drop is measured on (headmri.config.OCCLUSION_SCORES)
 
 
 def same_slicing(geometry: SliceGeometry, other: SliceGeometry) -> bool:
@@ -146,14 +154,22 @@ class RegionOcclusion(RegionMethod):
     needs_reference = True
 
     def __init__(self, model: torch.nn.Module, *, batch_size: int = 128, target_layer: str | None = None,
-                 only_slices_with_region: bool = True, **options: Any):
+                 only_slices_with_region: bool = True, score: str = "probability", **options: Any):
         super().__init__(model, batch_size=batch_size, target_layer=target_layer, **options)
+        if score not in SCORES:
+            raise ValueError(f"score must be one of {SCORES}, got {score!r}")
         self.only_slices_with_region = bool(only_slices_with_region)
+        self.score = score
         self.forward_passes = 0  # slices put through the model by the last region_values call
 
     def _probabilities(self, images: torch.Tensor, target: int) -> torch.Tensor:
-        logits = self.model(images.to(self.device, torch.float32))
-        return torch.softmax(logits.float(), dim=1)[:, target].double().cpu()
+        """Each slice's score: the target's probability, or its log-odds (``score``)."""
+        logits = self.model(images.to(self.device, torch.float32)).float()
+        if self.score == "probability":
+            return torch.softmax(logits, dim=1)[:, target].double().cpu()
+        log_p = torch.log_softmax(logits.double(), dim=1)
+        others = torch.cat([log_p[:, :target], log_p[:, target + 1:]], dim=1)
+        return (log_p[:, target] - torch.logsumexp(others, dim=1)).cpu()
 
     def region_values(self, slices, target: int, regions: SliceRegions, reference: np.ndarray) -> dict[int, float]:
         slices = torch.as_tensor(np.asarray(slices) if not isinstance(slices, torch.Tensor) else slices).float().cpu()
