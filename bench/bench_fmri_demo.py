@@ -48,7 +48,7 @@ COHORTS: dict[str, tuple[int, list[tuple[str, str, str, float]]]] = {
 }
 
 
-def write_cohort_config(name: str, out: Path) -> Path:
+def write_cohort_config(name: str, out: Path, encoders: list[str] | None = None) -> Path:
     seed, effects = COHORTS[name]
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,6 +58,8 @@ def write_cohort_config(name: str, out: Path) -> Path:
     config.update(yaml.safe_load((REPO / "config" / "fmri_demo.yaml").read_text()))  # lists replace, as --configfile
     config["results_dir"] = str(folder / "results")
     config["fmri"]["demo"] = {**config["fmri"].get("demo", {}), "seed": seed, "effects_tsv": str(effects_tsv)}
+    if encoders:
+        config["fmri"]["encoders"] = list(encoders)
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
@@ -127,11 +129,13 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--cohorts", default=",".join(COHORTS), help=f"comma-separated, of {', '.join(COHORTS)}")
     parser.add_argument("--keep", action="store_true", help="keep each cohort's results (default: remove after scoring)")
+    parser.add_argument("--encoders", default=None, help="comma-separated fmri.encoders (default: the demo's)")
     parser.add_argument("--score-only", action="store_true", help="score finished runs under --out again, run nothing")
     args = parser.parse_args()
     table = args.out / "fmri_seeds.tsv"
     for name in args.cohorts.split(","):
-        config_path = write_cohort_config(name, args.out) if not args.score_only else args.out / name / "config.yaml"
+        encoders = args.encoders.split(",") if args.encoders else None
+        config_path = write_cohort_config(name, args.out, encoders) if not args.score_only else args.out / name / "config.yaml"
         started = time.perf_counter()
         if not args.score_only:  # this checkout's headmri in every job, not the editable install's
             env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
