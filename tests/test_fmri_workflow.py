@@ -1,6 +1,7 @@
 """The fMRI branch through the whole workflow (issue 15): fMRIPrep-style derivatives of a tiny synthetic
 BOLD cohort (6 mm grid, 100 volumes) -> input checks -> indicators -> the ReHo source's slices, splits,
-training, explanations, rankings -> metrics.tsv with the CNN's rows beside the SVM, random forest and
+training, explanations, rankings -> metrics.tsv with the CNN's and the ViT's rows (each on slices of its own size,
+in the fixed window) beside the SVM, random forest and
 leave-one-subject-out rows, AAL-named region tables, Table 1. The synthetic cohort's own rules are planned
 by a dry run of config/fmri_demo.yaml."""
 
@@ -54,7 +55,7 @@ def test_every_bold_run_is_checked_and_recorded(finished_run):
 def test_metrics_hold_the_cnn_the_baselines_and_leave_one_subject_out(finished_run):
     metrics = pd.read_csv(finished_run / "tables" / "metrics.tsv", sep="\t")
     rows = metrics.groupby(["source", "model"])["fold"].apply(sorted).to_dict()
-    assert rows[("reho", "cnndemo")] == [1, 1, 2, 2]  # val and test rows of both folds
+    assert rows[("reho", "cnndemo")] == rows[("reho", "vittinydemo")] == [1, 1, 2, 2]  # val and test rows of both folds
     assert rows[("rfcs", "svm")] == rows[("rfcs", "randomforest")] == [1, 2]
     assert rows[("rfcs", "svmloso")] == rows[("rfcs", "randomforestloso")] == [0]
     loso = metrics[metrics["model"] == "svmloso"].iloc[0]
@@ -62,6 +63,15 @@ def test_metrics_hold_the_cnn_the_baselines_and_leave_one_subject_out(finished_r
     assert set(metrics["task"]) == {"migraine"}
     summary = (finished_run / "tables" / "metrics_summary.md").read_text()
     assert "| rfcs | migraine | svmloso | n/a | 6 |" in summary  # in the pooled section, not a fold of its own
+
+
+def test_the_maps_are_sliced_at_each_encoders_size_in_the_fixed_window(finished_run):
+    import json
+
+    for size in (64, 112):  # cnn_demo and vit_tiny_demo
+        meta = json.loads((finished_run / "slices" / "source-reho" / f"sub-hc001_size-{size}_slices.json").read_text())
+        assert meta["shape"][1:] == [size, size]
+        assert meta["intensity"]["window"] == [0.0, 3.0] and meta["parameters"]["percentiles"] is None
 
 
 def test_the_split_pools_both_migraine_groups_into_one_class(finished_run):
