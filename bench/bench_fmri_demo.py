@@ -75,11 +75,13 @@ def rankings(tables: Path) -> list[tuple[str, str, str, Path]]:
 
 
 def ranked_regions(path: Path) -> dict[str, list[str]]:
-    """target -> AAL region names in rank order (importance tables: one target, ``*``)."""
+    """target -> AAL region names in rank order (importance tables: one target, ``*``); empty for a ranking
+    over folds none of which learned (``n_learned`` 0: the workflow ranks them all and flags it)."""
     table = pd.read_csv(path, sep="\t")
     if "target" not in table.columns:
         return {"*": list(table.sort_values("rank")["name"])}
-    return {target: list(rows.sort_values("rank")["region"]) for target, rows in table.groupby("target")}
+    return {target: [] if rows["n_learned"].max() == 0 else list(rows.sort_values("rank")["region"])
+            for target, rows in table.groupby("target")}
 
 
 def score_rankings(name: str, results: Path, pools: dict[str, dict[str, list[str]]]) -> pd.DataFrame:
@@ -92,9 +94,10 @@ def score_rankings(name: str, results: Path, pools: dict[str, dict[str, list[str
             shown = planted[planted["kind"].isin(SHOWS[source])]
             found = [r for r in shown["region"] if r in order[:TOP_K]]
             rows.append({"cohort": name, "source": source, "task": task, "model": model, "target": target,
-                         "recall_top10": round(len(found) / len(shown), 3) if len(shown) else float("nan"),
+                         "recall_top10": round(len(found) / len(shown), 3) if len(shown) and order else float("nan"),
                          "planted_ranks": ", ".join(f"{r} ({k[:4]}) {order.index(r) + 1 if r in order else '-'}"
-                                                    for r, k in zip(planted["region"], planted["kind"]))})
+                                                    for r, k in zip(planted["region"], planted["kind"]))
+                         if order else "no fold learned"})
     return pd.DataFrame(rows)
 
 
