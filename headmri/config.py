@@ -608,6 +608,10 @@ def _check_fmri(cfg: "Config") -> None:
     configured ones."""
     if not cfg.fmri.enabled:
         return
+    if cfg.model.baseline_resnet3d:  # its volumes are on the 1 mm template grid (headmri.training.volumes)
+        raise ConfigError("model.baseline_resnet3d trains on every source's image on the 1 mm MNI template grid; the "
+                          f"fMRI indicator maps are on a {cfg.fmri.voxel_mm} mm grid: switch the 3D baseline off "
+                          "(model.baseline_resnet3d: false) or run the fMRI branch on its own")
     if cfg.fmri.is_demo:
         if cfg.structural:
             raise ConfigError("the synthetic BOLD cohort (fmri.enabled without fmri.derivatives_dir) has no T1w images: "

@@ -113,6 +113,11 @@ def test_bad_fmri_settings_are_refused(fmri, error):
         _fmri_demo(fmri=fmri)
 
 
+def test_the_3d_baseline_is_refused_beside_the_fmri_maps_before_any_job():
+    with pytest.raises(ConfigError, match="baseline_resnet3d.*3 mm grid"):
+        _fmri_demo(model={"encoder": "cnn_demo", "baseline_resnet3d": True})
+
+
 def test_real_bold_needs_a_participants_table():
     with pytest.raises(ConfigError, match="participants"):
         _fmri_demo(fmri={"enabled": True, "derivatives_dir": "/data/fmriprep"})
