@@ -76,7 +76,9 @@ def snr_estimate(path: str | Path, subject: str | None = None) -> float:
     return float("inf") if noise == 0 else signal / noise
 
 
-def _choose(files: list[Path], runs: str, measure: Callable[[Path], float]) -> tuple[list[Path], str]:
+def choose_files(files: list[Path], runs: str, measure: Callable[[Path], float] | None = None) -> tuple[list[Path], str]:
+    """The files of one session to use by ``runs`` (first, last, all; best by ``measure``), and the choice as
+    recorded in inputs.tsv; the fMRI branch chooses its BOLD runs with it too (headmri.fmri.inputs)."""
     if len(files) == 1:
         return files, "only file"
     n = len(files)
@@ -108,7 +110,7 @@ def select_images(label: str, files: Sequence[Path], runs: str,
         by_session.setdefault(entities(f).get("ses"), []).append(Path(f))
     images = []
     for session, group in by_session.items():
-        chosen, choice = _choose(group, runs, measure)
+        chosen, choice = choose_files(group, runs, measure)
         for f in chosen:
             if runs == "all" and len(group) > 1:
                 key = label + "".join(f"_{k}-{v}" for k, v in entities(f).items())

@@ -99,7 +99,7 @@ def test_runs_last_takes_the_last_run_of_a_session_and_records_it(tmp_path):
     _derivatives(tmp_path, "01", "1", runs=("1", "2"))
     [run] = fmri_inputs.plan_runs(_patterns(tmp_path), ["01"], runs="last").values()
     assert run.key == "01_ses-1" and "_run-2_" in run.bold and run.confounds.endswith("run-2_desc-confounds_timeseries.tsv")
-    assert run.choice == "last of 2 runs in name order (runs: last)"
+    assert run.choice == "last of 2 (runs: last)"
     [first] = fmri_inputs.plan_runs(_patterns(tmp_path), ["01"]).values()
     assert "_run-1_" in first.bold and "(runs: first)" in first.choice
 

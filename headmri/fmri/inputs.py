@@ -23,6 +23,7 @@ from pathlib import Path
 from headmri.bids import InputErrors, read_participants
 from headmri.errors import InputError
 from headmri.fmri.bold import BoldFiles
+from headmri.inputs import choose_files
 
 BOLD_SUFFIX = "desc-preproc_bold.nii.gz"
 RUN_CHOICES = ("first", "last", "all")
@@ -81,21 +82,15 @@ def _space(path: Path) -> str | None:
 
 
 def _choose(group: list[Path], space: str, runs: str) -> tuple[list[Path], str]:
-    """The runs of one session to use (those in ``space`` preferred), and the choice as recorded."""
-    if len(group) == 1:
-        return group, "only file"
-    n = len(group)
+    """The runs of one session to use: those in ``space`` preferred, then ``runs`` as the T1w branch chooses
+    (``headmri.inputs.choose_files``), and the choice as recorded."""
+    if runs not in RUN_CHOICES:
+        raise ValueError(f"fmri.runs must be one of {RUN_CHOICES}, got {runs!r}")
     in_space = [f for f in group if _space(f) == space] or group
-    if len(in_space) == 1:
-        return in_space, f"the only one in space {space} of {n} runs"
-    where = f"in space {space}, " if len(in_space) < n else ""
-    if runs == "first":
-        return [in_space[0]], f"first {where}of {n} runs in name order (runs: first)"
-    if runs == "last":
-        return [in_space[-1]], f"last {where}of {n} runs in name order (runs: last)"
-    if runs == "all":
-        return in_space, f"one {where}of {n} runs, all kept (runs: all)"
-    raise ValueError(f"fmri.runs must be one of {RUN_CHOICES}, got {runs!r}")
+    chosen, choice = choose_files(in_space, runs)
+    if len(in_space) < len(group):
+        choice = f"in space {space} ({len(in_space)} of {len(group)} runs): {choice}"
+    return chosen, choice
 
 
 def companion(bold: Path, suffix: str) -> Path:
