@@ -110,6 +110,14 @@ def score(name: str, results: Path, minutes: float, source: str = "T1w") -> pd.D
     return pd.DataFrame(rows)
 
 
+def run_workflow(config: Path, cores: int) -> None:
+    """The whole workflow on ``config``, every job importing this checkout's headmri (not the one an editable
+    install points at, when the benchmark runs from another worktree)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), "--configfile", str(config),
+                    "--directory", str(REPO), "all"], check=True, cwd=REPO, env=env)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -122,10 +130,7 @@ def main() -> None:
     for name in args.cohorts.split(","):
         config = write_cohort_config(name, args.out)
         started = time.perf_counter()
-        # this checkout's headmri for every job, not the one an editable install points at (another worktree)
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-        subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(config),
-                        "--directory", str(REPO), "all"], check=True, cwd=REPO, env=env)
+        run_workflow(config, args.cores)
         rows = score(name, args.out / name / "results", (time.perf_counter() - started) / 60, args.source)
         rows.to_csv(table, sep="\t", index=False, mode="a", header=not table.exists())
         print(rows.to_string(index=False), flush=True)

@@ -17,17 +17,17 @@ power). Rows are appended to ``<out>/fmri_seeds.tsv``. Wall minutes depend on wh
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import shutil
-import subprocess
-import sys
 import time
 from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import yaml
+from bench_demo_seeds import run_workflow
+
+from headmri.paths import model_key
 
 REPO = Path(__file__).resolve().parents[1]
 TOP_K = 10
@@ -122,8 +122,7 @@ def score(name: str, results: Path, config: dict, minutes: float) -> pd.DataFram
 def _main_model(config: dict) -> dict[str, str]:
     """source -> the model key of its first encoder (whose ranking has no model- entity)."""
     encoders = config["fmri"].get("encoders") or [config["model"]["encoder"]]
-    key = "".join(ch for ch in encoders[0].split(":")[-1].lower() if ch.isalnum())
-    return {source: key for source in config["fmri"]["sources"]}
+    return {source: model_key(encoders[0]) for source in config["fmri"]["sources"]}
 
 
 def main() -> None:
@@ -140,10 +139,8 @@ def main() -> None:
         encoders = args.encoders.split(",") if args.encoders else None
         config_path = write_cohort_config(name, args.out, encoders) if not args.score_only else args.out / name / "config.yaml"
         started = time.perf_counter()
-        if not args.score_only:  # this checkout's headmri in every job, not the editable install's
-            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-            subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(args.cores), "--configfile", str(config_path),
-                            "--directory", str(REPO), "all"], check=True, cwd=REPO, env=env)
+        if not args.score_only:
+            run_workflow(config_path, args.cores)
         config = yaml.safe_load(config_path.read_text())
         rows = score(name, args.out / name / "results", config, (time.perf_counter() - started) / 60)
         rows.to_csv(table, sep="\t", index=False, mode="a", header=not table.exists())

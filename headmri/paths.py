@@ -90,6 +90,12 @@ def path_table(results: str = "results", fmri_space: str = SPACE) -> dict[str, s
     }
 
 
+def model_key(encoder: str) -> str:
+    """The ``model-<key>`` path entity of an encoder name: letters and digits only (``timm:vit_small`` ->
+    ``vitsmall``, ``cnn_demo`` -> ``cnndemo``)."""
+    return "".join(ch for ch in encoder.split(":")[-1].lower() if ch.isalnum())
+
+
 def baseline_key(name: str) -> str:
     """The ``model`` value (``model-<key>`` entity) of an fMRI baseline: ``random_forest`` -> ``randomforest``."""
     return "".join(ch for ch in name if ch.isalnum())

@@ -158,9 +158,7 @@ def task_class(task, subject):
     return CFG.task(task).class_of(SUBJECT_GROUP[subject])
 
 
-def model_key(encoder: str) -> str:
-    """The `model-<key>` path entity for an encoder name: letters and digits only (BIDS entity value)."""
-    return "".join(ch for ch in encoder.split(":")[-1].lower() if ch.isalnum())
+model_key = _paths.model_key  # the `model-<key>` path entity of an encoder name
 
 
 # --- Image sources -----------------------------------------------------------------------------------
