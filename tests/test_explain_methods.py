@@ -243,6 +243,9 @@ def test_log_odds_occlusion_credits_each_of_two_redundant_regions_that_probabili
     assert max(abs(log_odds[c]) for c in (1022, 2022)) < 1e-6
     with pytest.raises(ValueError, match="score"):
         RegionOcclusion(model, score="logit")
+    from headmri.explain import occlusion
+
+    assert occlusion.SCORES == config.OCCLUSION_SCORES  # what the config accepts is what the method computes
 
 
 def test_occluding_only_the_slices_that_hold_a_region_gives_the_same_values_for_fewer_passes():

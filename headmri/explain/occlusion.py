@@ -147,7 +147,7 @@ def paint_regions(labels: np.ndarray, values: Mapping[int, float]) -> np.ndarray
 
 class RegionOcclusion(RegionMethod):
     """Replace one atlas region at a time by the training controls' mean slices and record the drop in the
-    subject-level target probability. Works for any slice classifier that returns logits."""
+    subject-level target probability (or mean log-odds: ``score``). Works for any slice classifier that returns logits."""
 
     name = "occlusion"
     class_specific = True
@@ -162,7 +162,7 @@ class RegionOcclusion(RegionMethod):
         self.score = score
         self.forward_passes = 0  # slices put through the model by the last region_values call
 
-    def _probabilities(self, images: torch.Tensor, target: int) -> torch.Tensor:
+    def _scores(self, images: torch.Tensor, target: int) -> torch.Tensor:
         """Each slice's score: the target's probability, or its log-odds (``score``)."""
         logits = self.model(images.to(self.device, torch.float32)).float()
         if self.score == "probability":
@@ -188,7 +188,7 @@ class RegionOcclusion(RegionMethod):
         self.forward_passes = 0
         try:
             with torch.no_grad():
-                base = torch.cat([self._probabilities(slices[i:i + self.batch_size], target)
+                base = torch.cat([self._scores(slices[i:i + self.batch_size], target)
                                   for i in range(0, n, self.batch_size)]) if n else torch.zeros(0, dtype=torch.float64)
                 self.forward_passes += n
                 occluded_sum = {code: 0.0 for code in regions.codes}
@@ -224,7 +224,7 @@ class RegionOcclusion(RegionMethod):
             while len(owners) >= self.batch_size:
                 stacked = torch.cat(pending)
                 batch, rest = stacked[:self.batch_size], stacked[self.batch_size:]
-                yield owners[:self.batch_size], self._probabilities(batch, target)
+                yield owners[:self.batch_size], self._scores(batch, target)
                 pending, owners = ([rest] if len(rest) else []), owners[self.batch_size:]
         if owners:
-            yield owners, self._probabilities(torch.cat(pending), target)
+            yield owners, self._scores(torch.cat(pending), target)
