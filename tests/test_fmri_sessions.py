@@ -19,7 +19,7 @@ from headmri.fmri import baselines as bl
 from headmri.fmri import inputs as fmri_inputs
 from headmri.fmri import jobs
 from headmri.fmri.validation import leave_one_subject_out_images
-from headmri.inputs import IMAGE_KEY_PATTERN
+from headmri.inputs import IMAGE_KEY_PATTERN, unused_rows
 from headmri.splits import make_split_file, read_split
 
 from workflow_runner import REPO, dry_run, write_config
@@ -102,6 +102,18 @@ def test_runs_last_takes_the_last_run_of_a_session_and_records_it(tmp_path):
     assert run.choice == "last of 2 (runs: last)"
     [first] = fmri_inputs.plan_runs(_patterns(tmp_path), ["01"]).values()
     assert "_run-1_" in first.bold and "(runs: first)" in first.choice
+
+
+def test_the_runs_left_out_get_not_used_rows_with_their_session_and_run(tmp_path):
+    _derivatives(tmp_path, "01", "1", runs=("1", "2"))
+    [run] = fmri_inputs.plan_runs(_patterns(tmp_path), ["01"], runs="last").values()
+    assert len(run.others) == 1 and "_run-1_" in run.others[0]
+    [row] = unused_rows([run], "bold")
+    assert row["file"] == run.others[0] and row["status"] == "not used" and row["image"] == "n/a"
+    assert (row["subject"], row["session"], row["run"], row["modality"]) == ("sub-01", "ses-1", "run-1", "bold")
+    assert row["choice"] == "not chosen: last of 2 (runs: last)"
+    every = fmri_inputs.plan_runs(_patterns(tmp_path), ["01"], runs="all").values()
+    assert unused_rows(every, "bold") == []  # runs: all leaves nothing out
 
 
 @pytest.mark.parametrize("runs", ["first", "all"])

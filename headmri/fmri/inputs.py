@@ -55,6 +55,7 @@ class PlannedRun:
     sidecar: str
     choice: str = "only file"
     key: str = ""
+    others: tuple[str, ...] = ()  # the session's BOLD runs that were not chosen (rows `not used` of inputs.tsv)
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -137,11 +138,12 @@ def _image_key(label: str, session: str | None, bold: Path, several: bool) -> st
     return label + (f"_ses-{session}" if session else "")
 
 
-def _planned(patterns: BoldPatterns, label: str, key: str, bold: Path, tables: list[Path], choice: str) -> PlannedRun:
+def _planned(patterns: BoldPatterns, label: str, key: str, bold: Path, tables: list[Path], choice: str,
+             others: tuple[str, ...] = ()) -> PlannedRun:
     confounds = matching_confounds(bold, tables, key)
     sidecar = re.sub(r"\.nii(\.gz)?$", ".json", str(bold))
     return PlannedRun(label, str(bold), str(companion(bold, patterns.mask)), str(confounds) if confounds else None,
-                      sidecar, choice, key)
+                      sidecar, choice, key, others)
 
 
 def find_runs(patterns: BoldPatterns, label: str, runs: str = "first", sessions: bool = True) -> list[PlannedRun]:
@@ -161,12 +163,13 @@ def find_runs(patterns: BoldPatterns, label: str, runs: str = "first", sessions:
         chosen, choice = _choose(group, patterns.space, runs)
         if not sessions and len({run_entities(f).get("ses") for f in group}) > 1:
             choice += "; sessions not told apart beside structural sources"
-        for bold in chosen:
+        others = tuple(str(f) for f in group if f not in chosen)
+        for index, bold in enumerate(chosen):
             key = _image_key(label, session, bold, len(chosen) > 1)
             if any(p.key == key for p in planned):
                 raise InputError(f"two BOLD runs would both be image sub-{key}; narrow fmri.bold to keep one",
                                  subject=f"sub-{key}", path=bold)
-            planned.append(_planned(patterns, label, key, bold, tables, choice))
+            planned.append(_planned(patterns, label, key, bold, tables, choice, others if index == 0 else ()))
     return planned
 
 

@@ -41,7 +41,7 @@ rule input_table:
     output:
         tsv=P["inputs"],
     params:
-        unused=_inputs.unused_rows(IMAGES.values()),
+        unused=_inputs.unused_rows(IMAGES.values()) + (_inputs.unused_rows(BOLD_RUNS.values(), "bold") if FMRI.enabled else []),
     log:
         f"{LOGS}/qc/input_table.log",
     priority: INPUT_PRIORITY
