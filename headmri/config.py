@@ -170,7 +170,7 @@ class LearnedCheckConfig:
 
 
 SELECTION_RULES = ("loss", "auc", "last")
-AUGMENTATIONS = ("none", "affine")  # headmri.training.augment implements them
+AUGMENTATIONS = ("none", "affine", "erase")  # headmri.training.augment implements them
 
 
 @dataclass(frozen=True)

@@ -54,3 +54,22 @@ def test_none_means_no_augmentation_and_unknown_names_are_refused():
     assert make_augment("none") is None and isinstance(make_augment("affine"), AffineJitter)
     with pytest.raises(ConfigError, match="training.augment.*none.*affine"):
         TrainingConfig(augment="elastic")
+
+
+def test_erase_blanks_one_square_in_about_half_the_slices_and_leaves_the_rest_untouched():
+    from headmri.training.augment import RandomErase
+
+    torch.manual_seed(0)
+    x = torch.rand(400, 1, 64, 64) + 0.5  # no zeros before
+    before = x.clone()
+    out = RandomErase(size=0.25, p=0.5)(x)
+    zeros = (out == 0).sum(dim=(1, 2, 3))
+    side = 16
+    assert set(zeros.tolist()) == {0, side * side}  # one whole square or nothing
+    assert 150 < int((zeros > 0).sum()) < 250
+    changed = out != x
+    assert torch.equal(out[~changed], x[~changed]) and torch.equal(x, before)  # the input is not modified
+    one = int(torch.nonzero(zeros)[0])
+    rows, cols = torch.nonzero(out[one, 0] == 0, as_tuple=True)
+    assert int(rows.max() - rows.min()) == int(cols.max() - cols.min()) == side - 1  # a square
+    assert isinstance(make_augment("erase"), RandomErase)
