@@ -8,6 +8,12 @@ headmri.evaluation.metrics.fold_metrics, the same function the CNN folds use, pl
 folds of the training subjects (CalibratedClassifierCV, what scikit-learn 1.9 puts in place of
 ``SVC(probability=True)``).
 
+A participant with several images (sessions) is one unit of the fit, as it is of the split: the internal
+calibration folds keep each participant's images on one side (``calibration_cv``), and each training image
+weighs 1 / (its participant's training images) in the scaler, the SVM with its calibration, and the random
+forest (``participant_weights``), so every participant counts once. With one image per participant both
+are what they were before (scikit-learn's StratifiedKFold, no weights), so those results do not change.
+
 Permutation importance (as scikit-learn's ``permutation_importance`` defines it, computed in one batch) is measured per fold on the fold's test
 subjects, scored by the log-likelihood of their true classes: how much worse the model predicts held-out
 subjects when one region's RFCS is shuffled among them. A fold with fewer than two test subjects (every
@@ -21,12 +27,13 @@ has in the fold, so no participant's session trains while another is tested.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.ensemble import RandomForestClassifier
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -69,12 +76,18 @@ class BaselineResult:
     importance: pd.DataFrame  # fold, feature, importance_mean, importance_std, n_subjects
 
 
-def make_model(name: str, settings: BaselineSettings) -> Pipeline:
+CalibrationCV = int | list[tuple[np.ndarray, np.ndarray]]
+
+
+def make_model(name: str, settings: BaselineSettings, calibration: CalibrationCV | None = None) -> Pipeline:
+    """The unfitted pipeline; ``calibration`` is the SVM's internal CV (``calibration_cv``; default
+    ``settings.calibration_folds`` stratified folds)."""
     if name == "svm":
         # scikit-learn 1.9 replaces SVC(probability=True) by this (Platt scaling on internal folds of the
         # training subjects, one SVC refitted on all of them)
+        cv = settings.calibration_folds if calibration is None else calibration
         svm = CalibratedClassifierCV(SVC(C=settings.svm_c, kernel=settings.svm_kernel), method="sigmoid",
-                                     ensemble=False, cv=settings.calibration_folds)
+                                     ensemble=False, cv=cv)
         return make_pipeline(StandardScaler(), svm)
     if name == "random_forest":
         return make_pipeline(StandardScaler(), RandomForestClassifier(n_estimators=settings.trees, random_state=settings.seed))
@@ -106,20 +119,61 @@ def _log_likelihood(proba: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.log(np.clip(true, eps, 1 - eps)).mean(axis=1)
 
 
+def participants_of(rows: pd.DataFrame) -> pd.Series:
+    """Each row's participant: the ``subject`` column of an image-level split, else the row itself."""
+    return rows[SUBJECT if SUBJECT in rows.columns else "participant_id"].astype(str)
+
+
+def participant_weights(train: pd.DataFrame) -> np.ndarray | None:
+    """1 / (the participant's training images) per training row, so a participant with three sessions
+    weighs as much as one with one (its sessions are not independent subjects). None when every
+    participant has one image: scikit-learn 1.9's forest draws its bootstrap differently once given
+    weights, even all-one weights, and the fits must stay what they were."""
+    participants = participants_of(train)
+    counts = participants.map(participants.value_counts()).to_numpy(float)
+    return None if (counts == 1).all() else 1.0 / counts
+
+
+def calibration_cv(train: pd.DataFrame, folds: int) -> CalibrationCV:
+    """The SVM's internal calibration folds over the training rows. Stratified folds on images
+    (CalibratedClassifierCV's own ``cv=folds``) would put one participant's sessions on both sides of a
+    split, the Platt scaling then fitted on scores of a participant the SVM trained on: with several
+    images per participant the folds are StratifiedGroupKFold's by participant (``folds`` at most the
+    participants of the smallest class, see ``_fit_fold``). With one image each: ``folds``, as before."""
+    participants, y = participants_of(train).to_numpy(), train["class_index"].to_numpy()
+    if len(set(participants)) == len(participants):
+        return folds
+    splits = list(StratifiedGroupKFold(n_splits=folds).split(np.zeros(len(y)), y, participants))
+    for fit, _ in splits:
+        if len(set(y[fit])) < len(set(y)):
+            raise InputError(f"a calibration fold trains on classes {sorted(set(y[fit]))} of {sorted(set(y))}: "
+                             "too few participants per class for grouped Platt scaling")
+    return splits
+
+
+def _fit_params(pipeline: Pipeline, weights: np.ndarray | None) -> dict[str, np.ndarray]:
+    """``sample_weight`` for every step of the pipeline (scaler and classifier), or nothing."""
+    return {} if weights is None else {f"{name}__sample_weight": weights for name, _ in pipeline.steps}
+
+
 def _fit_fold(features: pd.DataFrame, rows: pd.DataFrame, task: Task, model: str, settings: BaselineSettings):
-    """(fitted pipeline, subject predictions of the fold)."""
+    """(fitted pipeline, image predictions of the fold)."""
     train = rows[rows["split"].isin(settings.fit_splits)]
     present = set(train["class_index"])
     if present != set(range(len(task.classes))):
         raise InputError(f"fold {int(rows['fold'].iloc[0])} trains on classes {sorted(present)} only; every class "
                          f"of {list(task.classes)} needs training subjects")
-    smallest = int(train["class_index"].value_counts().min())
-    if model == "svm" and smallest < settings.calibration_folds:
+    # participants, not images, per class: a calibration fold holds whole participants
+    smallest = int(participants_of(train).groupby(train["class_index"]).nunique().min())
+    calibration = None
+    if model == "svm":
         if smallest < 2:
-            raise InputError(f"fold {int(rows['fold'].iloc[0])} has one training subject in a class: the SVM's "
+            raise InputError(f"fold {int(rows['fold'].iloc[0])} has one training participant in a class: the SVM's "
                              "probability calibration needs two or more per class")
-        settings = replace(settings, calibration_folds=smallest)  # Platt scaling on fewer internal folds
-    pipeline = make_model(model, settings).fit(_features_of(features, train["participant_id"]), train["class_index"])
+        calibration = calibration_cv(train, min(smallest, settings.calibration_folds))  # fewer folds if need be
+    pipeline = make_model(model, settings, calibration)
+    pipeline.fit(_features_of(features, train["participant_id"]), train["class_index"],
+                 **_fit_params(pipeline, participant_weights(train)))
     proba = pipeline.predict_proba(_features_of(features, rows["participant_id"]))
     kept = ["participant_id", "fold", "split", "class_index"] + ([SUBJECT] if SUBJECT in rows.columns else [])
     out = rows[kept].reset_index(drop=True)  # with a participant's images, its participant (pooling checks it)
