@@ -49,6 +49,7 @@ import json
 import logging
 import os
 import platform
+import re
 import statistics
 import time
 import zlib
@@ -206,6 +207,8 @@ def run_settings(args, run: TaskRun) -> dict:
     options = dict(run.explain.get("occlusion", {}) or {}) if run.method == "occlusion" else {}
     if run.method == "occlusion" and args.occlusion_score:
         options["score"] = args.occlusion_score
+    if run.method == "occlusion" and args.occlusion_mode:
+        options["mode"] = args.occlusion_mode
     sanity = None
     if args.sanity_patients >= 0 and args.sanity_repeats > 0:
         sanity = {"patients": args.sanity_patients, "repeats": args.sanity_repeats,
@@ -313,6 +316,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--limited-sanity", default=None, metavar="PxR",
                         help="randomisation test of the --limit-methods: P patients x R re-initialisations "
                              "(default: --sanity-patients x --sanity-repeats)")
+    parser.add_argument("--occlusion-mode", default=None, choices=["delete", "insert"],
+                        help="occlusion's mode (default: the run's explain.occlusion.mode)")
     parser.add_argument("--occlusion-score", default=None, choices=["probability", "log_odds"],
                         help="occlusion's score (default: the run's explain.occlusion.score)")
     parser.add_argument("--scratch", type=Path, default=None)
@@ -388,10 +393,13 @@ def bench_method(args, results: Path, config: dict, task: str, classes: list[str
     saved = (args.sanity_patients, args.sanity_repeats)
     args.sanity_patients, args.sanity_repeats = sanity_of(args, method, bool(limit))
     scratch = args.scratch or Path("/tmp/bench_explanations") / args.cohort
+    # one folder per method and option (occlusion[log_odds,insert] -> occlusion_log_odds_insert): two runs
+    # with other options side by side must never write one fold's files
+    folder = re.sub(r"[\[\],]+", "_", base["method"]).strip("_")
     rows = []
     try:
         for statistic in ("-",) if methods.method_class(method).scores_regions else args.statistics.split(","):
-            out_dir = scratch / f"task-{task}" / (method if statistic == "-" else f"{method}-{statistic}")
+            out_dir = scratch / f"task-{task}" / (folder if statistic == "-" else f"{folder}-{statistic}")
             run = TaskRun(results, config, task, classes, model, method, statistic if statistic != "-" else "max", limit)
             records = explain_task(args, run, out_dir)
             rows += rank_and_score(args, run, records, out_dir, {**base, "region_statistic": statistic})
@@ -423,7 +431,8 @@ def main(argv: list[str] | None = None) -> None:
     for task in args.tasks.split(",") if args.tasks else list(classes_of):
         model = args.model or model_keys(results, args.source, task)[0]
         for method in args.methods.split(","):
-            label = f"{method}[{args.occlusion_score}]" if method == "occlusion" and args.occlusion_score else method
+            tags = [t for t in (args.occlusion_score, args.occlusion_mode) if t] if method == "occlusion" else []
+            label = f"{method}[{','.join(tags)}]" if tags else method
             base = {"date": stamp, "machine": machine, "cohort": args.cohort, "task": task, "model": model,
                     "method": label, "class_specific": bool(methods.method_class(method).class_specific)}
             rows += bench_method(args, results, config, task, classes_of[task], method, base)

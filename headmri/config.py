@@ -267,6 +267,7 @@ class ComputeConfig:
 
 
 OCCLUSION_SCORES = ("probability", "log_odds")  # explain.occlusion.score (headmri.explain.occlusion.SCORES)
+OCCLUSION_MODES = ("delete", "insert")  # explain.occlusion.mode (headmri.explain.occlusion.MODES)
 
 
 @dataclass(frozen=True)
@@ -277,20 +278,24 @@ class OcclusionConfig:
     the other slices are unchanged by the occlusion; false passes every slice, for checking). ``score``:
     what the drop is measured on, ``probability`` (the subject's mean slice probability of the target) or
     ``log_odds`` (the mean slice log-odds, which a saturated model does not flatten:
-    ``headmri.explain.occlusion``)."""
+    ``headmri.explain.occlusion``). ``mode``: ``delete`` (the drop when the region is replaced by the
+    controls' mean) or ``insert`` (the rise of the controls' mean when it gets the patient's region)."""
 
     batch_size: int = 128
     only_slices_with_region: bool = True
     score: str = "probability"
+    mode: str = "delete"
 
     def __post_init__(self) -> None:
         if self.score not in OCCLUSION_SCORES:
             raise ConfigError(f"explain.occlusion.score must be one of {list(OCCLUSION_SCORES)}, got {self.score!r}")
+        if self.mode not in OCCLUSION_MODES:
+            raise ConfigError(f"explain.occlusion.mode must be one of {list(OCCLUSION_MODES)}, got {self.mode!r}")
 
     def options(self) -> dict[str, Any]:
         """The keyword options of the method's class."""
         return {"batch_size": int(self.batch_size), "only_slices_with_region": bool(self.only_slices_with_region),
-                "score": self.score}
+                "score": self.score, "mode": self.mode}
 
 
 NORMALISATIONS = ("zscore", "rank", "none")  # explain.normalisation (headmri.explain.merge)

@@ -43,7 +43,8 @@ def test_an_unknown_method_is_rejected_by_the_registry_and_the_typed_config():
         config.from_mapping({"tasks": [{"name": "t", "classes": ["HC", "migraine"]}], "explain": {"method": "lime"}})
     cfg = config.from_mapping({"tasks": [{"name": "t", "classes": ["HC", "migraine"]}],
                                "explain": {"method": "occlusion", "occlusion": {"batch_size": 7}}})
-    assert cfg.explain.method_options() == {"batch_size": 7, "only_slices_with_region": True, "score": "probability"}
+    assert cfg.explain.method_options() == {"batch_size": 7, "only_slices_with_region": True, "score": "probability",
+                                          "mode": "delete"}
     with pytest.raises(ConfigError, match="explain.occlusion.score must be one of"):
         config.from_mapping({"tasks": [{"name": "t", "classes": ["HC", "migraine"]}],
                              "explain": {"method": "occlusion", "occlusion": {"score": "logit"}}})
@@ -246,6 +247,31 @@ def test_log_odds_occlusion_credits_each_of_two_redundant_regions_that_probabili
     from headmri.explain import occlusion
 
     assert occlusion.SCORES == config.OCCLUSION_SCORES  # what the config accepts is what the method computes
+
+
+def test_insertion_credits_each_of_two_redundant_regions_with_the_rise_it_alone_gives_the_neutral_image():
+    geometry = SliceGeometry.create(axis=0, size=24, source_shape=GRID, source_affine=AFFINE, kept_indices=range(1, 5))
+    labels = _labels()
+    regions = SliceRegions(geometry, labels, CODES)
+    model = _TwoRegionReader(regions.masks(READ)[0] > 0.5, regions.masks(3022)[0] > 0.5)
+    patient = np.where(labels > 0, 0.5, 0).astype(np.float32)
+    patient[(labels == READ) | (labels == 3022)] = 0.9
+    neutral = _cut(geometry, np.where(labels > 0, 0.3, 0.0).astype(np.float32))
+    slices = torch.from_numpy(_cut(geometry, patient))[:, None]
+    deleted = RegionOcclusion(model, batch_size=3).region_values(slices, 1, regions, neutral)
+    inserted = RegionOcclusion(model, batch_size=3, mode="insert").region_values(slices, 1, regions, neutral)
+    assert max(deleted[READ], deleted[3022]) < 0.01  # saturated: deleting either leaves p near 1
+    # alone in the neutral image each read region takes the logit from 2 x 20 x (0.3 - 0.5) = -8 to +4
+    expected = {code: len(regions.positions(code)) / regions.n_slices * (torch.sigmoid(torch.tensor(8.0)).item() - 0)
+                for code in (READ, 3022)}
+    for code in (READ, 3022):
+        assert inserted[code] == pytest.approx(expected[code], abs=1e-4) and inserted[code] > 0.5
+    assert max(abs(inserted[c]) for c in (1022, 2022)) < 1e-6  # regions the model does not read
+    with pytest.raises(ValueError, match="mode"):
+        RegionOcclusion(model, mode="keep")
+    from headmri.explain import occlusion
+
+    assert occlusion.MODES == config.OCCLUSION_MODES
 
 
 def test_occluding_only_the_slices_that_hold_a_region_gives_the_same_values_for_fewer_passes():

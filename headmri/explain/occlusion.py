@@ -15,6 +15,15 @@ sure of a patient from two regions at once keeps p near 1 when either is occlude
 ``probability`` both get almost nothing (saturation); the log-odds drop by the evidence each region
 carried. The same forward passes either way.
 
+**Mode** (``mode``). ``delete`` (the default): the drop above, what the region's removal costs the decision
+(its necessity). ``insert``: the rise from the neutral image when only the region is the patient's,
+
+    value(region) = p(target | neutral with the region from the slices) - p(target | neutral)
+
+(its sufficiency, the "preservation" side of Fong and Vedaldi 2017). A model that finds a patient from two
+regions at once needs neither (deleting one leaves the other), but each alone moves the neutral image; the
+same forward passes as ``delete``, with the roles of the slices and the neutral image swapped.
+
 **Neutral image.** The mean slice of the fold's *training* controls (reference-class subjects with
 ``split == train`` in that fold) at the same slice position (the same index along the slicing axis of
 the MNI grid); a control whose slice at that position was dropped (too little brain) counts as an empty
@@ -45,6 +54,7 @@ from headmri.explain.methods import RegionMethod
 from headmri.slices.geometry import SliceGeometry, resize_stack
 
 SCORES = ("probability", "log_odds")  # what the drop is measured on (headmri.config.OCCLUSION_SCORES)
+MODES = ("delete", "insert")  # headmri.config.OCCLUSION_MODES
 
 
 def same_slicing(geometry: SliceGeometry, other: SliceGeometry) -> bool:
@@ -154,12 +164,16 @@ class RegionOcclusion(RegionMethod):
     needs_reference = True
 
     def __init__(self, model: torch.nn.Module, *, batch_size: int = 128, target_layer: str | None = None,
-                 only_slices_with_region: bool = True, score: str = "probability", **options: Any):
+                 only_slices_with_region: bool = True, score: str = "probability", mode: str = "delete",
+                 **options: Any):
         super().__init__(model, batch_size=batch_size, target_layer=target_layer, **options)
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.only_slices_with_region = bool(only_slices_with_region)
         self.score = score
+        self.mode = mode
         self.forward_passes = 0  # slices put through the model by the last region_values call
 
     def _scores(self, images: torch.Tensor, target: int) -> torch.Tensor:
@@ -172,6 +186,22 @@ class RegionOcclusion(RegionMethod):
         return (log_p[:, target] - torch.logsumexp(others, dim=1)).cpu()
 
     def region_values(self, slices, target: int, regions: SliceRegions, reference: np.ndarray) -> dict[int, float]:
+        """Each region's value (module docstring): the drop when it is replaced by ``reference``, or with
+        ``mode: insert`` the rise when ``reference`` gets the region from ``slices``."""
+        if self.mode == "delete":
+            return self._drops(slices, target, regions, reference)
+        slices = torch.as_tensor(np.asarray(slices) if not isinstance(slices, torch.Tensor) else slices).float().cpu()
+        if slices.ndim != 4 or slices.shape[1] != 1:
+            raise ValueError(f"slices must be (n, 1, S, S) grey images, got {tuple(slices.shape)}")
+        neutral = torch.as_tensor(np.asarray(reference, dtype=np.float32))
+        if tuple(neutral.shape) != (len(slices), *slices.shape[-2:]):
+            raise ValueError(f"the neutral image must be one slice per slice, {(len(slices), *slices.shape[-2:])}, got "
+                             f"{tuple(neutral.shape)}")
+        # "neutral with the region from the slices" is "the slices with the region replaced" with the two swapped
+        drops = self._drops(neutral[:, None], target, regions, slices[:, 0].numpy())
+        return {code: -value for code, value in drops.items()}
+
+    def _drops(self, slices, target: int, regions: SliceRegions, reference: np.ndarray) -> dict[int, float]:
         slices = torch.as_tensor(np.asarray(slices) if not isinstance(slices, torch.Tensor) else slices).float().cpu()
         n = len(slices)
         if slices.ndim != 4 or slices.shape[1] != 1:
