@@ -59,6 +59,11 @@ COHORTS: dict[str, tuple[int, list[tuple[str, str, str, str, float]]]] = {
     "mild_restored": (606, [("migraine", "Amygdala", "both", "both", -0.15), ("migraine", "superiorfrontal", "lh", "both", -0.15),
                             ("APTH", "Thalamus", "rh", "both", -0.15), ("APTH", "parahippocampal", "both", "both", -0.15),
                             ("PPTH", "pericalcarine", "both", "both", -0.15), ("PPTH", "middletemporal", "lh", "both", -0.15)]),
+    # 2026-12-01, after the recipe and the explanation defaults were fixed: a cohort nothing was chosen on,
+    # again a large region beside a small subcortical one in each task (the shape of seed 505's miss)
+    "mixed_c": (707, [("migraine", "insula", "lh", "both", -0.25), ("migraine", "Caudate", "both", "both", -0.25),
+                      ("APTH", "lingual", "both", "both", -0.25), ("APTH", "Hippocampus", "rh", "both", -0.25),
+                      ("PPTH", "precuneus", "both", "both", -0.25), ("PPTH", "Pallidum", "lh", "both", -0.25)]),
 }
 RESTORED = {"mild_restored"}
 
