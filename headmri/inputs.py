@@ -197,9 +197,8 @@ def unused_rows(images: Iterable, modality: str = "T1w") -> list[dict]:
     """Rows of inputs.tsv for the files that no image uses (other runs of a session): of the T1w images
     (``Image``), or with ``modality="bold"`` of the fMRI branch's runs (``headmri.fmri.inputs.PlannedRun``:
     the same ``key``, ``label``, ``others`` and ``choice``)."""
-    where = _session_run if modality != "T1w" else (lambda f: {})  # a T1w row reads them off its own name
     return [_row(image.key, image.label, f, status="not used", image=NA, choice=f"not chosen: {image.choice}",
-                 modality=modality, **where(f))
+                 modality=modality, **_session_run(f))
             for image in images for f in image.others]
 
 

@@ -73,3 +73,7 @@ def test_erase_blanks_one_square_in_about_half_the_slices_and_leaves_the_rest_un
     rows, cols = torch.nonzero(out[one, 0] == 0, as_tuple=True)
     assert int(rows.max() - rows.min()) == int(cols.max() - cols.min()) == side - 1  # a square
     assert isinstance(make_augment("erase"), RandomErase)
+    from headmri.config import AUGMENTATIONS
+    from headmri.training.augment import AUGMENTS
+
+    assert tuple(AUGMENTS) == AUGMENTATIONS  # what the config accepts is what the module builds

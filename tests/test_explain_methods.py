@@ -227,7 +227,8 @@ class _TwoRegionReader(torch.nn.Module):
         return torch.stack([-z, z], dim=1)
 
 
-def test_log_odds_occlusion_credits_each_of_two_redundant_regions_that_probability_does_not():
+def _two_region_patient():
+    """(regions, the two-region model, a patient bright (0.9) in both read regions, the neutral image at 0.3)."""
     geometry = SliceGeometry.create(axis=0, size=24, source_shape=GRID, source_affine=AFFINE, kept_indices=range(1, 5))
     labels = _labels()
     regions = SliceRegions(geometry, labels, CODES)
@@ -236,6 +237,11 @@ def test_log_odds_occlusion_credits_each_of_two_redundant_regions_that_probabili
     patient[(labels == READ) | (labels == 3022)] = 0.9
     neutral = _cut(geometry, np.where(labels > 0, 0.3, 0.0).astype(np.float32))
     slices = torch.from_numpy(_cut(geometry, patient))[:, None]
+    return regions, model, slices, neutral
+
+
+def test_log_odds_occlusion_credits_each_of_two_redundant_regions_that_probability_does_not():
+    regions, model, slices, neutral = _two_region_patient()
     probability = RegionOcclusion(model, batch_size=3).region_values(slices, 1, regions, neutral)
     log_odds = RegionOcclusion(model, batch_size=3, score="log_odds").region_values(slices, 1, regions, neutral)
     assert max(probability[READ], probability[3022]) < 0.01  # saturated: occluding either leaves p near 1
@@ -250,14 +256,7 @@ def test_log_odds_occlusion_credits_each_of_two_redundant_regions_that_probabili
 
 
 def test_insertion_credits_each_of_two_redundant_regions_with_the_rise_it_alone_gives_the_neutral_image():
-    geometry = SliceGeometry.create(axis=0, size=24, source_shape=GRID, source_affine=AFFINE, kept_indices=range(1, 5))
-    labels = _labels()
-    regions = SliceRegions(geometry, labels, CODES)
-    model = _TwoRegionReader(regions.masks(READ)[0] > 0.5, regions.masks(3022)[0] > 0.5)
-    patient = np.where(labels > 0, 0.5, 0).astype(np.float32)
-    patient[(labels == READ) | (labels == 3022)] = 0.9
-    neutral = _cut(geometry, np.where(labels > 0, 0.3, 0.0).astype(np.float32))
-    slices = torch.from_numpy(_cut(geometry, patient))[:, None]
+    regions, model, slices, neutral = _two_region_patient()
     deleted = RegionOcclusion(model, batch_size=3).region_values(slices, 1, regions, neutral)
     inserted = RegionOcclusion(model, batch_size=3, mode="insert").region_values(slices, 1, regions, neutral)
     assert max(deleted[READ], deleted[3022]) < 0.01  # saturated: deleting either leaves p near 1

@@ -188,20 +188,6 @@ class RegionOcclusion(RegionMethod):
     def region_values(self, slices, target: int, regions: SliceRegions, reference: np.ndarray) -> dict[int, float]:
         """Each region's value (module docstring): the drop when it is replaced by ``reference``, or with
         ``mode: insert`` the rise when ``reference`` gets the region from ``slices``."""
-        if self.mode == "delete":
-            return self._drops(slices, target, regions, reference)
-        slices = torch.as_tensor(np.asarray(slices) if not isinstance(slices, torch.Tensor) else slices).float().cpu()
-        if slices.ndim != 4 or slices.shape[1] != 1:
-            raise ValueError(f"slices must be (n, 1, S, S) grey images, got {tuple(slices.shape)}")
-        neutral = torch.as_tensor(np.asarray(reference, dtype=np.float32))
-        if tuple(neutral.shape) != (len(slices), *slices.shape[-2:]):
-            raise ValueError(f"the neutral image must be one slice per slice, {(len(slices), *slices.shape[-2:])}, got "
-                             f"{tuple(neutral.shape)}")
-        # "neutral with the region from the slices" is "the slices with the region replaced" with the two swapped
-        drops = self._drops(neutral[:, None], target, regions, slices[:, 0].numpy())
-        return {code: -value for code, value in drops.items()}
-
-    def _drops(self, slices, target: int, regions: SliceRegions, reference: np.ndarray) -> dict[int, float]:
         slices = torch.as_tensor(np.asarray(slices) if not isinstance(slices, torch.Tensor) else slices).float().cpu()
         n = len(slices)
         if slices.ndim != 4 or slices.shape[1] != 1:
@@ -212,6 +198,16 @@ class RegionOcclusion(RegionMethod):
         if tuple(reference.shape) != (n, *slices.shape[-2:]):
             raise ValueError(f"the neutral image must be one slice per slice, {(n, *slices.shape[-2:])}, got "
                              f"{tuple(reference.shape)}")
+        if self.mode == "delete":
+            return self._drops(slices, target, regions, reference)
+        # "neutral with the region from the slices" is "the slices with the region replaced" with the two swapped
+        drops = self._drops(reference[:, None], target, regions, slices[:, 0])
+        return {code: -value for code, value in drops.items()}
+
+    def _drops(self, slices: torch.Tensor, target: int, regions: SliceRegions, reference: torch.Tensor) -> dict[int, float]:
+        """The drop of the subject's score per region when ``reference`` (n, S, S) replaces it in ``slices``
+        (n, 1, S, S), both checked by ``region_values``."""
+        n = len(slices)
         target = int(target)
         was_training = self.model.training
         self.model.eval()

@@ -70,7 +70,7 @@ class RandomErase:
         """``x`` (B, C, S, S) -> a copy, each item with or without its own square."""
         n, width = x.shape[0], x.shape[-1]
         side = max(1, round(self.size * width))
-        top, left = (torch.randint(0, width - side + 1, (2, n), device=x.device))
+        top, left = torch.randint(0, width - side + 1, (2, n), device=x.device)
         erased = torch.rand(n, device=x.device) < self.p
         rows = torch.arange(width, device=x.device)
         inside_rows = (rows[None] >= top[:, None]) & (rows[None] < top[:, None] + side)  # (B, S)
