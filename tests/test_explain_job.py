@@ -1,6 +1,7 @@
 """The explain_fold job on a tiny synthetic fold: outputs, patient selection, and every bad input."""
 
 import json
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -8,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 from explain_call import explain
+from workflow_runner import dry_run, write_config
 
 from headmri.errors import ConfigError, InputError
 from headmri.explain import regions
@@ -275,3 +277,17 @@ def test_the_regional_work_runs_in_order_on_one_background_thread_and_its_errors
     with _InOrder(False) as work:  # overlap off: each piece at once, on this thread
         work.submit(lambda: record("now"))
         assert done == ["now"]
+
+
+@pytest.mark.parametrize("ranking", ["contrast", "mean"])
+def test_the_demo_config_explains_the_controls_only_for_its_contrast_ranking(tmp_path, ranking):
+    """The workflow's wiring: with explain.ranking: contrast (the demo's) each explain job reads every
+    control's parcellation (controls explained for the disease class); with mean only the patients'."""
+    configfile = write_config(tmp_path / "config.yaml", results_dir=str(tmp_path / "results"), explain={"ranking": ranking})
+    jobs = [job for job in dry_run(tmp_path, configfile) if job.rule == "explain_fold"]
+    assert len(jobs) == 9  # 3 tasks x 3 folds
+    for job in jobs:
+        parcellated = {Path(f).name.split("_")[0] for f in job.inputs if f.endswith("wmparc_dseg.nii.gz")}
+        controls = {s for s in parcellated if s.startswith("sub-hc")}
+        assert len(parcellated - controls) == 8, job  # every patient of the task (explain.patients: all)
+        assert len(controls) == (8 if ranking == "contrast" else 0), job

@@ -25,6 +25,7 @@ class PlannedJob:
     rule: str
     wildcards: dict[str, str]
     reason: str
+    inputs: tuple[str, ...] = ()
 
     @property
     def subject(self) -> str | None:
@@ -42,7 +43,8 @@ def planned_jobs(dry_run_output: str) -> list[PlannedJob]:
 
     def close():
         wildcards = dict(w.split("=", 1) for w in fields.get("wildcards", "").split(", ") if "=" in w)
-        jobs.append(PlannedJob(rule, wildcards, fields.get("reason", "")))
+        inputs = tuple(filter(None, fields.get("input", "").split(", ")))
+        jobs.append(PlannedJob(rule, wildcards, fields.get("reason", ""), inputs))
 
     for line in dry_run_output.splitlines():
         if rule is not None:
@@ -119,6 +121,9 @@ TINY_CONFIG = {
     "slices": {"size": 112},  # the input size of the small demo ViT
     "model": {"encoder": "vit_tiny_demo"},
     "training": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0, "patience": 1, "max_slices_per_subject": 8},
+    # the demo's contrast explains the controls too (twice the occlusion time); these runs test the workflow's
+    # mechanics, so they explain patients only (the demo's contrast wiring: test_explain_job.py's dry run)
+    "explain": {"ranking": "mean"},
 }
 TRAIN_TARGET = "results/train/source-T1w/task-migraine/model-vittinydemo/fold-1/model.pt"
 
