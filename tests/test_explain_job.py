@@ -9,7 +9,6 @@ import pandas as pd
 import pytest
 import torch
 from explain_call import explain
-from workflow_runner import dry_run, write_config
 
 from headmri.errors import ConfigError, InputError
 from headmri.explain import regions
@@ -18,6 +17,8 @@ from headmri.explain.maps import slice_maps
 from headmri.models import build_architecture
 from headmri.slices.geometry import SliceGeometry
 from headmri.training import save_trained
+
+from workflow_runner import dry_run, write_config
 
 SHAPE = (14, 20, 16)  # a small "MNI grid": sagittal slices of 16 x 20, padded to 20 x 20
 AFFINE = np.array([[1.0, 0, 0, -7], [0, 1, 0, -10], [0, 0, 1, -8], [0, 0, 0, 1]])
