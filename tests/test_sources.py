@@ -155,8 +155,8 @@ def test_a_second_source_runs_beside_the_first_with_its_own_regions(tmp_path):
     sources = [{"name": "T1w"},
                {"name": "axial", "image": "brain_mni", "mask": "mask_mni", "atlas": "boxes_dseg.nii.gz",
                 "labels": "boxes.tsv", "axis": 2}]
-    configfile = write_config(wd / "config.yaml", **TINY_CONFIG, sources=sources,
-                              explain={"bootstrap": 20, "sanity_patients": 1, "sanity_repeats": 1})
+    explain = {**TINY_CONFIG["explain"], "bootstrap": 20, "sanity_patients": 1, "sanity_repeats": 1}
+    configfile = write_config(wd / "config.yaml", **{**TINY_CONFIG, "sources": sources, "explain": explain})
     run_snakemake(wd, configfile, "--cores", "2", timeout_s=3000)
     check_two_sources(wd / "results")
 
