@@ -1,6 +1,7 @@
 """Incremental runs on a generated BIDS cohort: a new subject or a replaced scan recomputes that subject
 alone (plus the cohort-wide tables whose inputs changed), the other subjects' outputs stay untouched,
-and a single subject can be processed on its own. Asserted from Snakemake's dry-run job list and from
+a single subject can be processed on its own, and a new subject's preprocessing killed mid-way (SIGKILL to
+Snakemake's whole process group) leaves nothing Snakemake takes as done and completes on the rerun. Asserted from Snakemake's dry-run job list and from
 file modification times."""
 
 from __future__ import annotations
@@ -17,8 +18,10 @@ from workflow_runner import (
     add_subject,
     copy_workdir,
     dry_run,
+    kill_when,
     preprocessed_workdir,
     run_snakemake,
+    start_snakemake,
 )
 
 pytestmark = pytest.mark.slow
@@ -71,7 +74,8 @@ def test_the_shared_cohort_is_complete(base):
     assert dry_run(base, base / "config.yaml", "preprocess_all") == [], "a finished run has nothing left to do"
 
 
-def test_adding_a_subject_runs_only_that_subject(base, per_subject_rules, cohort_rules, tmp_path):
+def test_adding_a_subject_runs_only_that_subject_even_when_killed_midway(base, per_subject_rules, cohort_rules,
+                                                                        tmp_path):
     wd = copy_workdir(base, tmp_path / "wd")
     before = snapshot(wd / "results")
     add_subject(wd, HELD_BACK)
@@ -93,7 +97,20 @@ def test_adding_a_subject_runs_only_that_subject(base, per_subject_rules, cohort
     assert {j.rule for j in targets if j.subject} <= per_subject_rules
     assert [j.rule for j in targets if not j.subject] == ["input_table"]
 
-    run_snakemake(wd, wd / "config.yaml", "--cores", "2", "preprocess_all")
+    # SIGKILL to Snakemake's process group once the subject's first job has written to its log (a crash,
+    # a cancelled cluster job): nothing the killed job leaves is taken as done, every file there is whole
+    proc = start_snakemake(wd, "preprocess_all")
+    log = wd / "results" / "logs"
+    kill_when(proc, lambda: any(p.stat().st_size > 0 for p in log.rglob(f"sub-{HELD_BACK}*.log")))
+    assert any(j.subject == HELD_BACK for j in dry_run(wd, wd / "config.yaml", "preprocess_all")), "work left"
+    for image in (wd / "results" / "preproc" / f"sub-{HELD_BACK}").rglob("*.nii.gz"):
+        nib.load(image).get_fdata()  # atomic writes: none is truncated
+
+    # as after any crash: release Snakemake's lock on the folder, then the same command again; one subject's
+    # chain runs alone, so its two heaviest jobs may take both cores (the workflow claims one thread each)
+    run_snakemake(wd, wd / "config.yaml", "--unlock", "--cores", "1")
+    run_snakemake(wd, wd / "config.yaml", "--cores", "2", "--set-threads", "brain_extraction=2", "register_to_mni=2",
+                  "--", "preprocess_all")
     after = snapshot(wd / "results")
     assert without_subject(after, HELD_BACK) == without_subject(before, HELD_BACK), "other subjects untouched"
     new = of_subject(after, HELD_BACK)

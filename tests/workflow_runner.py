@@ -8,9 +8,11 @@ import functools
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +103,26 @@ def run_snakemake(
     return done
 
 
+def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
+    """Snakemake (2 cores, workdir/config.yaml) in a session of its own, so that a kill reaches it and every
+    job it started; its output goes to workdir/snakemake.out."""
+    log = open(workdir / "snakemake.out", "w")
+    return subprocess.Popen(snakemake_command(workdir, workdir / "config.yaml", "--cores", "2", *args),
+                            cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_when(proc: subprocess.Popen, started, timeout_s: float = 600) -> None:
+    """SIGKILL the process group as soon as started() is true (the job is under way), as a crash or a
+    cancelled cluster job would."""
+    end = time.monotonic() + timeout_s
+    while not started():
+        assert proc.poll() is None, "Snakemake ended before the job could be killed"
+        assert time.monotonic() < end, "the job never started"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
 def dry_run(workdir: Path, configfile: Path, *args: str) -> list[PlannedJob]:
     done = run_snakemake(workdir, configfile, "--dry-run", *args)
     return planned_jobs(done.stdout)
@@ -121,9 +143,10 @@ TINY_CONFIG = {
     "slices": {"size": 112},  # the input size of the small demo ViT
     "model": {"encoder": "vit_tiny_demo"},
     "training": {"epochs": 1, "batch_size": 16, "warmup_epochs": 0, "patience": 1, "max_slices_per_subject": 8},
-    # the demo's contrast explains the controls too (twice the occlusion time); these runs test the workflow's
-    # mechanics, so they explain patients only (the demo's contrast wiring: test_explain_job.py's dry run)
-    "explain": {"ranking": "mean"},
+    # the demo explains every patient and control (the contrast); these runs test the workflow's mechanics,
+    # so they explain each fold's test patient only, a third of the occlusion time (the demo's wiring:
+    # test_explain_job.py's dry run)
+    "explain": {"ranking": "mean", "patients": "test"},
 }
 TRAIN_TARGET = "results/train/source-T1w/task-migraine/model-vittinydemo/fold-1/model.pt"
 
