@@ -18,7 +18,7 @@ from headmri.explain import methods
 from headmri.explain.job import SubjectFiles, neutral_slices
 from headmri.explain.occlusion import RegionOcclusion, SliceRegions, control_mean_slices, paint_regions
 from headmri.models import build_architecture
-from headmri.slices.geometry import SliceGeometry
+from headmri.slices.geometry import SliceGeometry, resize_stack
 from headmri.training import save_trained
 
 from box_vit import BOX, CLASSES, S, train_box_vit
@@ -210,6 +210,25 @@ def test_occlusion_ranks_the_one_region_a_fixed_model_reads_first(size):
         mask = torch.from_numpy(regions.masks(READ, np.arange(4)))[:, None]
         after = torch.softmax(model(slices + mask * (torch.from_numpy(neutral)[:, None] - slices)), 1)[:, 1].mean()
     assert values[READ] == pytest.approx(float(before - after), abs=1e-6)
+
+
+@pytest.mark.parametrize("size", [16, 24, 40])  # shrunk (antialiased), the grid's own, enlarged
+def test_region_masks_are_the_resized_region_indicators(size):
+    geometry = SliceGeometry.create(axis=0, size=size, source_shape=GRID, source_affine=AFFINE, kept_indices=range(1, 5))
+    labels = _labels()
+    labels[2, 3:5, 20:22] = 1022  # a second, separate piece of a region on one slice
+    regions = SliceRegions(geometry, labels, [*CODES, 9999])  # and a code no slice holds
+    planes = geometry.padded_planes(labels)
+    for code in CODES:
+        positions = regions.positions(code)
+        assert list(positions) == [i for i in range(len(planes)) if (planes[i] == code).any()]
+        expected = np.clip(resize_stack((planes[positions] == code).astype(np.float32), size).numpy(), 0, 1)
+        np.testing.assert_allclose(regions.masks(code), expected, atol=1e-6)
+        # asked for every slice, those without the region get an empty mask
+        everywhere = regions.masks(code, np.arange(len(planes)))
+        np.testing.assert_allclose(everywhere[positions], expected, atol=1e-6)
+        assert not everywhere[np.setdiff1d(np.arange(len(planes)), positions)].any()
+    assert regions.masks(9999).shape == (0, size, size)
 
 
 class _TwoRegionReader(torch.nn.Module):

@@ -21,6 +21,7 @@ from headmri.models import (
     build_architecture,
     build_classifier,
     encoder_input_size,
+    for_inference,
     is_light_encoder,
     place,
 )
@@ -171,6 +172,25 @@ def test_resnet3d_baseline_trains_through_the_same_job(tmp_path):
     assert meta["kind"] == "volume" and meta["voxel_size_mm"] == 8.0 and model.input_shape == volume_shape(8.0)
     batch = next(iter(VolumeBatchLoader([volumes["sub-vol00"]], [0], 1, shuffle=False, seed=0, voxel_size_mm=8.0)))
     assert batch[0].shape == (1, 1, *volume_shape(8.0))
+
+
+def test_the_demo_cnn_for_inference_folds_its_batch_norms_with_the_same_outputs():
+    torch.manual_seed(0)
+    model = place(build_classifier("cnn_demo", 2, classes=CLASSES), "cpu")
+    for norm in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)):  # trained-like statistics
+        norm.running_mean.uniform_(-0.5, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.uniform_(0.5, 1.5)
+    x = torch.rand(5, 1, 64, 64)
+    assert for_inference(model.train()) is model, "a model in training mode is used as it is"
+    fused = for_inference(model.eval())
+    assert fused is not model and not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), rtol=1e-5, atol=1e-5)
+        model.head.weight.mul_(-1)  # the copy does not follow later changes of the weights
+        assert not torch.allclose(fused(x), model(x))
+    vit = build_classifier("vit_tiny_demo", 2, classes=CLASSES).eval()
+    assert for_inference(vit) is vit, "no inference copy: the model itself"
 
 
 def test_a_model_placed_on_the_cpu_runs_channels_last_with_the_same_outputs():

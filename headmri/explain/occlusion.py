@@ -48,10 +48,12 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
+from scipy import ndimage
 
 from headmri.errors import InputError
 from headmri.explain.methods import RegionMethod
-from headmri.slices.geometry import SliceGeometry, resize_stack
+from headmri.models.placement import for_inference
+from headmri.slices.geometry import SliceGeometry, resize_matrix
 
 SCORES = ("probability", "log_odds")  # what the drop is measured on (headmri.config.OCCLUSION_SCORES)
 MODES = ("delete", "insert")  # headmri.config.OCCLUSION_MODES
@@ -123,11 +125,13 @@ class SliceRegions:
         self.planes = geometry.padded_planes(labels.astype(np.int32, copy=False))
         wanted = set(self.codes)
         self._positions: dict[int, list[int]] = {code: [] for code in self.codes}
+        self._boxes: dict[tuple[int, int], tuple[slice, slice]] = {}  # (code, position) -> the region's rows, columns
         for position, plane in enumerate(self.planes):
-            counts = np.bincount(plane.ravel())
-            for code in np.flatnonzero(counts):
-                if int(code) in wanted:
-                    self._positions[int(code)].append(position)
+            for code, box in enumerate(ndimage.find_objects(plane), start=1):
+                if box is not None and code in wanted:
+                    self._positions[code].append(position)
+                    self._boxes[code, position] = box
+        self._resize = resize_matrix(self.planes.shape[-1], geometry.size)
 
     @property
     def n_slices(self) -> int:
@@ -140,10 +144,19 @@ class SliceRegions:
     def masks(self, code: int, positions: np.ndarray | None = None) -> np.ndarray:
         """The region's coverage (k, S, S) on the slices at ``positions`` (default: those that hold it)."""
         positions = self.positions(code) if positions is None else np.asarray(positions, dtype=np.int64)
-        if not len(positions):
-            return np.zeros((0, self.geometry.size, self.geometry.size), np.float32)
-        inside = (self.planes[positions] == int(code)).astype(np.float32)
-        return np.clip(resize_stack(inside, self.geometry.size).numpy(), 0.0, 1.0)
+        size = self.geometry.size
+        out = np.zeros((len(positions), size, size), np.float32)
+        # resize_stack of the region's indicator, computed on the region's bounding box only: the resize is
+        # linear and separable (out = R x R^T with R = resize_matrix), so the rest of the plane, all zeros,
+        # adds nothing. 5-10x faster than resizing whole planes, which was a sixth of an explain job's time.
+        for i, position in enumerate(positions.tolist()):
+            box = self._boxes.get((int(code), position))
+            if box is None:  # the region is not on this slice
+                continue
+            rows, cols = box
+            inside = (self.planes[position, rows, cols] == int(code)).astype(np.float32)
+            out[i] = self._resize[:, rows] @ inside @ self._resize[:, cols].T
+        return np.clip(out, 0.0, 1.0)
 
 
 def paint_regions(labels: np.ndarray, values: Mapping[int, float]) -> np.ndarray:
@@ -175,10 +188,12 @@ class RegionOcclusion(RegionMethod):
         self.score = score
         self.mode = mode
         self.forward_passes = 0  # slices put through the model by the last region_values call
+        self._network = model  # what _scores runs: for_inference(model), taken anew by each _drops call
 
     def _scores(self, images: torch.Tensor, target: int) -> torch.Tensor:
-        """Each slice's score: the target's probability, or its log-odds (``score``)."""
-        logits = self.model(images.to(self.device, torch.float32)).float()
+        """Each slice's score: the target's probability, or its log-odds (``score``), by ``self._network``
+        (the model for inference, set by ``_drops``)."""
+        logits = self._network(images.to(self.device, torch.float32)).float()
         if self.score == "probability":
             return torch.softmax(logits, dim=1)[:, target].double().cpu()
         log_p = torch.log_softmax(logits.double(), dim=1)
@@ -211,6 +226,7 @@ class RegionOcclusion(RegionMethod):
         target = int(target)
         was_training = self.model.training
         self.model.eval()
+        self._network = for_inference(self.model)  # taken per call: the randomisation test changes the weights
         self.forward_passes = 0
         try:
             with torch.no_grad():

@@ -3,7 +3,7 @@ GoogLeNet and ResNet18 (the fMRI paper's), what trains (``freezing``) and the 3D
 
 from headmri.models.classifier import Classifier
 from headmri.models.cnn import SliceCNN
-from headmri.models.placement import place
+from headmri.models.placement import for_inference, place
 from headmri.models.registry import (
     KNOWN_ENCODERS,
     build_architecture,
@@ -25,6 +25,7 @@ __all__ = [
     "build_architecture",
     "build_classifier",
     "encoder_input_size",
+    "for_inference",
     "is_light_encoder",
     "is_volume_encoder",
     "place",

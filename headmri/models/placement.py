@@ -22,3 +22,11 @@ def place(model: nn.Module, device: torch.device | str) -> nn.Module:
     if device.type == "cpu" and getattr(model, "cpu_channels_last", False):
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def for_inference(model: nn.Module) -> nn.Module:
+    """``model`` for forward passes without gradients in eval mode: the model's own ``inference_copy()``
+    where it has one (``cnn_demo``: batch norms folded into the convolutions), else the model itself.
+    Take it anew after the weights change (the copy does not follow them)."""
+    copy = getattr(model, "inference_copy", None)
+    return copy() if callable(copy) and not model.training else model

@@ -19,6 +19,7 @@ directions: torchvision/open_clip transforms are one-way and crop.
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -48,6 +49,18 @@ def resize_stack(stack: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     shrinking = size < max(tensor.shape[-2:])
     return F.interpolate(tensor[:, None], size=(size, size), mode="bilinear", align_corners=False,
                          antialias=shrinking)[:, 0]
+
+
+@functools.cache
+def resize_matrix(length: int, size: int) -> np.ndarray:
+    """R (size, length), float32, such that ``resize_stack`` of a square (length, length) image X is
+    R @ X @ R.T: the resize is separable and linear, so R's column k is what resizing a stack whose k-th
+    row is ones gives down its first column. Read-only (cached)."""
+    rows = np.zeros((length, length, length), np.float32)
+    rows[np.arange(length), np.arange(length), :] = 1.0
+    matrix = resize_stack(rows, size)[:, :, 0].numpy().T.copy()  # (size, length)
+    matrix.setflags(write=False)
+    return matrix
 
 
 @dataclass(frozen=True)

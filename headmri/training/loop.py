@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from headmri.models.placement import for_inference
+
 log = logging.getLogger(__name__)
 
 
@@ -183,11 +185,12 @@ def predict(model: nn.Module, loader, *, device: torch.device, desc: str = "pred
     """Softmax probabilities for every item of ``loader`` (built with ``with_slice_index=True``). They stay
     on the device until the pass is over: one transfer, not a wait per batch."""
     model.eval()
+    network = for_inference(model)  # the demo CNN with its batch norms folded: faster, the same outputs
     probs, subjects, positions = [], [], []
     for batch in _progress(loader, total=len(loader), desc=desc, enabled=progress):
         x = batch[0].to(device, non_blocking=True)
         with autocast(device):
-            logits = model(x)
+            logits = network(x)
         probs.append(torch.softmax(logits.float(), dim=1))
         subjects.append(batch[2].cpu().numpy())  # the loaders' indices are host tensors
         positions.append(batch[3].cpu().numpy())
