@@ -108,7 +108,8 @@ def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
     job it started; its output goes to workdir/snakemake.out."""
     log = open(workdir / "snakemake.out", "w")
     return subprocess.Popen(snakemake_command(workdir, workdir / "config.yaml", "--cores", "2", *args),
-                            cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+                            cwd=workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})  # each line in the file as it is printed
 
 
 def kill_when(proc: subprocess.Popen, started, timeout_s: float = 600) -> None:
@@ -118,7 +119,7 @@ def kill_when(proc: subprocess.Popen, started, timeout_s: float = 600) -> None:
     while not started():
         assert proc.poll() is None, "Snakemake ended before the job could be killed"
         assert time.monotonic() < end, "the job never started"
-        time.sleep(0.2)
+        time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
 
