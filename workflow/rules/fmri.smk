@@ -151,7 +151,7 @@ def baseline_importance(model):
 rule fmri_indicators:
     input:
         unpack(bold_files),
-        accepted=ancient(P["bold_input_ok"]),  # a gate, not data (rule brain_extraction)
+        accepted=P["bold_input_ok"],
     output:
         **{name: P[key] for name, key in FMRI_MAP_KEYS.items()},
         mask=P["fmri_mask"],

@@ -65,7 +65,7 @@ if CFG.preprocessing.parcellation == "freesurfer":
         Python)."""
         input:
             t1w=t1w_input,
-            accepted=ancient(P["input_ok"]),  # a gate, not data (rule brain_extraction)
+            accepted=P["input_ok"],
         output:
             script=f"{FS_SUBJECTS_DIR}/commands/sub-{{subject}}_recon-all.sh",
         params:

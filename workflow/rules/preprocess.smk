@@ -14,9 +14,7 @@ def preprocess_script(rule_name, backend):
 rule brain_extraction:
     input:
         t1w=t1w_input,
-        # the acceptance record is a gate, not data: ancient, so that re-accepting every subject (as after a
-        # crash during the cohort's input table, which Snakemake then deletes as incomplete) redoes nothing here
-        accepted=ancient(P["input_ok"]),
+        accepted=P["input_ok"],
     output:
         brain=P["brain_native"],
         mask=P["mask_native"],
