@@ -1,8 +1,8 @@
 """Incremental runs on a generated BIDS cohort: a new subject or a replaced scan recomputes that subject
 alone (plus the cohort-wide tables whose inputs changed), the other subjects' outputs stay untouched,
 a single subject can be processed on its own, and a new subject's preprocessing killed mid-way (SIGKILL to
-Snakemake's whole process group) leaves nothing Snakemake takes as done and completes on the rerun. Asserted from Snakemake's dry-run job list and from
-file modification times."""
+Snakemake's whole process group) leaves nothing Snakemake takes as done and completes on the rerun.
+Asserted from Snakemake's dry-run job list and from file modification times."""
 
 from __future__ import annotations
 
