@@ -24,6 +24,9 @@ DEFAULT_THREADS = {"cpu": 1, "cuda": 8}
 # The device the main Snakemake process decided on, handed to the Snakemake processes that run jobs on
 # cluster nodes (they read the workflow again, and ``auto`` must not be decided again on a node).
 RESOLVED_DEVICE_ENV = "HEADMRI_RESOLVED_DEVICE"
+# Without one of these no torch build can see a GPU (NVIDIA's driver, AMD's ROCm driver, WSL's GPU
+# bridge): `auto` is then `cpu` without importing torch, which costs seconds on every Snakemake start.
+GPU_DRIVER_PATHS = ("/proc/driver/nvidia", "/dev/nvidiactl", "/dev/kfd", "/dev/dxg")
 
 
 def resolve_device(setting: str) -> str:
@@ -32,6 +35,8 @@ def resolve_device(setting: str) -> str:
         return setting
     if setting != "auto":
         raise ConfigError(f"compute.device must be one of {list(DEVICES)}, got {setting!r}")
+    if not any(os.path.exists(path) for path in GPU_DRIVER_PATHS):
+        return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"

@@ -14,6 +14,9 @@ RESNET18 = "resnet18"
 TORCHVISION_CNNS = (GOOGLENET, RESNET18)  # torchvision's 2D CNNs of the fMRI paper (headmri.models.torchvision_cnn)
 KNOWN_ENCODERS = ("biomedclip", TINY_DEMO, CNN_DEMO, GOOGLENET, RESNET18, VOLUME_BASELINE, "timm:<name>")
 LIGHT_ENCODERS = (TINY_DEMO, CNN_DEMO)  # small enough for a CPU job with a few GB of memory and minutes of time
+# The square slice size each named 2D encoder takes (a `timm:<name>` model's is known by building it); the
+# model modules read their sizes here, and the workflow plans its slice jobs from it without importing torch.
+INPUT_SIZES = {"biomedclip": 224, TINY_DEMO: 112, CNN_DEMO: 64, GOOGLENET: 224, RESNET18: 224}
 
 
 def is_light_encoder(encoder: str) -> bool:

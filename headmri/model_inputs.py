@@ -12,8 +12,9 @@ when it plans jobs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
-from headmri.encoder_names import VOLUME_BASELINE
+from headmri.encoder_names import INPUT_SIZES, VOLUME_BASELINE
 
 
 @dataclass(frozen=True)
@@ -50,3 +51,23 @@ def model_input(encoder: str) -> ModelInput:
 def input_of_kind(kind: str) -> ModelInput:
     """The input of a trained model from its recorded ``kind`` (``slices`` for models saved before it was)."""
     return INPUT_OF_KIND[kind]
+
+
+def slice_sizes(encoders: Sequence[str], size: int | None = None) -> dict[str, int]:
+    """The slice size each slice encoder of ``encoders`` is fed: ``size`` when the source sets one (every
+    encoder must then take it, which training checks), else the encoder's own input size; the volume
+    baseline takes no slices and is left out. A source is sliced once per size in the values. Imports torch
+    only for a ``timm:<name>`` encoder without a size (its size is known by building it on the meta device)."""
+    sizes = {}
+    for encoder in encoders:
+        if model_input(encoder).is_volume:
+            continue
+        if size is not None:
+            sizes[encoder] = int(size)
+        elif encoder in INPUT_SIZES:
+            sizes[encoder] = INPUT_SIZES[encoder]
+        else:
+            from headmri.models.registry import encoder_input_size  # torch and timm: the one case that needs them
+
+            sizes[encoder] = encoder_input_size(encoder)
+    return sizes

@@ -20,13 +20,26 @@ def test_cpu_jobs_claim_no_gpu_and_cuda_jobs_claim_one():
     assert plan("cuda").gpu_resources == {"gpu": 1}
 
 
-def test_auto_takes_cuda_only_when_torch_sees_a_gpu(monkeypatch):
+def test_auto_takes_cuda_only_when_torch_sees_a_gpu(monkeypatch, tmp_path):
     import torch
 
+    import headmri.compute
+
+    monkeypatch.setattr(headmri.compute, "GPU_DRIVER_PATHS", (str(tmp_path),))  # a driver is there: torch decides
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert plan("auto").device == "cpu"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert plan("auto").device == "cuda"
+
+
+def test_auto_is_the_cpu_without_a_gpu_driver_whatever_torch_would_say(monkeypatch, tmp_path):
+    import torch
+
+    import headmri.compute
+
+    monkeypatch.setattr(headmri.compute, "GPU_DRIVER_PATHS", (str(tmp_path / "no-driver"),))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert plan("auto").device == "cpu"
 
 
 def test_a_cluster_job_keeps_the_device_the_planning_process_chose(monkeypatch):

@@ -39,6 +39,21 @@ def test_a_job_module_loads_only_what_it_uses(code, absent):
     assert loaded_after(code, absent) == []
 
 
+# What the workflow asks when it plans jobs (workflow/rules/common.smk, train.smk): the slice size of each
+# named encoder and, on a machine without a GPU driver, the device of `compute.device: auto`. Importing
+# torch there cost 7-10 s of every Snakemake start, dry runs included.
+PLANNING = ("import headmri.compute as c; c.GPU_DRIVER_PATHS = ('/no-such-driver',); assert c.resolve_device('auto') == 'cpu'\n"
+            "from headmri.model_inputs import slice_sizes\n"
+            "assert slice_sizes(['biomedclip', 'vit_tiny_demo', 'cnn_demo', 'googlenet', 'resnet3d']) == "
+            "{'biomedclip': 224, 'vit_tiny_demo': 112, 'cnn_demo': 64, 'googlenet': 224}")
+
+
+def test_planning_the_workflow_imports_no_torch():
+    assert loaded_after(PLANNING, ["torch"]) == []
+    # the probe sees torch where it is needed: a timm model's size is known by building it
+    assert loaded_after(PLANNING + "\nslice_sizes(['timm:vit_tiny_patch16_224'])", ["torch"]) == ["torch"]
+
+
 def test_the_probe_sees_what_is_loaded():
     # the check above could pass by never seeing anything: the same probe sees a ViT's libraries
     assert loaded_after("from headmri.models import build_classifier; build_classifier('vit_tiny_demo', 2)",

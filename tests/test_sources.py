@@ -73,6 +73,15 @@ def test_the_slice_size_is_each_encoders_unless_the_source_sets_one():
     assert config.slices.size is None and config.source("T1w").size is None  # the workflow asks the encoder
 
 
+@pytest.mark.parametrize("encoder", ["biomedclip", "vit_tiny_demo", "cnn_demo", "googlenet", "resnet18"])
+def test_the_planned_slice_size_is_the_size_the_built_model_takes(encoder):
+    # the workflow plans slices from encoder_names.INPUT_SIZES without building a model (or importing torch)
+    from headmri.encoder_names import INPUT_SIZES
+    from headmri.models import build_architecture
+
+    assert build_architecture(encoder, ("a", "b"), device="meta").input_size == INPUT_SIZES[encoder]
+
+
 def test_encoders_of_different_input_sizes_each_train_on_slices_of_their_own_size(tmp_path):
     """One source, the demo CNN (64 px) and the demo ViT (112 px): the source is sliced at both sizes and
     each model's training reads its own (a dry run of the demo workflow)."""

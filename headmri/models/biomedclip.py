@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import torch
 
+from headmri.encoder_names import INPUT_SIZES
 from headmri.errors import ConfigError, InputError
 from headmri.pretrained import CHECKPOINT_FILES, CONFIG_FILE, HUB_ID, TIMM_NAME, resolve_local, where_to_put  # noqa: F401  (re-exported)
 
@@ -27,7 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover  (timm loads when a trunk is built)
 
 log = logging.getLogger(__name__)
 
-INPUT_SIZE = 224
+INPUT_SIZE = INPUT_SIZES["biomedclip"]
 # BiomedCLIP's preprocess_cfg (the OpenAI CLIP constants).
 MEAN = (0.48145466, 0.4578275, 0.40821073)
 STD = (0.26862954, 0.26130258, 0.27577711)

@@ -27,7 +27,9 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-INPUT_SIZE = 64
+from headmri.encoder_names import CNN_DEMO, INPUT_SIZES
+
+INPUT_SIZE = INPUT_SIZES[CNN_DEMO]
 WIDTHS = (16, 32, 64, 128, 128)
 POOLED_BLOCKS = 3  # a max-pool after each of the first three blocks: 64 -> 8
 

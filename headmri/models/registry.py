@@ -33,6 +33,7 @@ from torch import nn
 
 from headmri.encoder_names import (  # noqa: F401  (KNOWN_ENCODERS, is_light_encoder: re-exported)
     CNN_DEMO,
+    INPUT_SIZES,
     KNOWN_ENCODERS,
     TIMM_PREFIX,
     TINY_DEMO,
@@ -40,7 +41,7 @@ from headmri.encoder_names import (  # noqa: F401  (KNOWN_ENCODERS, is_light_enc
     is_light_encoder,
 )
 from headmri.errors import ConfigError
-from headmri.model_inputs import model_input
+from headmri.model_inputs import model_input, slice_sizes  # noqa: F401  (slice_sizes: re-exported)
 from headmri.models import biomedclip, cnn, torchvision_cnn
 from headmri.models.classifier import Classifier
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM, VolumeClassifier
@@ -50,7 +51,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-TINY_DEMO_SIZE = 112
+TINY_DEMO_SIZE = INPUT_SIZES[TINY_DEMO]
 
 
 def build_classifier(
@@ -121,19 +122,11 @@ def build_architecture(
 
 def encoder_input_size(encoder: str) -> int | None:
     """The square slice size an encoder takes (``None`` for the volume baseline), without building weights."""
-    if encoder == "resnet3d":
+    if model_input(encoder).is_volume:
         return None
-    if encoder in TORCHVISION_CNNS:  # known without building (and without importing torchvision)
-        return torchvision_cnn.INPUT_SIZE
+    if encoder in INPUT_SIZES:  # a named encoder: known without building (or importing timm or torchvision)
+        return INPUT_SIZES[encoder]
     return build_architecture(encoder, ("a", "b"), device="meta").input_size
-
-
-def slice_sizes(encoders: Sequence[str], size: int | None = None) -> dict[str, int]:
-    """The slice size each slice encoder of ``encoders`` is fed: ``size`` when the source sets one (every
-    encoder must then take it, which training checks), else the encoder's own input size; the volume
-    baseline takes no slices and is left out. A source is sliced once per size in the values."""
-    sizes = {encoder: encoder_input_size(encoder) for encoder in encoders}
-    return {encoder: int(size) if size is not None else own for encoder, own in sizes.items() if own is not None}
 
 
 def is_volume_encoder(encoder: str) -> bool:

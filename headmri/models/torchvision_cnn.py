@@ -30,14 +30,14 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-from headmri.encoder_names import GOOGLENET, RESNET18
+from headmri.encoder_names import GOOGLENET, INPUT_SIZES, RESNET18
 from headmri.errors import InputError
 from headmri.models.freezing import FrozenNormsMixin
 from headmri.pretrained import torchvision_weights
 
 log = logging.getLogger(__name__)
 
-INPUT_SIZE = 224
+INPUT_SIZE = INPUT_SIZES[GOOGLENET]  # ResNet18's too
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 

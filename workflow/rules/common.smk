@@ -171,7 +171,7 @@ SOURCE = {name: CFG.source(name) for name in SOURCES}
 def _slice_sizes():
     """(source, model key) -> the slice size that model is fed: the source's size when the config sets one
     (its own or `slices.size`), else the encoder's input size; each source is sliced once per size."""
-    from headmri.models import slice_sizes
+    from headmri.model_inputs import slice_sizes  # imports no torch for the named encoders
 
     return {(name, model_key(encoder)): size for name in SOURCES
             for encoder, size in slice_sizes(SOURCE[name].encoders, SOURCE[name].size).items()}
