@@ -12,7 +12,6 @@ the thing to look at after brain extraction.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import pandas as pd
 
 from headmri.atomic import atomic_path, write_tsv
 from headmri.errors import InputError
+from headmri.gc_frozen import frozen_gc
 from headmri.t1w import check_header
 
 log = logging.getLogger(__name__)
@@ -176,13 +176,8 @@ def plot_registration(brain_mni, template_mask, png_out, *, title: str, native=N
     import matplotlib.pyplot as plt
     from nilearn import plotting
 
-    # nilearn calls gc.collect() for every image it reads (16 per picture, 0.12 s each with matplotlib and
-    # nilearn loaded): objects that exist now are frozen out of those collections, and back after
-    gc.freeze()
-    try:
+    with frozen_gc():  # nilearn's gc.collect() per image read: 16 per picture, 0.12 s each otherwise
         _draw_registration(plt, plotting, brain_mni, template_mask, png_out, title=title, native=native)
-    finally:
-        gc.unfreeze()
 
 
 def _draw_registration(plt, plotting, brain_mni, template_mask, png_out, *, title: str, native) -> None:

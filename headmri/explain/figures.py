@@ -18,6 +18,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from headmri.atomic import atomic_path  # noqa: E402
+from headmri.gc_frozen import frozen_gc
 
 TISSUE_COLOURS = {"ctx": "#d95f02", "wm": "#7570b3", "subcortical": "#1b9e77"}
 OTHER_COLOUR = "#999999"
@@ -93,6 +94,7 @@ def ranking_bars(ranking: pd.DataFrame, path: str | Path, *, title: str, top_n: 
     _save(fig, path)
 
 
+@frozen_gc()  # nilearn's gc.collect() for every image it reads
 def mean_map_figure(mean_img: nib.Nifti1Image, template: str | Path, path: str | Path, *, title: str,
                     brain_mask: nib.Nifti1Image | None = None) -> None:
     """The mean map over the MNI template: cuts through its peak, and sagittal cuts.
@@ -125,6 +127,7 @@ def mean_map_figure(mean_img: nib.Nifti1Image, template: str | Path, path: str |
     _save(fig, path)
 
 
+@frozen_gc()  # nilearn's gc.collect() for every image it reads
 def top_regions_figure(ranking: pd.DataFrame, parcellation: nib.Nifti1Image, template: str | Path, path: str | Path,
                        *, top_k: int, title: str) -> None:
     """The top ``top_k`` regions drawn on a parcellation over the template (colour = rank); one block of

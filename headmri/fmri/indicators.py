@@ -33,6 +33,7 @@ from headmri.fmri.bold import (
 from headmri.fmri.reho import kendall_w
 from headmri.fmri.rfcs import Rfcs, rfcs
 from headmri.fmri.series import divide_by_mask_mean
+from headmri.gc_frozen import frozen_gc
 
 MAPS = ("alff", "malff", "falff", "reho", "rfcs")
 
@@ -90,11 +91,12 @@ def compute_indicators(files: BoldFiles, settings: IndicatorSettings = Indicator
     raw = load_bold(files, settings.drop_volumes, settings.band)
     confounds = read_confounds(files, settings.confounds, raw.img.shape[3])
     try:
-        unfiltered = clean_bold(raw, settings.amplitude_cleaning(), confounds)
-        maps = amplitude_maps(unfiltered, settings.band)
-        filtered = clean_bold(raw, settings.synchrony_cleaning(), confounds)
-        maps["reho"] = reho_map(filtered, settings.reho_neighbourhood)
-        strength = rfcs(filtered.img, filtered.mask, atlas or aal116())
+        with frozen_gc():  # nilearn's gc.collect() for each image it reads: half of a run's time otherwise
+            unfiltered = clean_bold(raw, settings.amplitude_cleaning(), confounds)
+            maps = amplitude_maps(unfiltered, settings.band)
+            filtered = clean_bold(raw, settings.synchrony_cleaning(), confounds)
+            maps["reho"] = reho_map(filtered, settings.reho_neighbourhood)
+            strength = rfcs(filtered.img, filtered.mask, atlas or aal116())
     except ValueError as exc:  # constant series after cleaning, regions outside the mask, ...
         raise InputError(str(exc), subject=files.subject, path=files.bold) from exc
     maps["rfcs"] = strength.image()
