@@ -116,3 +116,14 @@ def test_planes_filled_band_by_band_along_any_axis_equal_the_whole_cut(axis, kep
         for start, stop in zip(edges, edges[1:]):
             grid.fill_padded(filled, volume, source_axis, start, stop)
         assert np.array_equal(filled, whole), f"bands along axis {source_axis}"
+
+
+@pytest.mark.parametrize("length, size", [(218, 64), (218, 112), (218, 224), (182, 64), (100, 33), (14, 218), (31, 112), (64, 64)])
+def test_the_numpy_resize_is_pytorchs_bilinear_interpolate(length, size):
+    # shrinking (antialiased), enlarging (plain bilinear) and the identity: the slicing jobs resize with
+    # resize_square and import no torch; resize_stack is F.interpolate itself
+    from headmri.slices.geometry import resize_square, resize_stack
+
+    stack = np.random.default_rng(length + size).random((3, length, length)).astype(np.float32)
+    np.testing.assert_allclose(resize_square(stack, size), resize_stack(stack, size).numpy(), rtol=0, atol=5e-6)
+

@@ -28,6 +28,8 @@ EXPLAIN_LIBRARIES = ["pytorch_grad_cam", "matplotlib", "cv2"]
 
 @pytest.mark.parametrize("code, absent", [
     ("import headmri.slices.loader", NIFTI + VIT),
+    # the slicing jobs resize in numpy (headmri.slices.geometry.resize_square): torch cost them 2.5-3 s each
+    ("from headmri.slices import extract_slices, SliceGeometry", ["torch"]),
     ("import headmri.training.job", NIFTI + VIT + EXPLAIN_LIBRARIES),
     ("from headmri.models import build_classifier; build_classifier('cnn_demo', 2)", NIFTI + VIT),
     ("import headmri.explain.job", VIT + EXPLAIN_LIBRARIES + ["isal"]),

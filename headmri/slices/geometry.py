@@ -11,10 +11,14 @@ One object, ``SliceGeometry``, holds everything needed to cut a volume into slic
   and image columns run along ``a``. So ``image = plane.T[::-1]`` where ``plane = volume.take(s, axis)``;
 * the image (``plane_shape = (n_b, n_a)`` rows x columns) is zero-padded, centred, to a square of side
   ``padded = max(n_a, n_b)`` (the whole brain stays in the picture; nothing is cropped), then resized to
-  ``size x size`` with bilinear interpolation (pixel centres aligned, ``align_corners=False``).
+  ``size x size`` with bilinear interpolation (pixel centres aligned, ``align_corners=False``), antialiased
+  when shrinking: PyTorch's ``F.interpolate(mode="bilinear", antialias=...)``, which ``resize_stack`` calls.
 
 Written here rather than taken from a library because no library records this mapping in both
-directions: torchvision/open_clip transforms are one-way and crop.
+directions: torchvision/open_clip transforms are one-way and crop. The resize is separable and linear,
+so it is a matrix product ``R X R^T`` (``resize_matrix``): the slicing jobs resize with it in numpy and
+never import torch (2.5-3 s of every job); ``resize_stack`` stays PyTorch's own, and the tests hold the
+two equal.
 """
 
 from __future__ import annotations
@@ -25,8 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 GEOMETRY_VERSION = 1
 
@@ -36,12 +38,16 @@ def _in_plane_axes(axis: int) -> tuple[int, int]:
     return a, b
 
 
-def resize_stack(stack: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """Bilinear resize of an (n, h, w) stack of square images to (n, size, size), float32.
+def resize_stack(stack, size: int):
+    """Bilinear resize of an (n, h, w) stack of square images to (n, size, size): a float32 torch tensor,
+    by PyTorch's ``F.interpolate`` (the reference that ``resize_matrix`` reproduces).
 
     When shrinking, ``antialias=True`` low-pass filters first (no aliasing); when enlarging, antialiasing
     changes nothing (< 1e-6) but costs three times as long, so it is off.
     """
+    import torch
+    import torch.nn.functional as F
+
     tensor = torch.as_tensor(np.ascontiguousarray(stack) if isinstance(stack, np.ndarray) else stack)
     tensor = tensor.to(torch.float32)
     if tensor.shape[-1] == size and tensor.shape[-2] == size:
@@ -54,13 +60,37 @@ def resize_stack(stack: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
 @functools.cache
 def resize_matrix(length: int, size: int) -> np.ndarray:
     """R (size, length), float32, such that ``resize_stack`` of a square (length, length) image X is
-    R @ X @ R.T: the resize is separable and linear, so R's column k is what resizing a stack whose k-th
-    row is ones gives down its first column. Read-only (cached)."""
-    rows = np.zeros((length, length, length), np.float32)
-    rows[np.arange(length), np.arange(length), :] = 1.0
-    matrix = resize_stack(rows, size)[:, :, 0].numpy().T.copy()  # (size, length)
+    R @ X @ R.T (equal to float rounding; tests/test_geometry.py). Each row holds the weights PyTorch gives
+    one output pixel, computed as its kernels do: shrinking, the triangle filter widened by the scale and
+    normalised over the input pixels it covers (PIL's antialiasing); enlarging, plain bilinear weights
+    with source coordinate (i + 0.5) * scale - 0.5 clamped at 0. Read-only (cached)."""
+    matrix = np.zeros((size, length), np.float64)
+    scale = np.float32(length) / np.float32(size)  # in float32, as PyTorch computes it for float32 images
+    centres = scale * (np.arange(size, dtype=np.float32) + np.float32(0.5))
+    if size == length:
+        matrix[np.arange(size), np.arange(size)] = 1.0
+    elif size < length:
+        for row, centre in enumerate(centres):
+            start, stop = max(int(centre - scale + 0.5), 0), min(int(centre + scale + 0.5), length)
+            weights = np.clip(1.0 - np.abs((np.arange(start, stop) - centre + 0.5) / scale), 0.0, None)
+            matrix[row, start:stop] = weights / weights.sum()
+    else:
+        source = np.maximum(centres - np.float32(0.5), np.float32(0.0))
+        first = np.minimum(source.astype(int), length - 1)
+        second = np.minimum(first + 1, length - 1)
+        fraction = source - first
+        np.add.at(matrix, (np.arange(size), first), 1.0 - fraction)
+        np.add.at(matrix, (np.arange(size), second), fraction)
+    matrix = matrix.astype(np.float32)
     matrix.setflags(write=False)
     return matrix
+
+
+def resize_square(stack: np.ndarray, size: int) -> np.ndarray:
+    """``resize_stack`` in numpy: an (n, h, h) stack to float32 (n, size, size) as R X R^T."""
+    stack = np.asarray(stack, dtype=np.float32)
+    matrix = resize_matrix(stack.shape[-1], size)
+    return np.matmul(np.matmul(matrix, stack), matrix.T)
 
 
 @dataclass(frozen=True)
@@ -219,7 +249,7 @@ class SliceGeometry:
 
     def resize(self, padded: np.ndarray) -> np.ndarray:
         """Padded planes (n, padded, padded) to the output size: float32 (n, size, size)."""
-        return resize_stack(padded, self.size).numpy()
+        return resize_square(padded, self.size)
 
     # ---- backward: slices -> volume -------------------------------------------------------------
     def to_volume(self, maps: np.ndarray) -> np.ndarray:
@@ -232,7 +262,7 @@ class SliceGeometry:
         if maps.ndim != 3 or maps.shape[0] != self.n_kept or maps.shape[1] != maps.shape[2]:
             raise ValueError(f"maps must have shape ({self.n_kept}, H, H) (one square map per kept slice), "
                              f"got {maps.shape}")
-        square = resize_stack(maps, self.padded).numpy()
+        square = resize_square(maps, self.padded)
         rows, cols = self.plane_shape
         images = square[:, self.pad_top:self.pad_top + rows, self.pad_left:self.pad_left + cols]
         planes = np.swapaxes(images[:, ::-1, :], 1, 2)  # (n, n_a, n_b)
