@@ -126,4 +126,3 @@ def test_the_numpy_resize_is_pytorchs_bilinear_interpolate(length, size):
 
     stack = np.random.default_rng(length + size).random((3, length, length)).astype(np.float32)
     np.testing.assert_allclose(resize_square(stack, size), resize_stack(stack, size).numpy(), rtol=0, atol=5e-6)
-
