@@ -3,7 +3,7 @@ test per source, task, model, method and fold (headmri.explain.sanity)."""
 
 import logging
 
-from headmri.explain.sanity import write_sanity_table
+from headmri.explain.sanity_table import write_sanity_table
 from headmri.joblog import job_log
 
 with job_log(snakemake.log[0], "sanity_table"):

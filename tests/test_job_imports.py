@@ -33,6 +33,8 @@ EXPLAIN_LIBRARIES = ["pytorch_grad_cam", "matplotlib", "cv2"]
     ("import headmri.training.job", NIFTI + VIT + EXPLAIN_LIBRARIES),
     ("from headmri.models import build_classifier; build_classifier('cnn_demo', 2)", NIFTI + VIT),
     ("import headmri.explain.job", VIT + EXPLAIN_LIBRARIES + ["isal"]),
+    # the cohort's sanity table reads explain.json files only (torch cost that job 3-6 s)
+    ("import headmri.explain.sanity_table", ["torch", *NIFTI]),
     # the fMRI paper's CNNs are known (size, names) without torchvision; only building one loads it
     ("from headmri.models import encoder_input_size; encoder_input_size('googlenet'); encoder_input_size('resnet18')",
      NIFTI + VIT),

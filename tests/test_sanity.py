@@ -12,14 +12,13 @@ import torch
 from headmri.errors import InputError
 from headmri.explain import methods
 from headmri.explain.sanity import (
-    SANITY_COLUMNS,
     randomisation_test,
     randomised_copy,
     reinitialised_modules,
     spearman,
     summarise,
-    write_sanity_table,
 )
+from headmri.explain.sanity_table import SANITY_COLUMNS, write_sanity_table
 from headmri.models import build_architecture
 
 from box_vit import CLASSES, S, train_box_vit

@@ -28,17 +28,15 @@ Which modules are re-initialised (``reinitialised_modules``):
 - any other model: its ``head`` (or ``fc``).
 
 The explain job (headmri.explain.job, ``explain.sanity_check``) runs it on up to ``explain.sanity_patients``
-of the fold's explained patients and records the result in explain.json; ``sanity_table`` merges those
-into ``tables/sanity.tsv``.
+of the fold's explained patients and records the result in explain.json; ``headmri.explain.sanity_table``
+merges those into ``tables/sanity.tsv``.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import time
-from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -47,8 +45,6 @@ import torch
 from scipy import stats
 from torch import nn
 
-from headmri.atomic import write_tsv
-from headmri.errors import InputError
 from headmri.models.placement import place
 
 log = logging.getLogger(__name__)
@@ -56,8 +52,6 @@ log = logging.getLogger(__name__)
 RANDOMISED_BLOCKS = 2
 DEFAULT_THRESHOLD = 0.5
 DEFAULT_REPEATS = 3
-SANITY_COLUMNS = ("source", "task", "model", "method", "fold", "spearman", "passed", "threshold", "n_patients", "repeats",
-                  "randomised", "seconds")
 TEST_NAME = "model-parameter randomisation (Adebayo et al. 2018)"
 
 
@@ -219,39 +213,3 @@ def randomisation_test(model: nn.Module, score: Callable[[nn.Module], Mapping[st
              {True: "passed", False: "FAILED: the maps do not depend on the learnt weights", None: "undefined"}[record["passed"]],
              seconds)
     return record
-
-
-def sanity_rows(summary_json: str | Path, *, source: str | None = None, task: str | None = None,
-                model: str | None = None) -> dict:
-    """One row of the sanity table from a fold's explain.json (its ``sanity`` record)."""
-    try:
-        summary = json.loads(Path(summary_json).read_text())
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot read the explanation summary: {error}", path=summary_json) from error
-    record = summary.get("sanity")
-    if not record:
-        raise InputError("the explanation summary has no randomisation test (explain.sanity_check was off when it "
-                         "was written)", path=summary_json)
-    return {
-        "source": source or summary.get("source"), "task": task or summary.get("task"), "model": model or summary.get("model") or summary.get("encoder"),
-        "method": summary.get("method"), "fold": int(summary.get("fold")), "spearman": record.get("spearman"),
-        "passed": record.get("passed"), "threshold": record.get("threshold"), "n_patients": record.get("n_patients"),
-        "repeats": len(record.get("seeds", [])) or None, "randomised": ",".join(record.get("randomised", [])), "seconds": record.get("seconds"),
-    }
-
-
-def sanity_table(summaries: Sequence[tuple[str, str, str, str | Path]]) -> pd.DataFrame:
-    """The sanity table (``SANITY_COLUMNS``) from (source, task, model, explain.json) tuples, sorted."""
-    rows = [sanity_rows(path, source=source, task=task, model=model) for source, task, model, path in summaries]
-    table = pd.DataFrame(rows, columns=list(SANITY_COLUMNS))
-    return table.sort_values(["source", "task", "model", "method", "fold"]).reset_index(drop=True)
-
-
-def write_sanity_table(summaries: Sequence[tuple[str, str, str, str | Path]], out_tsv: str | Path) -> pd.DataFrame:
-    table = sanity_table(summaries)
-    write_tsv(table, out_tsv, float_format="%.4g")
-    failed = table[table["passed"].eq(False)]
-    if len(failed):
-        log.warning("the randomisation test failed for %d of %d task x model x method x fold(s): %s", len(failed),
-                    len(table), ", ".join(f"{r.source}/{r.task}/{r.model}/{r.method}/fold {r.fold}" for r in failed.itertuples()))
-    return table
