@@ -27,8 +27,12 @@ import functools
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # torch is imported where resize_stack runs only: the slicing jobs never load it
+    import torch
 
 GEOMETRY_VERSION = 1
 
@@ -38,7 +42,7 @@ def _in_plane_axes(axis: int) -> tuple[int, int]:
     return a, b
 
 
-def resize_stack(stack, size: int):
+def resize_stack(stack: "np.ndarray | torch.Tensor", size: int) -> "torch.Tensor":
     """Bilinear resize of an (n, h, w) stack of square images to (n, size, size): a float32 torch tensor,
     by PyTorch's ``F.interpolate`` (the reference that ``resize_matrix`` reproduces).
 
