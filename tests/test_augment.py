@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from headmri.config import TrainingConfig
+from headmri.config import AUGMENTATIONS, TrainingConfig
 from headmri.errors import ConfigError
-from headmri.training.augment import AffineJitter, make_augment
+from headmri.training.augment import AUGMENTS, AffineJitter, RandomErase, make_augment
 
 
 def block_batch(n: int = 16, size: int = 64) -> torch.Tensor:
@@ -57,7 +57,6 @@ def test_none_means_no_augmentation_and_unknown_names_are_refused():
 
 
 def test_erase_blanks_one_square_in_about_half_the_slices_and_leaves_the_rest_untouched():
-    from headmri.training.augment import RandomErase
 
     torch.manual_seed(0)
     x = torch.rand(400, 1, 64, 64) + 0.5  # no zeros before
@@ -73,7 +72,5 @@ def test_erase_blanks_one_square_in_about_half_the_slices_and_leaves_the_rest_un
     rows, cols = torch.nonzero(out[one, 0] == 0, as_tuple=True)
     assert int(rows.max() - rows.min()) == int(cols.max() - cols.min()) == side - 1  # a square
     assert isinstance(make_augment("erase"), RandomErase)
-    from headmri.config import AUGMENTATIONS
-    from headmri.training.augment import AUGMENTS
 
     assert tuple(AUGMENTS) == AUGMENTATIONS  # what the config accepts is what the module builds
