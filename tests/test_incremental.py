@@ -1,7 +1,8 @@
 """Incremental runs on a generated BIDS cohort: a new subject or a replaced scan recomputes that subject
 alone (plus the cohort-wide tables whose inputs changed), the other subjects' outputs stay untouched,
-a single subject can be processed on its own, and a new subject's preprocessing killed mid-way (SIGKILL to
-Snakemake's whole process group) leaves nothing Snakemake takes as done and completes on the rerun.
+a single subject can be processed on its own, and a run killed while the input-check table is written or
+during a new subject's preprocessing (SIGKILL to Snakemake's whole process group) leaves nothing Snakemake
+takes as done, redoes no other subject and completes on the rerun.
 Asserted from Snakemake's dry-run job list and from file modification times."""
 
 from __future__ import annotations
@@ -97,10 +98,18 @@ def test_adding_a_subject_runs_only_that_subject_even_when_killed_midway(base, p
     assert {j.rule for j in targets if j.subject} <= per_subject_rules
     assert [j.rule for j in targets if not j.subject] == ["input_table"]
 
-    # SIGKILL to Snakemake's process group (a crash, a cancelled cluster job) during the new subject's brain
-    # extraction; nothing the killed job leaves is taken as done. (Killed while the cohort's input table is
-    # written, Snakemake deletes that table as incomplete and every subject is accepted and preprocessed again:
-    # a known gap, not tested here.)
+    # SIGKILL to Snakemake's process group (a crash, a cancelled cluster job) while the cohort's input table
+    # is written anew: the previous table stays (an `update` output), so no other subject is accepted and
+    # preprocessed again (before, Snakemake deleted the table at the job's start and the rerun redid them all)
+    scripts = wd / ".snakemake" / "scripts"
+    proc = start_snakemake(wd, "preprocess_all")
+    kill_when(proc, lambda: any(scripts.glob("*.input_table.py")))  # the job's script exists while it runs
+    after_crash = dry_run(wd, wd / "config.yaml", "preprocess_all")
+    assert "input_table" in {j.rule for j in after_crash}, "killed before the table was done"
+    assert {j.subject for j in after_crash if j.subject} == {HELD_BACK}
+    run_snakemake(wd, wd / "config.yaml", "--unlock", "--cores", "1")
+
+    # ...and during the new subject's brain extraction; nothing the killed job leaves is taken as done
     log = wd / "results" / "logs"
     proc = start_snakemake(wd, "preprocess_all")
     extraction_log = log / "brain_extraction" / f"sub-{HELD_BACK}.log"

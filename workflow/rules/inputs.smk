@@ -39,7 +39,10 @@ rule input_table:
         rows=(expand_subjects(P["input_row"]) if CFG.structural else [])
         + (expand(P["bold_input_row"], subject=sorted(BOLD_RUNS)) if FMRI.enabled else []),
     output:
-        tsv=P["inputs"],
+        # update: the previous table stays in place while this job runs (written anew atomically at its end),
+        # so a crash while it runs leaves the old table, and every subject's acceptance (ancient) stays done
+        # instead of being redone with all of its preprocessing (docs/cluster.md)
+        tsv=update(P["inputs"]),
     params:
         unused=_inputs.unused_rows(IMAGES.values()) + (_inputs.unused_rows(BOLD_RUNS.values(), "bold") if FMRI.enabled else []),
     log:
