@@ -64,6 +64,11 @@ COHORTS: dict[str, tuple[int, list[tuple[str, str, str, str, float]]]] = {
     "mixed_c": (707, [("migraine", "insula", "lh", "both", -0.25), ("migraine", "Caudate", "both", "both", -0.25),
                       ("APTH", "lingual", "both", "both", -0.25), ("APTH", "Hippocampus", "rh", "both", -0.25),
                       ("PPTH", "precuneus", "both", "both", -0.25), ("PPTH", "Pallidum", "lh", "both", -0.25)]),
+    # 2026-12-02, made after every default of 2026-12-01 and never used to choose anything: regions and sides
+    # no other cohort plants (a small cortical one, a medial one, one-sided cortex and striatum)
+    "mixed_d": (808, [("migraine", "posteriorcingulate", "both", "both", -0.25), ("migraine", "Putamen", "rh", "both", -0.25),
+                      ("APTH", "transversetemporal", "both", "both", -0.25), ("APTH", "inferiorparietal", "rh", "both", -0.25),
+                      ("PPTH", "Hippocampus", "both", "both", -0.25), ("PPTH", "caudalmiddlefrontal", "rh", "both", -0.25)]),
 }
 RESTORED = {"mild_restored"}
 
