@@ -188,9 +188,10 @@ def test_the_baseline_job_reads_one_rfcs_vector_per_image(tmp_path):
                               bl.BaselineSettings(trees=10, importance_repeats=2, fit_splits=("train", "val")),
                               outputs, tmp_path / "labels.tsv")
     loso = table[table["model"] == "randomforestloso"].iloc[0]
-    assert loso["n_subjects"] == len(rfcs) and loso["accuracy"] == 1.0  # every image tested once, pooled
-    tested = split[split["split"] == "test"].groupby("fold").size()
-    assert list(table.loc[table["model"] == "randomforest", "n_subjects"]) == list(tested)  # the split's test images
+    # every image tested once, pooled; the metrics count participants (a participant's images averaged)
+    assert loso["n_subjects"] == len(sessions) < len(rfcs) and loso["accuracy"] == 1.0
+    tested = split[split["split"] == "test"].groupby("fold")["subject"].nunique()
+    assert list(table.loc[table["model"] == "randomforest", "n_subjects"]) == list(tested)  # the split's test participants
 
 
 # --- the workflow's planning ------------------------------------------------------------------------------

@@ -101,6 +101,26 @@ def test_evaluate_fold_gives_one_row_per_split_from_subject_means():
         aggregate_subjects(slices, "vote")
 
 
+def test_a_participant_with_several_images_counts_once_with_its_images_mean():
+    # sub-a scanned twice (0.9 and 0.3: mean 0.6), sub-b once; controls c (0.4) and d (0.7)
+    images = pd.DataFrame({"participant_id": ["sub-a_ses-1", "sub-a_ses-2", "sub-b", "sub-c", "sub-d"],
+                           "subject": ["sub-a", "sub-a", "sub-b", "sub-c", "sub-d"], "split": "test",
+                           "class_index": [1, 1, 1, 0, 0], "prob_migraine": [0.9, 0.3, 0.8, 0.4, 0.7]})
+    images["prob_HC"] = 1 - images["prob_migraine"]
+    row = fold_metrics(images, ["HC", "migraine"], task="migraine", model="vit", fold=1).iloc[0]
+    assert row.n_subjects == 4  # participants, not the 5 images
+    # per participant: patients 0.6, 0.8 against controls 0.4, 0.7: 3 of 4 pairs right (per image: 4 of 6)
+    assert row.auc == pytest.approx(3 / 4)
+    assert (row.tp, row.fp, row.tn, row.fn) == (2, 1, 1, 0)
+    # one image per participant: the same rows as without the subject column
+    single = images.drop(index=1)
+    assert fold_metrics(single, ["HC", "migraine"], task="migraine", model="vit", fold=1).equals(
+        fold_metrics(single.drop(columns="subject"), ["HC", "migraine"], task="migraine", model="vit", fold=1))
+    images.loc[1, "class_index"] = 0
+    with pytest.raises(ValueError, match="different classes"):
+        fold_metrics(images, ["HC", "migraine"], task="migraine", model="vit", fold=1)
+
+
 def test_metrics_table_merges_folds_into_mean_and_sd(tmp_path):
     rng = np.random.default_rng(3)
     files = []

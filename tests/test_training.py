@@ -21,7 +21,7 @@ from headmri.config import TrainingConfig
 from headmri.errors import ConfigError, InputError, LeakageError
 from headmri.slices import extract_slices
 from headmri.slices.loader import SliceBatchLoader
-from headmri.splits import make_splits
+from headmri.splits import expand_to_images, make_splits
 from headmri.training import OUTPUTS, EncoderChoice, FoldJob, FoldSettings, load_trained, train_fold
 from headmri.training.job import BEST_FILE, RESUME_FILE, read_fold
 from headmri.training.oversample import oversample_subjects
@@ -60,7 +60,7 @@ def make_cohort(root: Path, sizes: dict[str, int], *, seed: int = 0) -> pd.DataF
 
 def write_split(root: Path, participants: pd.DataFrame, classes=CLASSES) -> Path:
     split = make_splits(participants, list(classes), folds=2, val_per_class=1, test_per_class=1, seed=3)
-    write_tsv(split, root / "split.tsv")
+    write_tsv(expand_to_images(split), root / "split.tsv")  # as the workflow writes it: with each image's subject
     return root / "split.tsv"
 
 
@@ -130,6 +130,8 @@ def test_training_learns_the_toy_task_and_writes_every_output(cohort, reference)
     np.testing.assert_allclose(probs[:, 1], mine["prob_migraine"], atol=1e-5)
     per_subject = pd.read_csv(out / "predictions_subjects.tsv", sep="\t").set_index("participant_id")
     assert per_subject.loc[pid, "prob_migraine"] == pytest.approx(mine["prob_migraine"].mean(), abs=1e-5)
+    # each image's participant rides along (the metrics count participants: one image each here)
+    assert (per_subject["subject"] == per_subject.index).all()
 
 
 def test_same_seed_gives_identical_history_and_predictions(cohort, reference, tmp_path):

@@ -1,4 +1,9 @@
-"""Classification metrics at the subject level, binary and multi-class.
+"""Classification metrics at the participant level, binary and multi-class.
+
+The unit is the participant: a participant with several images (sessions, or runs with ``runs: all``)
+is one row, its images' class probabilities averaged (``per_participant``), so that a subject scanned
+three times neither counts three times nor decides three rows of an AUC. Its images stay apart in the
+prediction tables, and with one image per participant the two are the same.
 
 The confusion-matrix arithmetic is written out (a few lines, and it defines specificity, which
 scikit-learn lacks); AUC comes from scikit-learn. Undefined ratios (no predicted positives, ...) are 0,
@@ -15,6 +20,7 @@ import pandas as pd
 from sklearn.metrics import roc_auc_score
 
 from headmri.evaluation.aggregate import aggregate_subjects
+from headmri.splits import SUBJECT
 
 METRIC_COLUMNS = ["accuracy", "precision", "specificity", "sensitivity", "auc", "f1", "balanced_accuracy"]
 COUNT_COLUMNS = ["tp", "fp", "tn", "fn"]
@@ -121,9 +127,25 @@ def multiclass_metrics(y_true: Sequence[int], proba: np.ndarray) -> dict:
     }
 
 
+def per_participant(images: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """One row per participant and split: the mean ``prob_<class>`` of its images and its ``class_index``.
+    The participant is the ``subject`` column of an image-level split (headmri.splits.expand_to_images);
+    ``images`` without it, or with one image per participant, come back unchanged."""
+    if SUBJECT not in images.columns or not images.duplicated([SUBJECT, "split"]).any():
+        return images
+    grouped = images.groupby([SUBJECT, "split"], sort=True)
+    mixed = grouped["class_index"].nunique()
+    if (mixed > 1).any():
+        raise ValueError(f"participants {sorted(mixed.index[mixed > 1].get_level_values(0))[:5]} have images of "
+                         "different classes; a participant has one diagnosis")
+    probs = [f"prob_{c}" for c in classes]
+    return grouped[probs].mean().join(grouped[["class_index"]].first()).reset_index()
+
+
 def fold_metrics(subjects: pd.DataFrame, classes: Sequence[str], *, task: str, model: str, fold: int,
                  threshold: float = 0.5) -> pd.DataFrame:
-    """One metrics row per split present in ``subjects`` (columns split, class_index, prob_<class>).
+    """One metrics row per split present in ``subjects`` (columns split, class_index, prob_<class>), over
+    participants (``per_participant``: ``n_subjects`` counts participants, not images).
 
     Binary tasks treat ``classes[1]`` as positive; multi-class tasks report macro metrics (tp/fp/tn/fn
     summed one-vs-rest over classes; AUC the macro mean of the one-vs-rest AUCs). ``confusion`` is JSON,
@@ -136,7 +158,7 @@ def fold_metrics(subjects: pd.DataFrame, classes: Sequence[str], *, task: str, m
     if missing:
         raise ValueError(f"subject predictions lack the column(s) {missing}")
     rows = []
-    for split, part in subjects.groupby("split", sort=False):
+    for split, part in per_participant(subjects, classes).groupby("split", sort=False):
         y = part["class_index"].to_numpy(int)
         proba = part[probs].to_numpy(float)
         if len(classes) == 2:
@@ -163,7 +185,7 @@ def pooled_test_metrics(predictions: pd.DataFrame, classes: Sequence[str], *, ta
     test = predictions[predictions["split"] == "test"]
     if test.empty:
         raise ValueError("no test subjects to pool")
-    key = "subject" if "subject" in test.columns else "participant_id"  # the participant (all its sessions)
+    key = SUBJECT if SUBJECT in test.columns else "participant_id"  # the participant (all its sessions)
     if "fold" in test.columns:
         folds = test.groupby(key)["fold"].nunique()
         twice = sorted(folds.index[folds > 1])

@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from headmri.splits import SUBJECT
 from headmri.training.loop import Predictions
 
 
@@ -23,6 +24,8 @@ def slice_predictions(predictions: Predictions, rows: pd.DataFrame, classes: Seq
         "class_index": subjects["class_index"].astype(int).to_numpy(),
         "slice_position": predictions.slice_position.astype(int),
     })
+    if SUBJECT in subjects.columns:  # the participant of each image: metrics count participants
+        frame.insert(1, SUBJECT, subjects[SUBJECT].to_numpy())
     if kept_indices is not None:
         frame["slice_index"] = [int(kept_indices[pid][k]) for pid, k in zip(frame["participant_id"], frame["slice_position"])]
     for c, name in enumerate(classes):
