@@ -57,7 +57,6 @@ def test_none_means_no_augmentation_and_unknown_names_are_refused():
 
 
 def test_erase_blanks_one_square_in_about_half_the_slices_and_leaves_the_rest_untouched():
-
     torch.manual_seed(0)
     x = torch.rand(400, 1, 64, 64) + 0.5  # no zeros before
     before = x.clone()
