@@ -116,6 +116,15 @@ def test_the_auc_rule_still_selects_on_auc_when_probabilities_differ():
     assert score(loss_rule, 2, subjects([0.3, 0.35, 0.45, 0.4]))[0] is False  # higher loss
 
 
+def test_the_validation_loss_counts_participants_not_images():
+    # sub-a (HC) has three sessions, sub-b (migraine) one: per image, sub-a's sessions would be three
+    # quarters of the loss; per participant its sessions are averaged first and each participant is half
+    images = subjects([0.1, 0.3, 0.2, 0.4], labels=(0, 0, 0, 1)).assign(subject=["sub-a"] * 3 + ["sub-b"])
+    assert subject_loss(images, CLASSES) == pytest.approx(-(math.log(0.8) + math.log(0.4)) / 2)
+    per_image = -(math.log(0.9) + math.log(0.7) + math.log(0.8) + math.log(0.4)) / 4
+    assert subject_loss(images.drop(columns="subject"), CLASSES) == pytest.approx(per_image)
+
+
 def test_loss_ties_are_broken_by_the_auc():
     stopping = EarlyStopping(patience=10, rule="loss", min_epochs=1, auc_min_spread=0.01)
     assert stopping.update(1, 0.5, 0.4, 0.5) and stopping.update(2, 0.75, 0.4, 0.5)

@@ -7,6 +7,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from headmri.evaluation.metrics import per_participant
 from headmri.splits import SUBJECT
 from headmri.training.loop import Predictions
 
@@ -35,7 +36,10 @@ def slice_predictions(predictions: Predictions, rows: pd.DataFrame, classes: Seq
 
 def subject_loss(subjects: pd.DataFrame, classes: Sequence[str]) -> float:
     """Mean cross-entropy of the aggregated subject probabilities (the quantity the paper's
-    multiple-instance evaluation scores)."""
+    multiple-instance evaluation scores), over participants: a participant's images (sessions, runs) are
+    averaged first (``per_participant``), as in every metric, so that one with many sessions does not
+    weigh more in checkpoint selection."""
+    subjects = per_participant(subjects, classes)
     probs = subjects[[f"prob_{c}" for c in classes]].to_numpy(float)
     probs = probs / probs.sum(axis=1, keepdims=True)
     true = probs[np.arange(len(probs)), subjects["class_index"].astype(int).to_numpy()]
