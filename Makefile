@@ -31,8 +31,12 @@ demo: $(STAMP)
 preprocess: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) preprocess_all
 
+# The suite runs on TEST_WORKERS pytest-xdist processes, each test file on one of them (its module fixtures
+# are built once); the workflow tests share one preprocessed cohort between the workers (tests/conftest.py).
+# Serial (one process, as a plain `pytest`): make test TEST_WORKERS=0.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 clean-results:
 	rm -rf results

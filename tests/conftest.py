@@ -5,12 +5,39 @@ Keep this file small and generic; a fixture used by one test file belongs in tha
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
+
+SCRATCH = "HEADMRI_TEST_SCRATCH"  # workflow_runner._scratch: the shared cohorts of one run live there
+
+
+def pytest_configure(config):
+    """In a pytest-xdist worker: torch's threads are the cores shared out over the workers (not each worker a
+    thread per core). In the process that starts the run: one scratch folder for the inputs that the workflow
+    tests share (workflow_runner), made before any worker starts (they inherit the environment), so that the
+    workers build the shared cohort once between them; removed when the run ends."""
+    if hasattr(config, "workerinput"):
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // int(config.workerinput.get("workercount", 1))))
+        return
+    if os.environ.get(SCRATCH):
+        return
+    config.headmri_scratch = tempfile.mkdtemp(prefix="headmri-tests-")
+    os.environ[SCRATCH] = config.headmri_scratch
+
+
+def pytest_unconfigure(config):
+    scratch = getattr(config, "headmri_scratch", None)
+    if scratch:
+        shutil.rmtree(scratch, ignore_errors=True)
+        os.environ.pop(SCRATCH, None)
+
 
 # Voxel axis directions (columns of the affine) for a few orientations, before any oblique rotation.
 AXES = {

@@ -4,6 +4,8 @@ bounded by `timeout -k` (SIGTERM alone does not stop Snakemake), and the dry-run
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import functools
 import os
 import re
@@ -15,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import yaml
 
@@ -153,36 +156,50 @@ TRAIN_TARGET = "results/train/source-T1w/task-migraine/model-vittinydemo/fold-1/
 
 
 def _scratch(prefix: str) -> Path:
-    """A fresh folder removed when the session ends; with HEADMRI_TEST_CACHE=<dir> (for developers
-    rerunning the slow tests) a kept folder there instead, reused when a previous session completed it."""
-    cache = os.environ.get("HEADMRI_TEST_CACHE")
-    if cache:
-        root = Path(cache) / prefix.strip("-")
-        if not (root / ".complete").is_file():
-            shutil.rmtree(root, ignore_errors=True)
-            root.mkdir(parents=True)
+    """The folder of one shared test input. Under HEADMRI_TEST_CACHE=<dir> (for developers rerunning the slow
+    tests: kept, and reused when a previous session completed it) or else HEADMRI_TEST_SCRATCH (conftest.py:
+    one folder per pytest run, shared by its xdist workers, removed when the run ends); a private
+    temporary folder otherwise."""
+    shared = os.environ.get("HEADMRI_TEST_CACHE") or os.environ.get("HEADMRI_TEST_SCRATCH")
+    if shared:
+        root = Path(shared) / prefix.strip("-")
+        root.mkdir(parents=True, exist_ok=True)
         return root
     root = Path(tempfile.mkdtemp(prefix=prefix))
     atexit.register(shutil.rmtree, root, ignore_errors=True)
+    atexit.register(root.with_name(root.name + ".lock").unlink, missing_ok=True)
     return root
 
 
-def _complete(root: Path) -> None:
-    (root / ".complete").touch()
+@contextlib.contextmanager
+def _built_once(root: Path) -> Iterator[bool]:
+    """True for the one process that must build what ``root`` holds, False where another already did: the
+    pytest-xdist workers of a run share ``root``, and a worker that needs it while another builds it waits on
+    the lock. The builder starts from an empty ``root`` (a half-built one of an interrupted run goes) and the
+    folder counts as complete only when its block ends without an error."""
+    with open(root.with_name(root.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+        if (root / ".complete").is_file():
+            yield False
+            return
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        yield True
+        (root / ".complete").touch()
 
 
 @functools.cache
 def generated_cohort() -> Path:
-    """A BIDS dataset of the demo generator (7 subjects), made once per session."""
+    """A BIDS dataset of the demo generator (7 subjects), made once per test run."""
     from headmri.demo.cohort import make_demo_cohort
     from headmri.demo.effects import read_effects
 
     root = _scratch("headmri-cohort-")
     out = root / "bids"
-    if not (root / ".complete").is_file():
-        make_demo_cohort(out, group_sizes=COHORT_GROUPS, seed=COHORT_SEED,
-                         effects=read_effects(REPO / "resources" / "demo_effects.tsv"), threads=2)
-        _complete(root)
+    with _built_once(root) as build:
+        if build:
+            make_demo_cohort(out, group_sizes=COHORT_GROUPS, seed=COHORT_SEED,
+                             effects=read_effects(REPO / "resources" / "demo_effects.tsv"), threads=2)
     return out
 
 
@@ -199,21 +216,21 @@ def add_subject(workdir: Path, label: str = HELD_BACK) -> None:
 @functools.cache
 def preprocessed_workdir() -> Path:
     """A workdir (config.yaml, bids/ without the held-back subject, results/) whose six subjects are
-    preprocessed through `preprocess_all`, made once per session. Tests copy it (copy_workdir)."""
+    preprocessed through `preprocess_all`, made once per test run. Tests copy it (copy_workdir)."""
     source = generated_cohort()
     root = _scratch("headmri-base-")
     workdir = root / "wd"
-    if (root / ".complete").is_file():
-        return workdir
-    (workdir / "bids").mkdir(parents=True)
-    for item in source.iterdir():
-        if item.name != f"sub-{HELD_BACK}" and item.name != "participants.tsv":
-            (shutil.copytree if item.is_dir() else shutil.copy2)(item, workdir / "bids" / item.name)
-    rows = (source / "participants.tsv").read_text().splitlines(keepends=True)
-    (workdir / "bids" / "participants.tsv").write_text("".join(r for r in rows if not r.startswith(f"sub-{HELD_BACK}\t")))
-    configfile = write_config(workdir / "config.yaml", **TINY_CONFIG)
-    run_snakemake(workdir, configfile, "--cores", "2", "preprocess_all", timeout_s=1800)
-    _complete(root)
+    with _built_once(root) as build:
+        if build:
+            (workdir / "bids").mkdir(parents=True)
+            for item in source.iterdir():
+                if item.name != f"sub-{HELD_BACK}" and item.name != "participants.tsv":
+                    (shutil.copytree if item.is_dir() else shutil.copy2)(item, workdir / "bids" / item.name)
+            rows = (source / "participants.tsv").read_text().splitlines(keepends=True)
+            (workdir / "bids" / "participants.tsv").write_text(
+                "".join(r for r in rows if not r.startswith(f"sub-{HELD_BACK}\t")))
+            configfile = write_config(workdir / "config.yaml", **TINY_CONFIG)
+            run_snakemake(workdir, configfile, "--cores", "2", "preprocess_all", timeout_s=1800)
     return workdir
 
 
