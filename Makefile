@@ -32,11 +32,12 @@ preprocess: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) preprocess_all
 
 # The suite runs on TEST_WORKERS pytest-xdist processes, each test file on one of them (its module fixtures
-# are built once); the workflow tests share one preprocessed cohort between the workers (tests/conftest.py).
+# are built once), the files with slow tests handed out first (tests/conftest.py); the workflow tests share
+# one preprocessed cohort between the workers (tests/workflow_runner.py).
 # Serial (one process, as a plain `pytest`): make test TEST_WORKERS=0.
 TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 clean-results:
 	rm -rf results

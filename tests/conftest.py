@@ -39,6 +39,14 @@ def pytest_unconfigure(config):
         os.environ.pop(SCRATCH, None)
 
 
+def pytest_collection_modifyitems(config, items):
+    """The files with a slow test (workflow runs, training) first, the quick files after, each group in its
+    usual order: with pytest-xdist (make test, --no-loadscope-reorder) the long runs start early and the quick
+    tests fill the end, where xdist's own order (files with the most tests first) left the long runs for last."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # a stable sort
+
+
 # Voxel axis directions (columns of the affine) for a few orientations, before any oblique rotation.
 AXES = {
     "RAS": np.eye(3),
