@@ -217,6 +217,26 @@ def _loso_fold(tmp_path, fold, participant, class_index, probs, classes, learned
     return folder / "metrics.tsv", folder / "predictions_subjects.tsv"
 
 
+def test_leave_one_subject_out_folds_and_the_fmri_baselines_rows_go_into_one_table(tmp_path):
+    # splits.scheme loso with the fMRI baselines on: the CNN's folds come with their predictions, the baselines'
+    # file with rows its job pooled; the rule once handed both as one list, and pairing it with the folds'
+    # predictions stopped the job (zip: argument 2 is shorter)
+    classes = ["HC", "migraine"]
+    files = [_loso_fold(tmp_path, k, pid, y, [1 - p, p], classes)
+             for k, (pid, y, p) in enumerate([("sub-a", 0, 0.2), ("sub-c", 1, 0.9)], start=1)]
+    baseline = pd.DataFrame({"source": "rfcs", "task": "three", "model": "svmloso", "fold": 0, "split": ["test"],
+                             "n_subjects": 9, "accuracy": 0.5, "precision": 0.5, "specificity": 0.5,
+                             "sensitivity": 0.5, "auc": 0.5, "f1": 0.5, "balanced_accuracy": 0.5})
+    baseline.to_csv(tmp_path / "baseline_metrics.tsv", sep="\t", index=False)
+    out = tmp_path / "out"
+    metrics_table([m for m, _ in files], out / "metrics.tsv", out / "summary.md", out / "metrics.png",
+                  prediction_files=[p for _, p in files], baseline_metric_files=[tmp_path / "baseline_metrics.tsv"])
+    pooled = pd.read_csv(out / "metrics.tsv", sep="\t").query("fold == 0").set_index("model")
+    assert sorted(pooled.index) == ["googlenet", "svmloso"]
+    assert (pooled.loc["googlenet", "n_subjects"], pooled.loc["googlenet", "auc"]) == (2, 1.0)
+    assert pooled.loc["svmloso", "n_subjects"] == 9
+
+
 def test_pooled_loso_row_equals_a_hand_computation_beside_the_fold_rows(tmp_path):
     classes = ["HC", "migraine"]
     # four one-subject folds: HC 0.2 (right), HC 0.7 (wrong), migraine 0.9 (right), migraine 0.6 (right)

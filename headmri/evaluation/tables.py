@@ -225,12 +225,14 @@ def metrics_figure(summary: pd.DataFrame, out_png: str | Path) -> None:
 
 
 def metrics_table(fold_metric_files: Iterable[str | Path], out_tsv: str | Path, out_md: str | Path,
-                  out_png: str | Path, prediction_files: Iterable[str | Path] | None = None) -> pd.DataFrame:
+                  out_png: str | Path, prediction_files: Iterable[str | Path] | None = None,
+                  baseline_metric_files: Iterable[str | Path] = ()) -> pd.DataFrame:
     """Concatenate per-fold metrics.tsv files; write the merged table, the markdown summary and a figure.
     With ``prediction_files`` (each fold's predictions_subjects.tsv, in the order of the metrics files) the
-    table and the summary also get the pooled test rows (``pooled_metrics``)."""
+    table and the summary also get the pooled test rows (``pooled_metrics``). ``baseline_metric_files``:
+    rows of models that pooled their own folds (the fMRI branch's SVM and random forest), merged as they are."""
     fold_metric_files = list(fold_metric_files)
-    table = read_fold_metrics(fold_metric_files)
+    table = read_fold_metrics(fold_metric_files + list(baseline_metric_files))
     pooled = None if prediction_files is None else pooled_metrics(fold_metric_files, prediction_files)
     if pooled is not None:
         table = _sorted(pd.concat([table, pooled], ignore_index=True))

@@ -9,8 +9,8 @@ METRICS_FIGURE = P["metrics_figure"]
 
 rule metrics_table:
     input:
-        metrics=expand_source_model_folds(P["train_dir"] + "/metrics.tsv")
-        + baseline_metric_files(),  # the fMRI branch's SVM and random forest (fmri.smk)
+        metrics=expand_source_model_folds(P["train_dir"] + "/metrics.tsv"),
+        baselines=baseline_metric_files(),  # the fMRI branch's SVM and random forest (fmri.smk): rows pooled by their job
         predictions=(expand_source_model_folds(P["train_dir"] + "/predictions_subjects.tsv")
                      if CFG.splits.leave_one_subject_out else []),
     output:
