@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-SCRATCH = "HEADMRI_TEST_SCRATCH"  # workflow_runner._scratch: the shared cohorts of one run live there
+from workflow_runner import SCRATCH_ENV as SCRATCH
 
 
 def pytest_configure(config):

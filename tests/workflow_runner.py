@@ -155,12 +155,16 @@ TINY_CONFIG = {
 TRAIN_TARGET = "results/train/source-T1w/task-migraine/model-vittinydemo/fold-1/model.pt"
 
 
+# the run's scratch folder for the shared inputs below (conftest.py sets it before any xdist worker starts)
+SCRATCH_ENV = "HEADMRI_TEST_SCRATCH"
+
+
 def _scratch(prefix: str) -> Path:
     """The folder of one shared test input. Under HEADMRI_TEST_CACHE=<dir> (for developers rerunning the slow
     tests: kept, and reused when a previous session completed it) or else HEADMRI_TEST_SCRATCH (conftest.py:
     one folder per pytest run, shared by its xdist workers, removed when the run ends); a private
     temporary folder otherwise."""
-    shared = os.environ.get("HEADMRI_TEST_CACHE") or os.environ.get("HEADMRI_TEST_SCRATCH")
+    shared = os.environ.get("HEADMRI_TEST_CACHE") or os.environ.get(SCRATCH_ENV)
     if shared:
         root = Path(shared) / prefix.strip("-")
         root.mkdir(parents=True, exist_ok=True)
