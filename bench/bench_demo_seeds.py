@@ -9,7 +9,8 @@ with -15 % effects and the brain mean restored; and ``demo``, the default demo i
 ``demo.restore_brain_mean`` changed),
 runs the whole workflow (``snakemake --cores N all``: generation, preprocessing, training, explanations,
 rankings) and reads what the pipeline wrote: per task the folds that learned (``learned`` in
-tables/metrics.tsv), the mean subject-level test AUC over folds, and the recall of the planted regions
+tables/metrics.tsv), the mean subject-level test AUC over folds and the AUC of every fold's test subjects
+pooled (the table's fold-0 row), and the recall of the planted regions
 in the task's top 10 (``headmri.explain.merge.planted_recall`` on tables/source-S_task-T_regions.tsv, S from
 ``--source``, default T1w, and the
 cohort's ground_truth.tsv). One row per cohort and task goes to ``<out>/seeds.tsv`` (appended, so a
@@ -32,6 +33,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from headmri.evaluation.metrics import POOLED_FOLD
 from headmri.explain.merge import planted_recall
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,6 +105,7 @@ def score(name: str, results: Path, minutes: float, source: str = "T1w") -> pd.D
     """One row per task of image source ``source`` from what the finished workflow wrote under ``results``."""
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
     test = metrics[(metrics["split"] == "test") & (metrics["model"] != "resnet3d") & (metrics["source"] == source)]
+    pooled, test = test[test["fold"] == POOLED_FOLD], test[test["fold"] != POOLED_FOLD]
     truth = results / "demo" / "bids" / "ground_truth.tsv"
     rows = []
     for task, group in TASK_GROUP.items():
@@ -113,6 +116,7 @@ def score(name: str, results: Path, minutes: float, source: str = "T1w") -> pd.D
             "planted": ", ".join(f"{r}/{h}" for g, r, h, _, _ in COHORTS[name][1] if g == group),
             "folds_learned": f"{int(folds['learned'].astype(bool).sum())}/{len(folds)}",
             "mean_test_auc": round(float(folds["auc"].mean()), 3),
+            "pooled_test_auc": round(float(pooled.loc[pooled["task"] == task, "auc"].mean()), 3),
             "recall_top10": round(planted_recall(results / "tables" / f"source-{source}_task-{task}_regions.tsv", truth,
                                                  top_k=10, group=group), 3),
             "minutes": round(minutes, 1),

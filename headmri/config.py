@@ -139,8 +139,8 @@ class SplitConfig:
 
     @property
     def leave_one_subject_out(self) -> bool:
-        """One fold per participant (``scheme: loso``): the fold count is the task's, and the metrics table
-        adds the pooled test rows (headmri.evaluation.tables)."""
+        """One fold per participant (``scheme: loso``): the fold count is the task's; only the pooled test
+        rows of the metrics table (headmri.evaluation.tables) score the model then."""
         return self.scheme == "loso"
 
 

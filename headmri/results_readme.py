@@ -76,7 +76,7 @@ def _classification_lines() -> list[str]:
         f"| `{shown('train_dir', '/history.tsv')}` | per-epoch training loss, validation loss, AUC and probability spread; the selected epoch |",
         f"| `{shown('train_dir', '/predictions_slices.tsv')}`, `predictions_subjects.tsv` | class probabilities per slice, and per subject (slices aggregated) |",
         f"| `{shown('train_dir', '/metrics.tsv')}` | subject-level metrics of the fold's validation and test subjects, and whether its model learned (`learned`, `learned_reason`, `selected_epoch`, `selected_train_loss`, `chance_loss`, `prob_spread`) |",
-        f"| `{shown('metrics_table')}`, `{shown('metrics_summary')}`, `{shown('metrics_figure')}` | metrics of every source, task, model and fold (`source` column first; `per_class`: each class one-vs-rest; with leave-one-subject-out also a pooled test row per model, fold 0); mean +- sd over the folds that learned (Table 3 layout), with the folds that did not listed |",
+        f"| `{shown('metrics_table')}`, `{shown('metrics_summary')}`, `{shown('metrics_figure')}` | metrics of every source, task, model and fold (`source` column first; `per_class`: each class one-vs-rest; and a pooled test row per model, fold 0: every fold's test subjects scored together); mean +- sd over the folds that learned (Table 3 layout), with the folds that did not listed |",
         "",
     ]
 

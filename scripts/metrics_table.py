@@ -6,5 +6,5 @@ from headmri.joblog import job_log
 
 with job_log(snakemake.log[0], "metrics_table"):
     metrics_table(list(snakemake.input.metrics), snakemake.output.tsv, snakemake.output.md, snakemake.output.png,
-                  prediction_files=list(snakemake.input.predictions) or None,
+                  prediction_files=list(snakemake.input.predictions),
                   baseline_metric_files=list(snakemake.input.baselines))

@@ -55,7 +55,8 @@ def test_every_bold_run_is_checked_and_recorded(finished_run):
 def test_metrics_hold_the_cnn_the_baselines_and_leave_one_subject_out(finished_run):
     metrics = pd.read_csv(finished_run / "tables" / "metrics.tsv", sep="\t")
     rows = metrics.groupby(["source", "model"])["fold"].apply(sorted).to_dict()
-    assert rows[("reho", "cnndemo")] == rows[("reho", "vittinydemo")] == [1, 1, 2, 2]  # val and test rows of both folds
+    # val and test rows of both folds, and the pooled test row (fold 0)
+    assert rows[("reho", "cnndemo")] == rows[("reho", "vittinydemo")] == [0, 1, 1, 2, 2]
     assert rows[("rfcs", "svm")] == rows[("rfcs", "randomforest")] == [1, 2]
     assert rows[("rfcs", "svmloso")] == rows[("rfcs", "randomforestloso")] == [0]
     loso = metrics[metrics["model"] == "svmloso"].iloc[0]

@@ -201,7 +201,7 @@ def test_a_pooled_row_from_a_metrics_file_is_shown_as_pooled_and_not_averaged_as
     assert "| rfcs | ppth | svmloso | n/a | 9 | 25.00% |" in text.split("## test, pooled over folds")[1]
 
 
-# ---- pooled test rows (leave-one-subject-out) and per-class metrics ---------------------------------------
+# ---- pooled test rows (leave-one-subject-out, small test sets) and per-class metrics-----------------------------------
 
 def _loso_fold(tmp_path, fold, participant, class_index, probs, classes, learned=True):
     """One LOSO fold's files: metrics.tsv from the library, predictions_subjects.tsv with one test subject."""
@@ -265,6 +265,37 @@ def test_pooled_loso_row_equals_a_hand_computation_beside_the_fold_rows(tmp_path
         pooled_test_metrics(pd.DataFrame({"participant_id": ["sub-a", "sub-a"], "fold": [1, 2], "split": "test",
                                           "class_index": [0, 0], "prob_HC": 0.5, "prob_migraine": 0.5}),
                             classes, task="t", model="m")
+
+
+def test_folds_with_one_test_subject_per_class_get_a_pooled_auc_beside_their_zero_or_one_aucs(tmp_path):
+    # the demo's balanced split: each fold tests one control and one patient, so its AUC is 0 or 1; the pooled
+    # row ranks every test patient against every test control
+    classes = ["HC", "migraine"]
+    tests = [(0.30, 0.60), (0.45, 0.55), (0.52, 0.50)]  # (control, patient) probability of migraine per fold
+    files = []
+    for fold, (hc, patient) in enumerate(tests, start=1):
+        subjects = pd.DataFrame({"participant_id": [f"sub-hc{fold}", f"sub-mig{fold}", "sub-v"],
+                                 "split": ["test", "test", "val"], "class_index": [0, 1, 0],
+                                 "prob_HC": [1 - hc, 1 - patient, 0.5], "prob_migraine": [hc, patient, 0.5]})
+        metrics = fold_metrics(subjects, classes, task="migraine", model="cnndemo", fold=fold).assign(learned=True)
+        metrics.insert(0, "source", "T1w")
+        folder = tmp_path / f"fold-{fold}"
+        folder.mkdir()
+        metrics.to_csv(folder / "metrics.tsv", sep="\t", index=False)
+        subjects.to_csv(folder / "predictions_subjects.tsv", sep="\t", index=False)
+        files.append((folder / "metrics.tsv", folder / "predictions_subjects.tsv"))
+    out = tmp_path / "out"
+    metrics_table([m for m, _ in files], out / "metrics.tsv", out / "summary.md", out / "metrics.png",
+                  prediction_files=[p for _, p in files])
+    merged = pd.read_csv(out / "metrics.tsv", sep="\t")
+    folds = merged[(merged["split"] == "test") & (merged["fold"] > 0)]
+    assert folds["auc"].tolist() == [1.0, 1.0, 0.0]
+    pooled = merged[merged["fold"] == 0].iloc[0]
+    # patients 0.60, 0.55, 0.50 against controls 0.30, 0.45, 0.52: 8 of 9 pairs ordered right (0.50 < 0.52)
+    assert pooled.auc == pytest.approx(8 / 9) and pooled.n_subjects == 6
+    summary = (out / "summary.md").read_text()
+    assert "66.67 ± 57.74%" in summary.split("## val")[0]  # the fold mean, over 3 folds
+    assert "| T1w | migraine | cnndemo | 3 / 3 | 6 |" in summary.split("## test, pooled over folds")[1]
 
 
 def test_three_class_rows_carry_per_class_one_vs_rest_metrics_and_the_confusion_matrix():

@@ -181,7 +181,9 @@ def check_two_sources(results) -> None:
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
     assert list(metrics.columns[:3]) == ["source", "task", "model"]
     assert set(metrics["source"]) == {"T1w", "axial"}
-    assert sorted(metrics.loc[metrics["split"] == "test", "source"]) == ["T1w", "T1w", "axial", "axial"]
+    folds = metrics[(metrics["split"] == "test") & (metrics["fold"] > 0)]
+    assert sorted(folds["source"]) == ["T1w", "T1w", "axial", "axial"]
+    assert sorted(metrics.loc[metrics["fold"] == 0, "source"]) == ["T1w", "axial"]  # each source's pooled row
 
     axial = pd.read_csv(results / "tables" / "source-axial_task-migraine_regions.tsv", sep="\t")
     assert set(axial["region"]) == {"box-L-posterior", "box-R-posterior", "box-L-anterior", "box-R-anterior"}

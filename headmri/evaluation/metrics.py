@@ -180,8 +180,9 @@ def pooled_test_metrics(predictions: pd.DataFrame, classes: Sequence[str], *, ta
                         threshold: float = 0.5) -> pd.DataFrame:
     """One ``fold_metrics`` row (fold ``POOLED_FOLD``, split ``test``) from the test subjects of every fold
     pooled: the score of leave-one-subject-out, whose one-subject folds have no AUC, precision or F1 of
-    their own. ``predictions``: subject predictions of all folds (``split``, ``class_index``,
-    ``prob_<class>``). A subject tested in two folds is an error (test sets must partition the subjects)."""
+    their own, and a finer one than the mean of 0-or-1 fold AUCs where folds test one subject per class.
+    ``predictions``: subject predictions of all folds (``split``, ``class_index``, ``prob_<class>``). A subject
+    tested in two folds is an error (test sets must be disjoint across folds, as every split scheme makes them)."""
     test = predictions[predictions["split"] == "test"]
     if test.empty:
         raise ValueError("no test subjects to pool")
@@ -192,8 +193,8 @@ def pooled_test_metrics(predictions: pd.DataFrame, classes: Sequence[str], *, ta
     else:
         twice = sorted(set(test[key][test[key].duplicated()]))
     if twice:
-        raise ValueError(f"subjects {twice[:5]} are tested in several folds; pooling needs test sets that partition "
-                         "the subjects")
+        raise ValueError(f"subjects {twice[:5]} are tested in several folds; pooling needs test sets that are "
+                         "disjoint across folds")
     return fold_metrics(test, classes, task=task, model=model, fold=POOLED_FOLD, threshold=threshold)
 
 

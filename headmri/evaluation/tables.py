@@ -6,11 +6,14 @@ method. The summary says over how many folds each mean is (``n_learned`` of ``n_
 folds left out with the reason. A metrics file without a ``learned`` column (written before the check
 existed) counts as learned.
 
-Given every fold's subject predictions too (leave-one-subject-out, ``splits.scheme: loso``), the table
-also gets one **pooled** row per source x task x model (fold 0, split ``test``): the metrics of every
-fold's test subjects pooled (``headmri.evaluation.metrics.pooled_test_metrics``), over every fold, learned
-or not (leaving folds out would leave their subjects out), with ``n_folds`` and ``n_learned`` beside it.
-The means over folds leave the pooled rows out; the summary shows them in a section of their own.
+Given every fold's subject predictions too (the workflow always hands them), the table also gets one
+**pooled** row per source x task x model (fold 0, split ``test``): the metrics of every fold's test subjects
+pooled, each scored by the model of the fold that held it out (``headmri.evaluation.metrics.pooled_test_metrics``;
+the split's test sets are disjoint across folds in every scheme), over every fold, learned or not (leaving
+folds out would leave their subjects out), with ``n_folds`` and ``n_learned`` beside it. Leave-one-subject-out
+folds have no AUC of their own, and a fold with one test subject per class has an AUC of 0 or 1, so the pooled
+row is the one score of the first and a finer one for the second (the task figures' pooled ROC curve is the
+same set). The means over folds leave the pooled rows out; the summary shows them in a section of their own.
 """
 
 from __future__ import annotations
@@ -137,8 +140,11 @@ def _cell(mean: float, sd: float) -> str:
 
 def _pooled_markdown(pooled: pd.DataFrame, metrics: list[tuple[str, str]]) -> list[str]:
     lines = ["## test, pooled over folds", "",
-             "Every fold's test subjects pooled into one set (leave-one-subject-out: each fold tests one subject, "
-             "so a fold has no AUC, precision or F1 of its own); over every fold, learned or not.", "",
+             "Every fold's test subjects pooled into one set, each scored by the model of the fold that held it "
+             "out, over every fold, learned or not. A leave-one-subject-out fold tests one subject and has no AUC, "
+             "precision or F1 of its own; a fold with one test subject per class has an AUC of 0 or 1. A pooled AUC "
+             "compares probabilities of different folds' models, so it also depends on how alike they are "
+             "calibrated.", "",
              "| Source | Task | Model | Folds learned | Subjects | " + " | ".join(n for _, n in metrics) + " |",
              "|" + "---|" * (5 + len(metrics))]
     for _, row in pooled.iterrows():

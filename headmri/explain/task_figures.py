@@ -87,8 +87,10 @@ def _roc(name: str, truth: np.ndarray, scores: pd.Series) -> tuple[str, np.ndarr
 
 
 def roc_curves(predictions: pd.DataFrame, classes: Sequence[str]) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
-    """One curve per fold (and per disease class, one-vs-rest, for multi-class tasks). When no fold has a
-    curve of its own (leave-one-subject-out: one test subject per fold), one curve of the folds pooled."""
+    """One curve per fold (and per disease class, one-vs-rest, for multi-class tasks) that has a curve of its own,
+    and with more than one fold a curve of the folds' test subjects pooled (the metrics table's pooled row):
+    the only curve with leave-one-subject-out, and the one with more than two points when folds test one
+    subject per class."""
     predictions = predictions.assign(true_class=true_classes(predictions, classes))
     curves = []
     for disease in classes[1:]:
@@ -98,10 +100,11 @@ def roc_curves(predictions: pd.DataFrame, classes: Sequence[str]) -> list[tuple[
         suffix = f", {disease}" if len(classes) > 2 else ""
         per_fold = [_roc(f"fold {fold}{suffix}", (rows["true_class"] == disease).to_numpy(), rows[column])
                     for fold, rows in predictions.groupby("fold")]
-        if len(per_fold) > 1 and all(np.isnan(auc) for *_, auc in per_fold):
-            per_fold = [_roc(f"{len(per_fold)} folds pooled{suffix}", (predictions["true_class"] == disease).to_numpy(),
-                             predictions[column])]
-        curves += per_fold
+        own = [curve for curve in per_fold if not np.isnan(curve[-1])]
+        if len(per_fold) > 1:
+            own.append(_roc(f"{len(per_fold)} folds pooled{suffix}", (predictions["true_class"] == disease).to_numpy(),
+                            predictions[column]))
+        curves += own or per_fold
     return curves
 
 
@@ -167,7 +170,7 @@ def task_figures(task: str, classes: Sequence[str], inputs: FigureInputs, output
     figures.top_regions_figure(ranking, nib.as_closest_canonical(nib.load(str(inputs.atlas_dseg))), inputs.template,
                                outputs.top_regions, top_k=top_k, title=f"task {task}: top {top_k} regions")
     tested = held_out_predictions({f: inputs.predictions[f] for f in folds})
-    figures.roc_figure(roc_curves(tested, classes), outputs.roc, title=f"task {task}: test subjects, one curve per fold (pooled when no fold has one)")
+    figures.roc_figure(roc_curves(tested, classes), outputs.roc, title=f"task {task}: test subjects, one curve per fold and the folds pooled")
     figures.confusion_figure(confusion_counts(tested, classes), classes, outputs.confusion,
                              title=f"task {task}: test subjects, summed over {tested['fold'].nunique()} folds")
     log.info("task %s: figures written over fold(s) %s", task, folds)

@@ -1,6 +1,6 @@
 # Evaluation stage: every source x task x model x fold's subject-level metrics (written by training) merged into
-# one table, the mean +- sd summary in the layout of the structural paper's Table 3, and a figure. With
-# leave-one-subject-out (splits.scheme loso) also every fold's subject predictions, for the pooled test rows.
+# one table, the mean +- sd summary in the layout of the structural paper's Table 3, and a figure; every fold's
+# subject predictions too, for the pooled test rows (each fold's held-out subjects scored together).
 
 METRICS_TABLE = P["metrics_table"]
 METRICS_SUMMARY = P["metrics_summary"]
@@ -11,8 +11,7 @@ rule metrics_table:
     input:
         metrics=expand_source_model_folds(P["train_dir"] + "/metrics.tsv"),
         baselines=baseline_metric_files(),  # the fMRI branch's SVM and random forest (fmri.smk): rows pooled by their job
-        predictions=(expand_source_model_folds(P["train_dir"] + "/predictions_subjects.tsv")
-                     if CFG.splits.leave_one_subject_out else []),
+        predictions=expand_source_model_folds(P["train_dir"] + "/predictions_subjects.tsv"),
     output:
         tsv=METRICS_TABLE,
         md=METRICS_SUMMARY,
