@@ -16,6 +16,9 @@ from headmri.demo import demo_participants
 from headmri.encoder_names import is_light_encoder
 from headmri import paths as _paths
 from headmri import templates as _templates
+from headmri import scheduler_fix as _scheduler_fix
+
+_scheduler_fix.install()  # Snakemake's scheduler keeps one re-evaluation timer pending, not one per finished job
 
 CFG = _config.from_mapping(config)
 RESULTS = CFG.results_dir
