@@ -201,7 +201,7 @@ def test_a_pooled_row_from_a_metrics_file_is_shown_as_pooled_and_not_averaged_as
     assert "| rfcs | ppth | svmloso | n/a | 9 | 25.00% |" in text.split("## test, pooled over folds")[1]
 
 
-# ---- pooled test rows (leave-one-subject-out, small test sets) and per-class metrics-----------------------------------
+# ---- pooled test rows (leave-one-subject-out, small test sets) and per-class metrics -------------------------
 
 def _loso_fold(tmp_path, fold, participant, class_index, probs, classes, learned=True):
     """One LOSO fold's files: metrics.tsv from the library, predictions_subjects.tsv with one test subject."""
