@@ -12,8 +12,8 @@ pooled, each scored by the model of the fold that held it out (``headmri.evaluat
 the split's test sets are disjoint across folds in every scheme), over every fold, learned or not (leaving
 folds out would leave their subjects out), with ``n_folds`` and ``n_learned`` beside it. Leave-one-subject-out
 folds have no AUC of their own, and a fold with one test subject per class has an AUC of 0 or 1, so the pooled
-row is the one score of the first and a finer one for the second (the task figures' pooled ROC curve is the
-same set). The means over folds leave the pooled rows out; the summary shows them in a section of their own.
+row is the one score of the first and a finer one for the second (the task's ROC figure pools the same way,
+over the folds that learned). The means over folds leave the pooled rows out; the summary shows them in a section of their own.
 """
 
 from __future__ import annotations

@@ -170,7 +170,8 @@ def task_figures(task: str, classes: Sequence[str], inputs: FigureInputs, output
     figures.top_regions_figure(ranking, nib.as_closest_canonical(nib.load(str(inputs.atlas_dseg))), inputs.template,
                                outputs.top_regions, top_k=top_k, title=f"task {task}: top {top_k} regions")
     tested = held_out_predictions({f: inputs.predictions[f] for f in folds})
-    figures.roc_figure(roc_curves(tested, classes), outputs.roc, title=f"task {task}: test subjects, one curve per fold and the folds pooled")
+    pooled = " and the folds pooled" if tested["fold"].nunique() > 1 else ""
+    figures.roc_figure(roc_curves(tested, classes), outputs.roc, title=f"task {task}: test subjects, one curve per fold{pooled}")
     figures.confusion_figure(confusion_counts(tested, classes), classes, outputs.confusion,
                              title=f"task {task}: test subjects, summed over {tested['fold'].nunique()} folds")
     log.info("task %s: figures written over fold(s) %s", task, folds)
