@@ -13,8 +13,9 @@ job. Snakemake 9.27.1, the newest release on 2026-12-02; the upstream code is un
 
 The fix keeps at most one such timer pending: the loop is still woken within the timespan when jobs wait
 (what the timer is for) and at once by every finished job, as before; only the extra chains are gone.
-``install()`` is called by the Snakefile in the process that schedules (it does nothing where the scheduler
-has no such method, e.g. a Snakemake whose scheduler was rewritten).
+Snakemake calls the method from its scheduler loop only (one thread). ``install()`` is called by the
+Snakefile in the process that schedules (it does nothing where the scheduler has no such method, e.g. a
+Snakemake whose scheduler was rewritten).
 """
 
 from __future__ import annotations
@@ -25,11 +26,19 @@ _PENDING = "_headmri_pending_reevaluation"
 
 
 def one_pending_reevaluation(scheduler, delay: float) -> None:
-    """``JobScheduler._schedule_reevalutation`` (sic, Snakemake's spelling) with at most one timer pending."""
-    pending = getattr(scheduler, _PENDING, None)
-    if pending is not None and pending.is_alive():
+    """``JobScheduler._schedule_reevalutation`` (sic, Snakemake's spelling) with at most one timer pending.
+
+    The timer marks itself gone *before* it wakes the loop, so the pass it starts can ask for the next one (a
+    timer still alive while its pass runs would otherwise refuse it, and a loop held back only by the rate
+    limiter would wait for the next finished job instead of one timespan)."""
+    if getattr(scheduler, _PENDING, None) is not None:
         return  # the pending timer wakes the loop within the timespan anyway
-    timer = threading.Timer(delay, scheduler._open_jobs.release)
+
+    def wake() -> None:
+        setattr(scheduler, _PENDING, None)
+        scheduler._open_jobs.release()
+
+    timer = threading.Timer(delay, wake)
     timer.daemon = True  # never keeps a finished run alive
     setattr(scheduler, _PENDING, timer)
     timer.start()
