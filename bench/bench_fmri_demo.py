@@ -106,8 +106,8 @@ def score(name: str, results: Path, config: dict, minutes: float) -> pd.DataFram
     pools = {t["name"]: {c: t.get("pool", {}).get(c, [c]) for c in t["classes"]} for t in config["tasks"]}
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
     test = metrics[metrics["split"] == "test"]
-    # the folds' own rows; the leave-one-subject-out baselines have only their pooled row (fold 0)
-    test = test[(test["fold"] != POOLED_FOLD) | test["model"].str.endswith("loso")]
+    # the folds' own rows, and the rows pooled by their own job (the leave-one-subject-out baselines: no n_folds)
+    test = test[(test["fold"] != POOLED_FOLD) | test["n_folds"].isna()]
     folds = test.groupby(["source", "task", "model"]).agg(
         folds=("fold", "size"), learned=("learned", lambda v: int(sum(True if pd.isna(x) else bool(x) for x in v))),  # baselines: n/a
         mean_test_auc=("auc", "mean")).reset_index()

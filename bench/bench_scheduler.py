@@ -4,7 +4,8 @@ A toy workflow of ``--jobs`` independent jobs, each sleeping ``--seconds`` (no C
 ``--cores`` cores, so that most jobs wait for a core, as the demo's preprocessing does on 2 cores. It is run
 twice: with the fix installed (as workflow/rules/common.smk does) and with Snakemake as shipped. Reported per
 run: the scheduler passes (Snakemake's debug line 'Resources before job selection', one per pass), wall seconds,
-and the CPU seconds of the Snakemake process and its jobs (the jobs only sleep, so it is the scheduler's).
+and the CPU seconds of the Snakemake process and its jobs (the jobs only sleep and touch a file: the rest is
+Snakemake's start and its scheduling).
 
     python bench/bench_scheduler.py --jobs 100 --seconds 1 --cores 2 [--json out.json]
 

@@ -203,18 +203,23 @@ def test_a_pooled_row_from_a_metrics_file_is_shown_as_pooled_and_not_averaged_as
 
 # ---- pooled test rows (leave-one-subject-out, small test sets) and per-class metrics -------------------------
 
-def _loso_fold(tmp_path, fold, participant, class_index, probs, classes, learned=True):
-    """One LOSO fold's files: metrics.tsv from the library, predictions_subjects.tsv with one test subject."""
-    subjects = pd.DataFrame({"participant_id": [participant, "sub-v"], "split": ["test", "val"],
-                             "class_index": [class_index, 0], **{f"prob_{c}": [p, 1.0 / len(classes)]
-                                                                  for c, p in zip(classes, probs)}})
-    metrics = fold_metrics(subjects, classes, task="three", model="googlenet", fold=fold).assign(learned=learned)
-    metrics.insert(0, "source", "rfcs")
+def _fold_with_predictions(tmp_path, fold, subjects, classes, *, task="three", model="googlenet", source="rfcs", learned=True):
+    """One fold's files from its subject predictions: metrics.tsv from the library, predictions_subjects.tsv."""
+    metrics = fold_metrics(subjects, classes, task=task, model=model, fold=fold).assign(learned=learned)
+    metrics.insert(0, "source", source)
     folder = tmp_path / f"fold-{fold}"
     folder.mkdir()
     metrics.to_csv(folder / "metrics.tsv", sep="\t", index=False)
     subjects.to_csv(folder / "predictions_subjects.tsv", sep="\t", index=False)
     return folder / "metrics.tsv", folder / "predictions_subjects.tsv"
+
+
+def _loso_fold(tmp_path, fold, participant, class_index, probs, classes, learned=True):
+    """One LOSO fold's files, one test subject (and one validation subject)."""
+    subjects = pd.DataFrame({"participant_id": [participant, "sub-v"], "split": ["test", "val"],
+                             "class_index": [class_index, 0], **{f"prob_{c}": [p, 1.0 / len(classes)]
+                                                                  for c, p in zip(classes, probs)}})
+    return _fold_with_predictions(tmp_path, fold, subjects, classes, learned=learned)
 
 
 def test_leave_one_subject_out_folds_and_the_fmri_baselines_rows_go_into_one_table(tmp_path):
@@ -277,13 +282,7 @@ def test_folds_with_one_test_subject_per_class_get_a_pooled_auc_beside_their_zer
         subjects = pd.DataFrame({"participant_id": [f"sub-hc{fold}", f"sub-mig{fold}", "sub-v"],
                                  "split": ["test", "test", "val"], "class_index": [0, 1, 0],
                                  "prob_HC": [1 - hc, 1 - patient, 0.5], "prob_migraine": [hc, patient, 0.5]})
-        metrics = fold_metrics(subjects, classes, task="migraine", model="cnndemo", fold=fold).assign(learned=True)
-        metrics.insert(0, "source", "T1w")
-        folder = tmp_path / f"fold-{fold}"
-        folder.mkdir()
-        metrics.to_csv(folder / "metrics.tsv", sep="\t", index=False)
-        subjects.to_csv(folder / "predictions_subjects.tsv", sep="\t", index=False)
-        files.append((folder / "metrics.tsv", folder / "predictions_subjects.tsv"))
+        files.append(_fold_with_predictions(tmp_path, fold, subjects, classes, task="migraine", model="cnndemo", source="T1w"))
     out = tmp_path / "out"
     metrics_table([m for m, _ in files], out / "metrics.tsv", out / "summary.md", out / "metrics.png",
                   prediction_files=[p for _, p in files])
