@@ -209,6 +209,8 @@ def run_settings(args, run: TaskRun) -> dict:
         options["score"] = args.occlusion_score
     if run.method == "occlusion" and args.occlusion_mode:
         options["mode"] = args.occlusion_mode
+    if run.method == "occlusion" and args.occlusion_slice_step:
+        options["slice_step"] = args.occlusion_slice_step
     sanity = None
     if args.sanity_patients >= 0 and args.sanity_repeats > 0:
         sanity = {"patients": args.sanity_patients, "repeats": args.sanity_repeats,
@@ -320,6 +322,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="occlusion's mode (default: the run's explain.occlusion.mode)")
     parser.add_argument("--occlusion-score", default=None, choices=["probability", "log_odds"],
                         help="occlusion's score (default: the run's explain.occlusion.score)")
+    parser.add_argument("--occlusion-slice-step", type=int, default=None,
+                        help="occlusion's slice_step (default: the run's explain.occlusion.slice_step)")
     parser.add_argument("--scratch", type=Path, default=None)
     parser.add_argument("--no-reuse", dest="reuse", action="store_false")
     parser.add_argument("--threads", type=int, default=1)
@@ -431,7 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     for task in args.tasks.split(",") if args.tasks else list(classes_of):
         model = args.model or model_keys(results, args.source, task)[0]
         for method in args.methods.split(","):
-            tags = [t for t in (args.occlusion_score, args.occlusion_mode) if t] if method == "occlusion" else []
+            step = f"step{args.occlusion_slice_step}" if args.occlusion_slice_step else None
+            tags = [t for t in (args.occlusion_score, args.occlusion_mode, step) if t] if method == "occlusion" else []
             label = f"{method}[{','.join(tags)}]" if tags else method
             base = {"date": stamp, "machine": machine, "cohort": args.cohort, "task": task, "model": model,
                     "method": label, "class_specific": bool(methods.method_class(method).class_specific)}

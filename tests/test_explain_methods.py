@@ -44,7 +44,10 @@ def test_an_unknown_method_is_rejected_by_the_registry_and_the_typed_config():
     cfg = config.from_mapping({"tasks": [{"name": "t", "classes": ["HC", "migraine"]}],
                                "explain": {"method": "occlusion", "occlusion": {"batch_size": 7}}})
     assert cfg.explain.method_options() == {"batch_size": 7, "only_slices_with_region": True, "score": "probability",
-                                          "mode": "delete"}
+                                          "mode": "delete", "slice_step": 1}
+    with pytest.raises(ConfigError, match="explain.occlusion.slice_step must be 1 or more"):
+        config.from_mapping({"tasks": [{"name": "t", "classes": ["HC", "migraine"]}],
+                             "explain": {"method": "occlusion", "occlusion": {"slice_step": 0}}})
     with pytest.raises(ConfigError, match="explain.occlusion.score must be one of"):
         config.from_mapping({"tasks": [{"name": "t", "classes": ["HC", "migraine"]}],
                              "explain": {"method": "occlusion", "occlusion": {"score": "logit"}}})
@@ -310,6 +313,32 @@ def test_occluding_only_the_slices_that_hold_a_region_gives_the_same_values_for_
     assert some.forward_passes == 6 + sum(len(regions.positions(c)) for c in CODES) < every.forward_passes == 6 + 6 * len(CODES)
     painted = paint_regions(labels, fast)
     assert painted[labels == 2022] == pytest.approx(fast[2022]) and (painted[labels == 0] == 0).all()
+
+
+def test_a_slice_step_estimates_each_region_from_every_kth_of_its_slices_weighted_up_to_all():
+    geometry = SliceGeometry.create(axis=0, size=16, source_shape=GRID, source_affine=AFFINE, kept_indices=range(6))
+    labels = _labels()
+    labels[0:5][labels[0:5] == 2022] = 1022  # 2022 on the last slice only: a step must keep it
+    regions = SliceRegions(geometry, labels, CODES)
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(256, 2)).eval()
+    one_image = _cut(geometry, np.random.default_rng(1).random(GRID).astype(np.float32))[3]
+    same = torch.from_numpy(np.repeat(one_image[None, None], 6, axis=0))  # every slice the same image
+    neutral = np.full((6, 16, 16), 0.5, np.float32)
+    exact, stepped = RegionOcclusion(model, batch_size=4), RegionOcclusion(model, batch_size=4, slice_step=2)
+    values, estimate = exact.region_values(same, 1, regions, neutral), stepped.region_values(same, 1, regions, neutral)
+    # READ's, 1022's and 3022's masks are the same on the slices that hold them, so every slice's drop is the
+    # same and the weighted sample of every other slice gives the exact value; 2022 keeps its one slice
+    for code in (READ, 3022, 2022):
+        assert estimate[code] == pytest.approx(values[code], abs=1e-7) and values[code] != 0
+    assert list(stepped._sampled(regions, 2022)[0]) == [5] and stepped._sampled(regions, READ)[1] == 2.0
+    assert stepped.forward_passes == 6 + 3 + 3 + 3 + 1 < exact.forward_passes == 6 + 6 + 6 + 6 + 1
+    # on slices that differ, an estimate near the exact value, not equal to it
+    varied = torch.from_numpy(_cut(geometry, np.random.default_rng(2).random(GRID).astype(np.float32)))[:, None]
+    near, far = exact.region_values(varied, 1, regions, neutral), stepped.region_values(varied, 1, regions, neutral)
+    assert near[READ] != far[READ] and far[READ] == pytest.approx(near[READ], abs=0.5 * abs(near[READ]) + 1e-3)
+    with pytest.raises(ValueError, match="slice_step"):
+        RegionOcclusion(model, slice_step=0)
 
 
 # ---- occlusion in the fold job: the neutral image comes from the fold's training controls only ---------
