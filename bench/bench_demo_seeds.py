@@ -101,6 +101,20 @@ def write_cohort_config(name: str, out: Path) -> Path:
     return path
 
 
+def first_row_planted(ranking_tsv: Path, truth_tsv: Path, group: str) -> bool:
+    """Is the ranking's first region one of ``group``'s planted labels?"""
+    ranking = pd.read_csv(ranking_tsv, sep="\t").sort_values("rank")
+    truth = pd.read_csv(truth_tsv, sep="\t")
+    return int(ranking["label"].iloc[0]) in set(truth.loc[truth["group"] == group, "label"].astype(int))
+
+
+def randomisation_passed(results: Path, task: str, source: str) -> str:
+    """``passed/folds`` of the randomisation test (tables/sanity.tsv) for the source's first model."""
+    sanity = pd.read_csv(results / "tables" / "sanity.tsv", sep="\t")
+    rows = sanity[(sanity["task"] == task) & (sanity["source"] == source) & (sanity["model"] != "resnet3d")]
+    return f"{int(rows['passed'].astype(bool).sum())}/{len(rows)}"
+
+
 def score(name: str, results: Path, minutes: float, source: str = "T1w") -> pd.DataFrame:
     """One row per task of image source ``source`` from what the finished workflow wrote under ``results``."""
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
@@ -110,15 +124,18 @@ def score(name: str, results: Path, minutes: float, source: str = "T1w") -> pd.D
     rows = []
     for task, group in TASK_GROUP.items():
         folds = test[test["task"] == task]
+        ranking = results / "tables" / f"source-{source}_task-{task}_regions.tsv"
         rows.append({
             "date": date.today().isoformat(), "machine": f"{platform.node()} ({platform.machine()})", "cohort": name,
             "seed": COHORTS[name][0], "task": task,
             "planted": ", ".join(f"{r}/{h}" for g, r, h, _, _ in COHORTS[name][1] if g == group),
             "folds_learned": f"{int(folds['learned'].astype(bool).sum())}/{len(folds)}",
+            "test_folds_right": f"{int((folds['auc'] == 1.0).sum())}/{len(folds)}",
             "mean_test_auc": round(float(folds["auc"].mean()), 3),
             "pooled_test_auc": round(float(pooled.loc[pooled["task"] == task, "auc"].mean()), 3),
-            "recall_top10": round(planted_recall(results / "tables" / f"source-{source}_task-{task}_regions.tsv", truth,
-                                                 top_k=10, group=group), 3),
+            "recall_top10": round(planted_recall(ranking, truth, top_k=10, group=group), 3),
+            "first_row_planted": first_row_planted(ranking, truth, group),
+            "randomisation_passed": randomisation_passed(results, task, source),
             "minutes": round(minutes, 1),
         })
     return pd.DataFrame(rows)
