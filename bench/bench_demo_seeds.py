@@ -71,6 +71,10 @@ COHORTS: dict[str, tuple[int, list[tuple[str, str, str, str, float]]]] = {
     "mixed_d": (808, [("migraine", "posteriorcingulate", "both", "both", -0.25), ("migraine", "Putamen", "rh", "both", -0.25),
                       ("APTH", "transversetemporal", "both", "both", -0.25), ("APTH", "inferiorparietal", "rh", "both", -0.25),
                       ("PPTH", "Hippocampus", "both", "both", -0.25), ("PPTH", "caudalmiddlefrontal", "rh", "both", -0.25)]),
+    # 2026-12-02, after the occlusion slice step: regions no other cohort plants, one-sided ones on both sides
+    "mixed_e": (909, [("migraine", "medialorbitofrontal", "both", "both", -0.25), ("migraine", "Amygdala", "lh", "both", -0.25),
+                      ("APTH", "isthmuscingulate", "both", "both", -0.25), ("APTH", "Thalamus", "lh", "both", -0.25),
+                      ("PPTH", "parstriangularis", "rh", "both", -0.25), ("PPTH", "Accumbens-area", "both", "both", -0.25)]),
 }
 RESTORED = {"mild_restored"}
 

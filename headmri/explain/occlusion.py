@@ -252,8 +252,8 @@ class RegionOcclusion(RegionMethod):
     def _sampled(self, regions: SliceRegions, code: int) -> tuple[np.ndarray, float]:
         """The positions occluded for region ``code`` and the weight of each one's drop: the slices that hold
         it (every slice without ``only_slices_with_region``), and with ``slice_step`` k every k-th of them,
-        centred, weighted by how many each stands for (a region on one slice keeps it). Sagittal slices of the
-        MNI grid lie 1 mm apart, finer than the demo's 3.4 mm pixels, so neighbours are nearly the same image."""
+        centred, weighted by how many each stands for (a region on one slice keeps it). Slices of the MNI grid lie
+        1 mm apart, finer than the demo's 3.4 mm pixels, so neighbours are nearly the same image."""
         positions = regions.positions(code) if self.only_slices_with_region else np.arange(regions.n_slices)
         if self.slice_step == 1 or len(positions) == 0:
             return positions, 1.0
