@@ -14,12 +14,16 @@ from workflow_runner import REPO
 @pytest.fixture(scope="module")
 def bench():
     path = REPO / "bench" / "bench_occlusion_step.py"
+    sys.path.insert(0, str(path.parent))  # it imports its sibling bench_explanations, as when run from bench/
     spec = importlib.util.spec_from_file_location("_bench_occlusion_step_scoring", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+        sys.path.remove(str(path.parent))
 
 
 def _table(values: dict[str, list[float]]) -> pd.DataFrame:
