@@ -4,7 +4,8 @@
 drop by the slices it stands for (headmri.explain.occlusion). This script reads, for every task and fold,
 the run's own ``regions.tsv`` (the workflow's explain jobs, step 1 unless the run says otherwise) and the
 same fold explained again with a step by ``bench/bench_explanations.py --occlusion-slice-step k`` (its
-scratch folder), and reports how far the step moved each subject's region values and the task's ranking:
+scratch folder; ``--max-subjects-per-fold 0`` explains every subject, as the workflow did), and reports how
+far the step moved each subject's region values and the task's ranking:
 
 - ``spearman``: per explained subject (and target), Spearman's correlation of its region values, step
   against exact; the median and the minimum over the fold's subjects;
@@ -16,8 +17,8 @@ scratch folder), and reports how far the step moved each subject's region values
 
     python bench/bench_explanations.py --results RUN/results --truth RUN/results/demo/bids/ground_truth.tsv \\
         --methods occlusion --occlusion-slice-step 2 --normalisations none --rankings contrast \\
-        --cohort NAME --out /tmp/step.tsv --scratch /tmp/step/NAME
-    python bench/bench_occlusion_step.py --results RUN/results --scratch /tmp/step/NAME --step 2 \
+        --max-subjects-per-fold 0 --cohort NAME --out /tmp/step.tsv --scratch /tmp/step/NAME
+    python bench/bench_occlusion_step.py --results RUN/results --scratch /tmp/step/NAME --step 2 \\
         --truth RUN/results/demo/bids/ground_truth.tsv
 """
 
@@ -62,10 +63,10 @@ def planted(ranking_tsv: Path, truth: Path | None, group: str) -> str:
     return f"recall {score['recall_top10']}, planted labels at mean rank {score['mean_rank_planted']}"
 
 
-def task_rows(results: Path, scratch: Path, args: argparse.Namespace) -> list[dict]:
-    source, model, step = args.source, args.model, args.step
+def task_rows(args: argparse.Namespace) -> list[dict]:
+    results, source, model, step = args.results, args.source, args.model, args.step
     rows = []
-    for task_dir in sorted(scratch.glob("task-*")):
+    for task_dir in sorted(args.scratch.glob("task-*")):
         task = task_dir.name.removeprefix("task-")
         stepped_dir = task_dir / f"occlusion_step{step}"
         folds = sorted(stepped_dir.glob("fold-*/regions.tsv"))
@@ -102,7 +103,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ranking-file", default="ranking_norm-none_stat-contrast.tsv",
                         help="the step run's ranking compared with the workflow's (same normalisation and ranking)")
     args = parser.parse_args(argv)
-    rows = task_rows(args.results, args.scratch, args)
+    rows = task_rows(args)
     print(pd.DataFrame(rows).to_string(index=False))
 
 
