@@ -3,6 +3,8 @@ grid and orientation, and a failure leaves no output behind."""
 
 from __future__ import annotations
 
+import warnings
+
 import nibabel as nib
 import numpy as np
 import pytest
@@ -39,21 +41,29 @@ def deepbet_outputs(template_as_lia_subject, tmp_path_factory):
     t1w, truth = template_as_lia_subject
     out = tmp_path_factory.mktemp("deepbet")
     brain, mask = out / "brain.nii.gz", out / "mask.nii.gz"
-    DEEPBET(t1w, brain, mask, subject="sub-01", threads=2)
-    return t1w, truth, brain, mask
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        DEEPBET(t1w, brain, mask, subject="sub-01", threads=2)
+    return t1w, truth, brain, mask, [str(w.message) for w in caught]
 
 
 @pytest.mark.slow
 def test_deepbet_mask_overlaps_the_template_brain_mask(deepbet_outputs):
-    _t1w, truth, _brain, mask = deepbet_outputs
+    _t1w, truth, _brain, mask, _warnings = deepbet_outputs
     found = np.asanyarray(nib.load(mask).dataobj) > 0
     dice = 2 * (found & truth).sum() / (found.sum() + truth.sum())
     assert dice > 0.8, dice
 
 
 @pytest.mark.slow
+def test_deepbet_loading_its_model_leaves_no_deprecation_noise_in_the_log(deepbet_outputs):
+    *_, messages = deepbet_outputs
+    assert not [m for m in messages if "torch.jit.load" in m], messages
+
+
+@pytest.mark.slow
 def test_outputs_keep_the_native_lia_oblique_grid(deepbet_outputs):
-    t1w, truth, brain, mask = deepbet_outputs
+    t1w, truth, brain, mask, _warnings = deepbet_outputs
     source = nib.load(t1w)
     for path in (brain, mask):
         img = nib.load(path)

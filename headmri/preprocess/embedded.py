@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import nibabel as nib
@@ -52,7 +53,10 @@ def run_deepbet(img: nib.Nifti1Image, *, threads: int | None = None) -> tuple[ni
         torch.set_num_threads(int(threads))
     use_gpu = torch.cuda.is_available()
     log.info("deepbet on %s", "GPU" if use_gpu else f"CPU ({torch.get_num_threads()} threads)")
-    extractor = BrainExtraction(no_gpu=not use_gpu)
+    with warnings.catch_warnings():  # deepbet loads its TorchScript model with torch.jit.load: a
+        # FutureWarning in every job's log that the user can do nothing about
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.load.*is deprecated", category=FutureWarning)
+        extractor = BrainExtraction(no_gpu=not use_gpu)
     brain, mask, _tiv = extractor.run(img, threshold=0.5, n_dilate=0)
     return brain, mask
 
