@@ -1,6 +1,6 @@
 """Benchmark: the default demo recipe on new demo cohorts (new seeds, other planted regions).
 
-    python bench/bench_demo_seeds.py --out /tmp/seeds --cores 2 [--cohorts cortical,subcortical] [--keep]
+    python bench/bench_demo_seeds.py --out /tmp/seeds --cores 2 [--cohorts cortical,subcortical] [--keep] [--set training.epochs=8]
 
 For each cohort of ``COHORTS`` (a seed and a planted-effects table that the default demo never used:
 cortical regions, subcortical structures and the cerebellum, one-hemisphere effects; ``mild_restored``
@@ -16,6 +16,8 @@ in the task's top 10 (``headmri.explain.merge.planted_recall`` on tables/source-
 cohort's ground_truth.tsv). One row per cohort and task goes to ``<out>/seeds.tsv`` (appended, so a
 long run can be continued cohort by cohort); the targets of issue 12 are every fold learned, mean test
 AUC >= 0.9 and recall >= 0.8 on every cohort and task. Wall minutes depend on what else the machine runs.
+``--set KEY=VALUE`` (repeatable) runs a recipe candidate instead: that config.yaml setting changed in every
+cohort's config (a key config.yaml lacks is an error), the overrides recorded in the ``recipe`` column.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 import yaml
@@ -89,13 +92,41 @@ def _demo_cohort() -> tuple[int, list[tuple[str, str, str, str, float]]]:
 COHORTS["demo"] = _demo_cohort()
 
 
-def write_cohort_config(name: str, out: Path) -> Path:
+def parse_override(text: str) -> tuple[list[str], object]:
+    """``training.epochs=8`` -> (["training", "epochs"], 8): a dotted config key and a YAML value."""
+    key, sep, value = text.partition("=")
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a dotted config key, got {text!r}")
+    return key.split("."), yaml.safe_load(value)
+
+
+def apply_overrides(config: dict, overrides: Sequence[tuple[list[str], object]]) -> dict:
+    """Set each dotted key of ``overrides`` in ``config`` (a recipe candidate); a key config.yaml does not have is
+    an error, so that a typo cannot leave the default silently in place."""
+    for keys, value in overrides:
+        node = config
+        for depth, key in enumerate(keys):
+            if not isinstance(node, dict) or key not in node:
+                raise KeyError(f"config.yaml has no {'.'.join(keys[:depth + 1])}")
+            if depth == len(keys) - 1:
+                node[key] = value
+            else:
+                node = node[key]
+    return config
+
+
+def recipe_label(overrides: Sequence[tuple[list[str], object]]) -> str:
+    """What seeds.tsv records as the recipe: ``default`` or the overrides, ``training.epochs=8; ...``."""
+    return "; ".join(f"{'.'.join(keys)}={value}" for keys, value in overrides) or "default"
+
+
+def write_cohort_config(name: str, out: Path, overrides: Sequence[tuple[list[str], object]] = ()) -> Path:
     seed, effects = COHORTS[name]
     folder = out / name
     folder.mkdir(parents=True, exist_ok=True)
     effects_tsv = folder / "effects.tsv"
     pd.DataFrame(effects, columns=["group", "region", "hemisphere", "tissue", "effect"]).to_csv(effects_tsv, sep="\t", index=False)
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = apply_overrides(yaml.safe_load((REPO / "config.yaml").read_text()), overrides)
     config["results_dir"] = str(folder / "results")
     config["demo"]["seed"] = seed
     config["demo"]["effects_tsv"] = str(effects_tsv)
@@ -119,7 +150,7 @@ def randomisation_passed(results: Path, task: str, source: str) -> str:
     return f"{int(rows['passed'].astype(bool).sum())}/{len(rows)}"
 
 
-def score(name: str, results: Path, minutes: float, source: str = "T1w") -> pd.DataFrame:
+def score(name: str, results: Path, minutes: float, source: str = "T1w", recipe: str = "default") -> pd.DataFrame:
     """One row per task of image source ``source`` from what the finished workflow wrote under ``results``."""
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
     test = metrics[(metrics["split"] == "test") & (metrics["model"] != "resnet3d") & (metrics["source"] == source)]
@@ -131,7 +162,7 @@ def score(name: str, results: Path, minutes: float, source: str = "T1w") -> pd.D
         ranking = results / "tables" / f"source-{source}_task-{task}_regions.tsv"
         rows.append({
             "date": date.today().isoformat(), "machine": f"{platform.node()} ({platform.machine()})", "cohort": name,
-            "seed": COHORTS[name][0], "task": task,
+            "seed": COHORTS[name][0], "task": task, "recipe": recipe,
             "planted": ", ".join(f"{r}/{h}" for g, r, h, _, _ in COHORTS[name][1] if g == group),
             "folds_learned": f"{int(folds['learned'].astype(bool).sum())}/{len(folds)}",
             "test_folds_right": f"{int((folds['auc'] == 1.0).sum())}/{len(folds)}",
@@ -160,13 +191,17 @@ def main() -> None:
     parser.add_argument("--cohorts", default=",".join(COHORTS), help=f"comma-separated, of {', '.join(COHORTS)}")
     parser.add_argument("--source", default="T1w", help="the image source scored (config sources; default T1w)")
     parser.add_argument("--keep", action="store_true", help="keep each cohort's results (default: remove after scoring)")
+    parser.add_argument("--set", dest="overrides", type=parse_override, action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe candidate: change one config.yaml setting (dotted key, YAML value), e.g. "
+                             "training.epochs=8; repeatable, recorded in seeds.tsv")
     args = parser.parse_args()
     table = args.out / "seeds.tsv"
     for name in args.cohorts.split(","):
-        config = write_cohort_config(name, args.out)
+        config = write_cohort_config(name, args.out, args.overrides)
         started = time.perf_counter()
         run_workflow(config, args.cores)
-        rows = score(name, args.out / name / "results", (time.perf_counter() - started) / 60, args.source)
+        rows = score(name, args.out / name / "results", (time.perf_counter() - started) / 60, args.source,
+                     recipe_label(args.overrides))
         rows.to_csv(table, sep="\t", index=False, mode="a", header=not table.exists())
         print(rows.to_string(index=False), flush=True)
         if not args.keep:

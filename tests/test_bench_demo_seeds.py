@@ -1,0 +1,48 @@
+"""bench/bench_demo_seeds.py's recipe candidates: ``--set KEY=VALUE`` changes exactly that config.yaml setting."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import sys
+
+import pytest
+import yaml
+
+from workflow_runner import REPO
+
+
+@pytest.fixture(scope="module")
+def bench():
+    path = REPO / "bench" / "bench_demo_seeds.py"
+    spec = importlib.util.spec_from_file_location("_bench_demo_seeds_overrides", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        del sys.modules[spec.name]
+
+
+def test_an_override_changes_that_setting_only_and_is_recorded(bench, tmp_path):
+    overrides = [bench.parse_override("training.epochs=8"), bench.parse_override("evaluation.aggregation=median")]
+    written = yaml.safe_load(bench.write_cohort_config("one_hemisphere", tmp_path, overrides).read_text())
+    default = yaml.safe_load(bench.write_cohort_config("one_hemisphere", tmp_path / "default").read_text())
+    assert written["training"]["epochs"] == 8 and default["training"]["epochs"] != 8
+    assert written["evaluation"]["aggregation"] == "median"
+    written["training"]["epochs"], written["evaluation"]["aggregation"] = default["training"]["epochs"], "mean"
+    written["results_dir"] = default["results_dir"]
+    written["demo"]["effects_tsv"] = default["demo"]["effects_tsv"]
+    assert written == default  # nothing else differs
+    assert written["demo"]["seed"] == 303
+    assert bench.recipe_label(overrides) == "training.epochs=8; evaluation.aggregation=median"
+    assert bench.recipe_label([]) == "default"
+
+
+def test_a_key_config_yaml_lacks_is_refused_not_ignored(bench, tmp_path):
+    with pytest.raises(KeyError, match="training.epoch"):
+        bench.write_cohort_config("demo", tmp_path, [bench.parse_override("training.epoch=8")])
+    with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
+        bench.parse_override("training.epochs")
+    assert bench.parse_override("training.augment=affine") == (["training", "augment"], "affine")
