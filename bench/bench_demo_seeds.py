@@ -10,7 +10,8 @@ with -15 % effects and the brain mean restored; and ``demo``, the default demo i
 runs the whole workflow (``snakemake --cores N all``: generation, preprocessing, training, explanations,
 rankings) and reads what the pipeline wrote: per task the folds that learned (``learned`` in
 tables/metrics.tsv), the mean subject-level test AUC over folds and the AUC of every fold's test subjects
-pooled (the table's fold-0 row), and the recall of the planted regions
+pooled (the table's fold-0 row), the folds whose validation pair ranked right (with the demo's
+``selection: last`` the validation subjects choose nothing, so they are held out as the test ones), and the recall of the planted regions
 in the task's top 10 (``headmri.explain.merge.planted_recall`` on tables/source-S_task-T_regions.tsv, S from
 ``--source``, default T1w, and the
 cohort's ground_truth.tsv). One row per cohort and task goes to ``<out>/seeds.tsv`` (appended, so a
@@ -155,6 +156,8 @@ def score(name: str, results: Path, minutes: float, source: str = "T1w", recipe:
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
     test = metrics[(metrics["split"] == "test") & (metrics["model"] != "resnet3d") & (metrics["source"] == source)]
     pooled, test = test[test["fold"] == POOLED_FOLD], test[test["fold"] != POOLED_FOLD]
+    val = metrics[(metrics["split"] == "val") & (metrics["model"] != "resnet3d") & (metrics["source"] == source)
+                  & (metrics["fold"] != POOLED_FOLD)]
     truth = results / "demo" / "bids" / "ground_truth.tsv"
     rows = []
     for task, group in TASK_GROUP.items():
@@ -166,6 +169,8 @@ def score(name: str, results: Path, minutes: float, source: str = "T1w", recipe:
             "planted": ", ".join(f"{r}/{h}" for g, r, h, _, _ in COHORTS[name][1] if g == group),
             "folds_learned": f"{int(folds['learned'].astype(bool).sum())}/{len(folds)}",
             "test_folds_right": f"{int((folds['auc'] == 1.0).sum())}/{len(folds)}",
+            # with selection: last (the demo's) the validation subjects choose nothing: held out as the test ones
+            "val_folds_right": f"{int((val.loc[val['task'] == task, 'auc'] == 1.0).sum())}/{int((val['task'] == task).sum())}",
             "mean_test_auc": round(float(folds["auc"].mean()), 3),
             "pooled_test_auc": round(float(pooled.loc[pooled["task"] == task, "auc"].mean()), 3),
             "recall_top10": round(planted_recall(ranking, truth, top_k=10, group=group), 3),
