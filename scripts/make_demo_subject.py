@@ -12,6 +12,7 @@ with job_log(snakemake.log[0], f"make_demo_subject of sub-{snakemake.wildcards.s
         group=p.group,
         seed=p.seed,
         effects=[PlantedEffect(**row) for row in p.effects],
+        threads=snakemake.threads,
         atlas=snakemake.input.atlas,
         restore_brain_mean=p.restore_brain_mean,
     )

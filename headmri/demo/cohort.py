@@ -270,6 +270,13 @@ def _group_effect(group: str) -> np.ndarray | None:
     return maps[group]
 
 
+def _init_pool_worker(anatomy: CohortAnatomy, effects: list[PlantedEffect], restore_brain_mean: bool) -> None:
+    import torch
+
+    torch.set_num_threads(1)  # parallel over subjects, one thread each: no oversubscription
+    _init_worker(anatomy, effects, restore_brain_mean)
+
+
 def _write_subject(
     plan: SubjectPlan, out_dir: str, seed: int, voxel_mm: tuple[float, float, float], orientation: str
 ) -> dict:
@@ -303,6 +310,7 @@ def make_demo_subject(
     effects: Sequence[PlantedEffect],
     native_voxel_mm: Sequence[float] = (1.0, 1.0, 1.25),
     orientation: str = "LIA",
+    threads: int = 1,
     atlas: str | os.PathLike | None = None,
     restore_brain_mean: bool = False,
 ) -> float:
@@ -317,11 +325,16 @@ def make_demo_subject(
     used = [e for e in effects if e.group == group]
     anatomy = load_anatomy(atlas)
     check_effects_in_atlas(used, anatomy, atlas)
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(threads)))  # the caller's thread budget, restored afterwards
     try:
         _init_worker(anatomy, used, restore_brain_mean)
         row = _write_subject(plan, str(out_bids_dir), int(seed), voxel, code)
     finally:
         _WORKER.clear()
+        torch.set_num_threads(previous)
     log.info("%s (%s) written in %.1f s", row["participant_id"], group, row["seconds"])
     return float(row["seconds"])
 
@@ -410,16 +423,21 @@ def make_demo_cohort(
         with ProcessPoolExecutor(
             max_workers=min(int(threads), len(jobs)),
             mp_context=multiprocessing.get_context("fork"),
-            initializer=_init_worker,
+            initializer=_init_pool_worker,
             initargs=(anatomy, list(used), restore_brain_mean),
         ) as pool:
             _collect(pool.map(_write_subject, *zip(*jobs)), len(jobs))
     else:
+        import torch
+
+        previous = torch.get_num_threads()
+        torch.set_num_threads(max(1, int(threads)))  # the caller's thread budget, restored afterwards
         try:
             _init_worker(anatomy, list(used), restore_brain_mean)
             _collect((_write_subject(*job) for job in jobs), len(jobs))
         finally:
             _WORKER.clear()
+            torch.set_num_threads(previous)
     write_ground_truth(out, effects=used)
     return write_cohort_tables(out, group_sizes=group_sizes, seed=seed, native_voxel_mm=voxel, orientation=code)
 
