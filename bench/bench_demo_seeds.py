@@ -109,10 +109,8 @@ def apply_overrides(config: dict, overrides: Sequence[tuple[list[str], object]])
         for depth, key in enumerate(keys):
             if not isinstance(node, dict) or key not in node:
                 raise KeyError(f"config.yaml has no {'.'.join(keys[:depth + 1])}")
-            if depth == len(keys) - 1:
-                node[key] = value
-            else:
-                node = node[key]
+            parent, node = node, node[key]
+        parent[keys[-1]] = value
     return config
 
 
@@ -154,10 +152,9 @@ def randomisation_passed(results: Path, task: str, source: str) -> str:
 def score(name: str, results: Path, minutes: float, source: str = "T1w", recipe: str = "default") -> pd.DataFrame:
     """One row per task of image source ``source`` from what the finished workflow wrote under ``results``."""
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
-    test = metrics[(metrics["split"] == "test") & (metrics["model"] != "resnet3d") & (metrics["source"] == source)]
-    pooled, test = test[test["fold"] == POOLED_FOLD], test[test["fold"] != POOLED_FOLD]
-    val = metrics[(metrics["split"] == "val") & (metrics["model"] != "resnet3d") & (metrics["source"] == source)
-                  & (metrics["fold"] != POOLED_FOLD)]
+    metrics = metrics[(metrics["model"] != "resnet3d") & (metrics["source"] == source)]
+    pooled = metrics[(metrics["split"] == "test") & (metrics["fold"] == POOLED_FOLD)]
+    test, val = (metrics[(metrics["split"] == split) & (metrics["fold"] != POOLED_FOLD)] for split in ("test", "val"))
     truth = results / "demo" / "bids" / "ground_truth.tsv"
     rows = []
     for task, group in TASK_GROUP.items():

@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import pandas as pd
 import pytest
 
-from workflow_runner import REPO
+from bench_loader import bench_script
 
 
 @pytest.fixture(scope="module")
 def bench():
-    path = REPO / "bench" / "bench_occlusion_step.py"
-    sys.path.insert(0, str(path.parent))  # it imports its sibling bench_explanations, as when run from bench/
-    spec = importlib.util.spec_from_file_location("_bench_occlusion_step_scoring", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
+    with bench_script("bench_occlusion_step") as module:
         yield module
-    finally:
-        del sys.modules[spec.name]
-        sys.path.remove(str(path.parent))
 
 
 def _table(values: dict[str, list[float]]) -> pd.DataFrame:
