@@ -570,6 +570,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
     )
     _check_sources(cfg.sources)
     _check_leave_one_subject_out(cfg)
+    _check_validation(cfg)
     _check_tasks(cfg.tasks, cfg.groups)
     _check_fmri(cfg)
     if cfg.is_demo and cfg.structural:
@@ -595,6 +596,14 @@ def _check_leave_one_subject_out(cfg: Config) -> None:
                           "that test a control have no patient to explain; set explain.patients: all (each fold's "
                           "model explains every patient of the fold, training patients included) or use a k-fold scheme "
                           "for the explanations")
+
+
+def _check_validation(cfg: Config) -> None:
+    """Without validation subjects (``splits.val_per_class: 0``) only ``training.selection: last`` can choose."""
+    if cfg.splits.val_per_class == 0 and cfg.training.selection != "last":
+        raise ConfigError(f"splits.val_per_class is 0, so there are no validation subjects for training.selection "
+                          f"{cfg.training.selection!r} to choose a checkpoint on; set training.selection: last (the "
+                          f"last epoch) or give every fold validation subjects")
 
 
 def _check_tasks(tasks: tuple[Task, ...], groups: tuple[str, ...]) -> None:

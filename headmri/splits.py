@@ -9,6 +9,8 @@ validation is disjoint from test within a fold, and a new subject only ever touc
 Validating on the bucket's tail rather than its head keeps fold f's validation subjects out of fold f+1's
 test set whenever the bucket has ``t + v`` members; with the head, two folds with ``v = t`` would validate
 on each other's test subjects and so train on exactly the same subjects.
+With ``v = 0`` (``training.selection: last`` chooses nothing on validation) no fold validates: those
+subjects train, and every fold tests the same subjects as with any other ``v``.
 The exact guarantee, and how buckets short of members borrow, are in docs/splits.md.
 
 ``scheme: loso`` (``leave_one_subject_out``) is leave-one-subject-out: one fold per participant, who is
@@ -68,9 +70,9 @@ class SetSizes:
     folds: int
 
     def __post_init__(self) -> None:
-        if self.test < 1 or self.val < 1:
-            raise ValueError(f"every fold needs at least one test and one validation subject per class, got "
-                             f"test={self.test}, val={self.val}")
+        if self.test < 1 or self.val < 0:
+            raise ValueError(f"every fold needs at least one test subject per class and no negative number of "
+                             f"validation subjects, got test={self.test}, val={self.val}")
 
     @property
     def held(self) -> int:  # members each bucket must have: its fold's test set and the previous fold's validation set
@@ -203,7 +205,8 @@ def _class_rows(members: pd.DataFrame, class_index: int, cls: str, sizes: SetSiz
     rows = []
     for f in range(folds):
         test = set(ranked[f][:sizes.test])
-        val = set(ranked[(f + 1) % folds][-sizes.val:])
+        following = ranked[(f + 1) % folds]
+        val = set(following[len(following) - sizes.val:])  # none for val 0 (a [-0:] slice would take them all)
         for s in ids:
             split = "test" if s in test else "val" if s in val else "train"
             row = {"participant_id": s, "label": s[4:], "group": cls, "class_index": class_index, "fold": f + 1, "split": split}

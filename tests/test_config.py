@@ -120,3 +120,14 @@ def test_leave_one_subject_out_needs_every_patient_explained():
                                "model": {"encoder": "googlenet", "freeze": "paper"}})
     assert cfg.splits.leave_one_subject_out and cfg.model.freeze == "paper"
     assert not config.from_mapping({"tasks": tasks}).splits.leave_one_subject_out
+
+
+def test_no_validation_subjects_is_allowed_only_where_selection_chooses_nothing(tmp_path):
+    tasks = [{"name": "t", "classes": ["HC", "migraine"]}]
+    with pytest.raises(ConfigError, match="val_per_class is 0.*selection 'loss'.*selection: last"):
+        config.load(_write(tmp_path, {"tasks": tasks, "splits": {"val_per_class": 0}}))
+    cfg = config.load(_write(tmp_path, {"tasks": tasks, "splits": {"val_per_class": 0},
+                                        "training": {"selection": "last"}}))
+    assert cfg.splits.val_per_class == 0
+    with pytest.raises(WorkflowError):  # the schema: no negative count
+        config.load(_write(tmp_path, {"tasks": tasks, "splits": {"val_per_class": -1}}))

@@ -41,6 +41,17 @@ def test_balanced_sets_have_the_requested_sizes_and_never_share_a_test_subject()
     assert (split.groupby("fold").participant_id.nunique() == 97).all()
 
 
+def test_without_validation_the_validation_subjects_train_and_every_fold_tests_the_same_subjects():
+    people = cohort({"HC": 8, "migraine": 8})
+    with_val = make_splits(people, ["HC", "migraine"], folds=3, val_per_class=1, test_per_class=1, seed=13)
+    without = make_splits(people, ["HC", "migraine"], folds=3, val_per_class=0, test_per_class=1, seed=13)
+    check_leakage(without)
+    assert set(without["split"]) == {"train", "test"}
+    pd.testing.assert_frame_equal(with_val[with_val.split == "test"], without[without.split == "test"])
+    moved = without[with_val["split"].eq("val").to_numpy()]
+    assert len(moved) == 3 * 2 and (moved["split"] == "train").all()
+
+
 def test_same_seed_same_split_other_seed_other_split():
     people = cohort({"HC": 30, "APTH": 30})
     a = make_splits(people, ["HC", "APTH"], folds=3, val_per_class=2, test_per_class=2, seed=1)

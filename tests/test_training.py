@@ -181,6 +181,23 @@ def test_checkpoint_is_chosen_on_validation_subjects_only(cohort, reference, tmp
     assert not np.allclose(ours.loc[~val, "prob_migraine"], theirs.loc[~val, "prob_migraine"])
 
 
+def test_without_validation_subjects_the_last_epoch_is_evaluated_and_other_rules_refuse(cohort, tmp_path):
+    root, _ = cohort
+    participants = pd.DataFrame({"participant_id": sorted(p.name[:-len("_slices.npy")] for p in root.glob("*_slices.npy"))})
+    participants["group"] = np.where(participants.index < 4, "HC", "migraine")
+    split = make_splits(participants, list(CLASSES), folds=2, val_per_class=0, test_per_class=1, seed=3)
+    write_tsv(expand_to_images(split), tmp_path / "split.tsv")
+    with pytest.raises(InputError, match="no validation subjects.*selection 'loss'"):
+        run_job(tmp_path / "split.tsv", root, tmp_path / "refused", training=replace(TRAINING, selection="loss"))
+    assert not (tmp_path / "refused" / "history.tsv").exists()
+    metrics = run_job(tmp_path / "split.tsv", root, tmp_path / "run", training=replace(TRAINING, selection="last"))
+    history = pd.read_csv(tmp_path / "run" / "history.tsv", sep="\t")
+    assert history["val_loss"].isna().all() and history["selected"].tolist() == [False, False, True]
+    assert set(metrics["split"]) == {"test"} and metrics["learned"].all()
+    predicted = pd.read_csv(tmp_path / "run" / "predictions_subjects.tsv", sep="\t")
+    assert sorted(predicted["participant_id"]) == sorted(split.query("fold == 1 and split == 'test'")["participant_id"])
+
+
 @pytest.mark.slow
 def test_killed_job_resumes_and_matches_an_uninterrupted_run(cohort, reference, tmp_path):
     """Kill -9 the job once its first epoch is saved; the rerun continues from there and ends exactly

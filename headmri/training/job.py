@@ -93,8 +93,6 @@ def read_fold(split_tsv: str | Path, fold: int, classes: Sequence[str]) -> FoldS
     lacking = [c for c in classes if c not in set(parts["train"]["group"])]
     if lacking:
         raise InputError(f"fold {fold} has no training subjects of {lacking}", path=split_tsv)
-    if parts["val"].empty:
-        raise InputError(f"fold {fold} has no validation subjects, so no checkpoint can be chosen", path=split_tsv)
     return FoldSubjects(**parts)
 
 
@@ -368,6 +366,9 @@ def train_fold(split_tsv: str | Path, out_dir: str | Path, job: FoldJob, choice:
     were built with (config ``slices.size``), checked against the encoder before any work.
     """
     subjects, files = _fold_inputs(split_tsv, job, choice, inputs, settings.slice_size)
+    if subjects.val.empty and training.selection != "last":
+        raise InputError(f"fold {job.fold} has no validation subjects, so selection {training.selection!r} cannot "
+                         f"choose a checkpoint (training.selection: last needs none)", path=split_tsv)
     run = _Run(job, training, settings.aggregation, subjects, files, Path(out_dir),
                torch.device(settings.device or ("cuda" if torch.cuda.is_available() else "cpu")))
     run.out_dir.mkdir(parents=True, exist_ok=True)
@@ -414,7 +415,8 @@ def _build(run: _Run, choice: EncoderChoice, compile: bool | str = False) -> Non
     if compile:
         compile_model(run.model, **({"backend": compile} if isinstance(compile, str) else {}))
     run.data = _Data(choice.feed(), run.files, training, run.device)
-    run.val_loader = run.data.loader(run.subjects.val, train=False, seed=training.seed)
+    run.val_loader = (None if run.subjects.val.empty  # splits.val_per_class 0: selection last, nothing to score
+                      else run.data.loader(run.subjects.val, train=False, seed=training.seed))
     steps_per_epoch = len(run.data.train_loader(run.subjects.train, 0))
     run.optimizer = make_optimizer(run.model, lr=training.lr, weight_decay=training.weight_decay, device=run.device)
     run.scheduler = warmup_cosine(run.optimizer, warmup_steps=training.warmup_epochs * steps_per_epoch,
@@ -453,8 +455,9 @@ def _train_epochs(run: _Run, state: Progress, settings: FoldSettings) -> None:
         _save_progress(writer, run.out_dir, run.fingerprint, state,
                        {"model": run.model, "optimizer": run.optimizer, "scheduler": run.scheduler}, best=best,
                        every=settings.resume_every)
-        log.info("epoch %d/%d: train loss %.4f, val loss %.4f, val AUC %.3f (probabilities differ by %.2g), "
-                 "lr %.2e, %.1f s%s", epoch, training.epochs, train_loss, val_loss, val_auc, val_spread,
+        scored = ("no validation subjects" if run.val_loader is None else
+                  f"val loss {val_loss:.4f}, val AUC {val_auc:.3f} (probabilities differ by {val_spread:.2g})")
+        log.info("epoch %d/%d: train loss %.4f, %s, lr %.2e, %.1f s%s", epoch, training.epochs, train_loss, scored,
                  run.scheduler.get_last_lr()[0], seconds, " (best)" if best else "")
     if state.stopping.should_stop and state.epoch < training.epochs:
         log.info("early stop after epoch %d: no validation improvement for %d epochs", state.epoch, training.patience)
@@ -464,8 +467,11 @@ def _train_epochs(run: _Run, state: Progress, settings: FoldSettings) -> None:
 
 
 def _validate(run: _Run) -> tuple[float, float, float]:
-    """Validation loss, AUC and probability spread of the subjects (slices aggregated per subject)."""
+    """Validation loss, AUC and probability spread of the subjects (slices aggregated per subject); NaN
+    without validation subjects."""
     job = run.job
+    if run.val_loader is None:
+        return math.nan, math.nan, math.nan
     found = predict(run.model, run.val_loader, device=run.device, progress=False)
     val_subjects = aggregate_subjects(slice_predictions(found, run.subjects.val, job.classes), run.aggregation)
     val_loss = subject_loss(val_subjects, job.classes)
