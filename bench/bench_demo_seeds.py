@@ -37,6 +37,7 @@ from typing import Sequence
 import pandas as pd
 import yaml
 
+from headmri.atomic import write_tsv
 from headmri.evaluation.metrics import POOLED_FOLD
 from headmri.explain.merge import planted_recall
 
@@ -186,6 +187,14 @@ def run_workflow(config: Path, cores: int) -> None:
                     "--directory", str(REPO), "all"], check=True, cwd=REPO, env=env)
 
 
+def append_rows(table: Path, rows: pd.DataFrame) -> None:
+    """Add ``rows`` to the TSV ``table``, rewritten whole so that columns added since an older run's rows
+    line up by name (theirs empty) rather than by position."""
+    if table.exists():
+        rows = pd.concat([pd.read_csv(table, sep="\t"), rows], ignore_index=True)
+    write_tsv(rows, table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, required=True)
@@ -204,7 +213,7 @@ def main() -> None:
         run_workflow(config, args.cores)
         rows = score(name, args.out / name / "results", (time.perf_counter() - started) / 60, args.source,
                      recipe_label(args.overrides))
-        rows.to_csv(table, sep="\t", index=False, mode="a", header=not table.exists())
+        append_rows(table, rows)
         print(rows.to_string(index=False), flush=True)
         if not args.keep:
             shutil.rmtree(args.out / name / "results", ignore_errors=True)

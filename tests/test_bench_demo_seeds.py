@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -38,3 +39,13 @@ def test_a_key_config_yaml_lacks_is_refused_not_ignored(bench, tmp_path):
     with pytest.raises(argparse.ArgumentTypeError, match="KEY=VALUE"):
         bench.parse_override("training.epochs")
     assert bench.parse_override("training.augment=affine") == (["training", "augment"], "affine")
+
+
+def test_rows_with_a_newer_column_line_up_by_name_with_an_older_table(bench, tmp_path):
+    table = tmp_path / "seeds.tsv"
+    pd.DataFrame({"cohort": ["demo"], "task": ["apth"], "mean_test_auc": [1.0]}).to_csv(table, sep="\t", index=False)
+    bench.append_rows(table, pd.DataFrame({"cohort": ["mixed_e"], "task": ["apth"], "recipe": ["default"],
+                                           "mean_test_auc": [0.67]}))
+    rows = pd.read_csv(table, sep="\t")
+    assert rows["mean_test_auc"].tolist() == [1.0, 0.67]
+    assert rows["recipe"].isna().tolist() == [True, False]
