@@ -194,6 +194,8 @@ def test_without_validation_subjects_the_last_epoch_is_evaluated_and_other_rules
     history = pd.read_csv(tmp_path / "run" / "history.tsv", sep="\t")
     assert history["val_loss"].isna().all() and history["selected"].tolist() == [False, False, True]
     assert set(metrics["split"]) == {"test"} and metrics["learned"].all()
+    # the learned check spreads over the whole fold (7 training + 2 test subjects), not a lone test pair
+    assert metrics["learned_reason"].str.endswith("over the 9 subjects of the fold").all()
     predicted = pd.read_csv(tmp_path / "run" / "predictions_subjects.tsv", sep="\t")
     assert sorted(predicted["participant_id"]) == sorted(split.query("fold == 1 and split == 'test'")["participant_id"])
 

@@ -9,10 +9,12 @@ be absent for a fold to count as learned:
    the same probabilities for every input has a training cross-entropy of ln(C) for C classes (ln 2 =
    0.693 for a binary task). The loss of the selected epoch (the model that is evaluated and explained)
    must be below ``max_loss_fraction_of_chance`` x ln(C).
-2. **Constant subject probabilities.** Over the fold's validation and test subjects, the spread
-   (maximum - minimum) of the probability of a disease class, the largest over the disease classes,
-   must be at least ``min_probability_spread``. An untrained model's subject probabilities differ by
-   1e-5 to 1e-3 (docs/training.md); a model that separates anything moves them by tenths.
+2. **Constant subject probabilities.** Over every subject of the fold (training, validation and test),
+   the spread (maximum - minimum) of the probability of a disease class, the largest over the disease
+   classes, must be at least ``min_probability_spread``. An untrained model's subject probabilities
+   differ by 1e-5 to 1e-3 (docs/training.md); a model that separates anything moves them by tenths. The
+   training subjects count because the held-out ones may be two (one test subject per class, no
+   validation subjects), and a learned model's near tie between those two is not a constant output.
 
 Pure functions on plain values and tables; the training job records the result in the fold's
 ``metrics.tsv`` (``LEARNED_COLUMNS``), the merged tables and the rankings read it back.
@@ -83,7 +85,8 @@ def check_learned(
     """Decide whether the model kept at ``selected_epoch`` (1-based) learned.
 
     ``train_losses`` is the training loss of every epoch run (epoch 1 first); ``subjects`` the selected
-    model's subject-level predictions of the validation and test subjects (``prob_<class>`` columns).
+    model's subject-level predictions of the fold's subjects (``prob_<class>`` columns; the training job
+    passes training, validation and test subjects).
     """
     losses = np.asarray(list(train_losses), dtype=float)
     if not 1 <= selected_epoch <= losses.size:
@@ -107,11 +110,11 @@ def check_learned(
                 f"ln({len(classes)}) = {limit:.4f} (selected epoch {selected_epoch}: {selected:.4f}, lowest {lowest:.4f})"
             )
     if math.isnan(spread):
-        spread_note = "; fewer than 2 validation and test subjects, so the probability spread was not checked"
+        spread_note = "; fewer than 2 subjects, so the probability spread was not checked"
     elif spread < check.min_probability_spread:
         problems.append(
             f"the subject probabilities are nearly constant: they differ by {spread:.3g} over the "
-            f"{len(subjects)} validation and test subjects, below {check.min_probability_spread:g}"
+            f"{len(subjects)} subjects of the fold, below {check.min_probability_spread:g}"
         )
         spread_note = ""
     else:
@@ -120,7 +123,8 @@ def check_learned(
         return LearnedResult(False, "; ".join(problems), int(selected_epoch), selected, chance, spread)
     reason = (f"training loss of the selected epoch {selected_epoch} is {selected:.4f} < {limit:.4f} "
               f"({check.max_loss_fraction_of_chance:g} x ln({len(classes)}))"
-              + (f"; subject probabilities differ by up to {spread:.3g}" if not math.isnan(spread) else "") + spread_note)
+              + (f"; subject probabilities differ by up to {spread:.3g} over the {len(subjects)} subjects of the fold"
+                 if not math.isnan(spread) else "") + spread_note)
     return LearnedResult(True, reason, int(selected_epoch), selected, chance, spread)
 
 

@@ -501,10 +501,23 @@ def _evaluate_best(run: _Run) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataF
     return int(best_state["epoch"]), per_slice, per_subject, metrics
 
 
+def _training_subjects(run: _Run) -> pd.DataFrame:
+    """The selected model's subject predictions of the training subjects, for the learned check only (not
+    written): with one test subject per class and no validation subjects, the held-out probabilities are
+    two numbers, and a near tie of a model that learned looked like a constant one. One forward pass over
+    the training slices, about a third of an epoch's work."""
+    rows = run.subjects.train
+    found = predict(run.model, run.data.loader(rows, train=False, seed=run.training.seed), device=run.device,
+                    progress=False)
+    kept = run.data.feed.kept_indices(run.files, list(rows["participant_id"]))
+    return aggregate_subjects(slice_predictions(found, rows, run.job.classes, kept_indices=kept), run.aggregation)
+
+
 def _add_learned(run: _Run, state: Progress, best_epoch: int, per_subject: pd.DataFrame, metrics: pd.DataFrame) -> None:
     """Whether the fold learned (``headmri.evaluation.learned``), in every metrics row; the source first."""
     job = run.job
-    verdict = check_learned([row["train_loss"] for row in state.history], best_epoch, per_subject, job.classes,
+    everyone = pd.concat([_training_subjects(run), per_subject], ignore_index=True)
+    verdict = check_learned([row["train_loss"] for row in state.history], best_epoch, everyone, job.classes,
                             run.training.learned_check)
     for name, value in verdict.columns().items():
         metrics[name] = value
