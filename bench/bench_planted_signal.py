@@ -31,6 +31,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pandas as pd
+from bench_demo_seeds import append_rows  # a sibling script, as bench_occlusion_step imports bench_explanations
 from sklearn.metrics import roc_auc_score
 
 from headmri.paths import path_table
@@ -65,7 +66,8 @@ def task_rows(split: pd.DataFrame, truth: pd.DataFrame, table: dict[str, str]) -
         sick = [score[p] for p in test.loc[test["group"] == disease, "participant_id"]]
         well = [score[p] for p in test.loc[test["group"] != disease, "participant_id"]]
         right += int(min(sick) > max(well))
-    row = {"disease": disease, "planted_labels": len(labels), "feature_auc": round(roc_auc_score(people["patient"], people["participant_id"].map(score)), 3),
+    auc = roc_auc_score(people["patient"], people["participant_id"].map(score))
+    row = {"disease": disease, "planted_labels": len(labels), "feature_auc": round(float(auc), 3),
            "gap": round(float(gap), 3), "patients_ratio": f"{patients.min():.3f}-{patients.max():.3f}",
            "controls_ratio": f"{controls.min():.3f}-{controls.max():.3f}", "feature_test_folds_right": f"{right}/{len(folds)}"}
     return row, people.assign(task=disease)
@@ -87,10 +89,7 @@ def main() -> None:
         rows.append({"date": date.today().isoformat(), "machine": platform.node(), "cohort": args.cohort,
                      "task": split_tsv.stem[len("task-"):], **row})
         subjects.append(people)
-    out = pd.DataFrame(rows)
-    if args.out.exists():
-        out = pd.concat([pd.read_csv(args.out, sep="\t"), out], ignore_index=True)
-    out.to_csv(args.out, sep="\t", index=False)
+    append_rows(args.out, pd.DataFrame(rows))
     print(pd.DataFrame(rows).to_string(index=False))
     if args.subjects_out:
         pd.concat(subjects).round(4).to_csv(args.subjects_out, sep="\t", index=False)

@@ -380,7 +380,8 @@ def train_fold(split_tsv: str | Path, out_dir: str | Path, job: FoldJob, choice:
         state = _restore(run.out_dir, run.fingerprint, run.model, run.optimizer, run.scheduler, training)
         _train_epochs(run, state, settings)
         best_epoch, per_slice, per_subject, metrics = _evaluate_best(run)
-    _add_learned(run, state, best_epoch, per_subject, metrics)
+        fitted = aggregate_subjects(_scored_slices(run, run.subjects.train), run.aggregation)  # not written
+    _add_learned(run, state, best_epoch, pd.concat([fitted, per_subject], ignore_index=True), metrics)
     _write_outputs(run, state, best_epoch, per_slice, per_subject, metrics)
     return metrics
 
@@ -485,38 +486,30 @@ def _evaluate_best(run: _Run) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataF
     job = run.job
     best_state = torch.load(run.out_dir / BEST_FILE, map_location="cpu", weights_only=True, mmap=True)
     run.model.load_state_dict(best_state["model"])
-    log.info("selected epoch %d on validation subjects (selection: %s, from epoch %d on); scoring validation "
-             "and test subjects", best_state["epoch"], run.training.selection, run.training.min_epochs)
-    frames = []
-    for rows in (run.subjects.val, run.subjects.test):
-        if rows.empty:
-            continue
-        kept = run.data.feed.kept_indices(run.files, list(rows["participant_id"]))
-        found = predict(run.model, run.data.loader(rows, train=False, seed=run.training.seed), device=run.device,
-                        progress=False)
-        frames.append(slice_predictions(found, rows, job.classes, kept_indices=kept))
-    per_slice = pd.concat(frames, ignore_index=True)
+    log.info("selected epoch %d (selection: %s, from epoch %d on); scoring validation and test subjects",
+             best_state["epoch"], run.training.selection, run.training.min_epochs)
+    per_slice = pd.concat([_scored_slices(run, rows) for rows in (run.subjects.val, run.subjects.test) if not rows.empty],
+                          ignore_index=True)
     per_subject, metrics = evaluate_fold(per_slice, job.classes, task=job.task, model=job.model_name, fold=job.fold,
                                          method=run.aggregation)
     return int(best_state["epoch"]), per_slice, per_subject, metrics
 
 
-def _training_subjects(run: _Run) -> pd.DataFrame:
-    """The selected model's subject predictions of the training subjects, for the learned check only (not
-    written): with one test subject per class and no validation subjects, the held-out probabilities are
-    two numbers, and a near tie of a model that learned looked like a constant one. One forward pass over
-    the training slices, about a third of an epoch's work."""
-    rows = run.subjects.train
+def _scored_slices(run: _Run, rows: pd.DataFrame) -> pd.DataFrame:
+    """The current model's slice predictions of the subjects in ``rows``. The training job scores the
+    training subjects too, for the learned check only (``_add_learned``; not written): with one test subject
+    per class and no validation subjects the held-out probabilities are two numbers, and a learned model's
+    near tie between them looked like a constant output. That pass costs about a third of an epoch."""
+    kept = run.data.feed.kept_indices(run.files, list(rows["participant_id"]))
     found = predict(run.model, run.data.loader(rows, train=False, seed=run.training.seed), device=run.device,
                     progress=False)
-    kept = run.data.feed.kept_indices(run.files, list(rows["participant_id"]))
-    return aggregate_subjects(slice_predictions(found, rows, run.job.classes, kept_indices=kept), run.aggregation)
+    return slice_predictions(found, rows, run.job.classes, kept_indices=kept)
 
 
-def _add_learned(run: _Run, state: Progress, best_epoch: int, per_subject: pd.DataFrame, metrics: pd.DataFrame) -> None:
-    """Whether the fold learned (``headmri.evaluation.learned``), in every metrics row; the source first."""
+def _add_learned(run: _Run, state: Progress, best_epoch: int, everyone: pd.DataFrame, metrics: pd.DataFrame) -> None:
+    """Whether the fold learned (``headmri.evaluation.learned``; ``everyone``: the subject predictions of
+    every subject of the fold), in every metrics row; the source first."""
     job = run.job
-    everyone = pd.concat([_training_subjects(run), per_subject], ignore_index=True)
     verdict = check_learned([row["train_loss"] for row in state.history], best_epoch, everyone, job.classes,
                             run.training.learned_check)
     for name, value in verdict.columns().items():
