@@ -171,6 +171,7 @@ class LearnedCheckConfig:
 
 SELECTION_RULES = ("loss", "auc", "last")
 AUGMENTATIONS = ("none", "affine", "erase")  # headmri.training.augment implements them
+REFERENCES = ("none", "controls")  # what a slice model sees: the slice, or its difference from the fold's training controls (headmri.slices.reference)
 
 
 @dataclass(frozen=True)
@@ -185,6 +186,7 @@ class TrainingConfig:
     seed: int = 0
     max_slices_per_subject: int | None = None
     augment: str = "none"  # training-batch augmentation: none | affine (headmri.training.augment)
+    reference: str = "none"  # none: the slice (the paper) | controls: the slice minus the fold's training controls' mean
     # checkpoint selection on the validation subjects (docs/training.md, "Selection"):
     # loss = lowest subject-level cross-entropy, AUC breaks ties; auc = highest AUC (the paper's way),
     # loss breaks ties, and an AUC from probabilities that differ by less than auc_min_spread counts as none
@@ -199,6 +201,8 @@ class TrainingConfig:
             object.__setattr__(self, "learned_check", _section(LearnedCheckConfig, self.learned_check))
         if self.augment not in AUGMENTATIONS:
             raise ConfigError(f"training.augment must be one of {list(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.reference not in REFERENCES:
+            raise ConfigError(f"training.reference must be one of {list(REFERENCES)}, got {self.reference!r}")
         if self.selection not in SELECTION_RULES:
             raise ConfigError(f"training.selection must be one of {list(SELECTION_RULES)}, got {self.selection!r}")
         if not 1 <= self.min_epochs <= self.epochs:
@@ -222,9 +226,10 @@ class BaselineConfig:
     patience: int | None = None
 
     def training(self, shared: TrainingConfig) -> TrainingConfig:
-        """``shared`` with this section's hyper-parameters in place of its own."""
+        """``shared`` with this section's hyper-parameters in place of its own; no control reference (the
+        baseline takes whole volumes, not slices)."""
         own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "voxel_size_mm"}
-        return replace(shared, **{name: value for name, value in own.items() if value is not None})
+        return replace(shared, reference="none", **{name: value for name, value in own.items() if value is not None})
 
 
 @dataclass(frozen=True)

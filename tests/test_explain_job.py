@@ -292,3 +292,16 @@ def test_the_demo_config_explains_the_controls_only_for_its_contrast_ranking(tmp
         controls = {s for s in parcellated if s.startswith("sub-hc")}
         assert len(parcellated - controls) == 8, job  # every patient of the task (explain.patients: all)
         assert len(controls) == (8 if ranking == "contrast" else 0), job
+
+
+@pytest.mark.parametrize("reference", ["controls", "none"])
+def test_models_trained_against_the_controls_get_the_controls_slices_in_their_explain_jobs(tmp_path, reference):
+    """training.reference: controls: the explain job rebuilds the fold's control mean, so it reads the controls'
+    slices even for a method without a neutral image (Grad-CAM) and without explained controls."""
+    configfile = write_config(tmp_path / "config.yaml", results_dir=str(tmp_path / "results"),
+                              training={"reference": reference}, explain={"method": "gradcam", "ranking": "mean"})
+    jobs = [job for job in dry_run(tmp_path, configfile) if job.rule == "explain_fold"]
+    assert len(jobs) == 9
+    for job in jobs:
+        sliced = {Path(f).name.split("_")[0] for f in job.inputs if f.endswith("_slices.npy")}
+        assert len({s for s in sliced if s.startswith("sub-hc")}) == (8 if reference == "controls" else 0), job

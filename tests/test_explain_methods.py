@@ -16,9 +16,10 @@ from headmri import config
 from headmri.errors import ConfigError, InputError
 from headmri.explain import methods
 from headmri.explain.job import SubjectFiles, neutral_slices
-from headmri.explain.occlusion import RegionOcclusion, SliceRegions, control_mean_slices, paint_regions
+from headmri.explain.occlusion import RegionOcclusion, SliceRegions, paint_regions
 from headmri.models import build_architecture
 from headmri.slices.geometry import SliceGeometry, resize_stack
+from headmri.slices.reference import control_mean_slices
 from headmri.training import save_trained
 
 from box_vit import BOX, CLASSES, S, train_box_vit

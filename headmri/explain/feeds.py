@@ -96,12 +96,14 @@ def read_geometry(path: Path | None, *, subject: str):
 @dataclass
 class SliceFeed:
     """Slice models. ``neutral`` and ``like`` serve region methods that need a reference (occlusion): the
-    neutral slices and the slicing every subject must share; the job sets them."""
+    neutral slices and the slicing every subject must share; ``reference``: the fold's control reference
+    when the model was trained with one (``training.reference: controls``); the job sets them."""
 
     meta: Mapping[str, Any]
     device: torch.device
     neutral: np.ndarray | None = None
     like: Any = None
+    reference: Any = None  # headmri.slices.reference.ControlReference
     spec = SLICES
 
     def check_grid(self, dseg: nib.Nifti1Image, files: SubjectFiles, subject: str) -> None:
@@ -129,7 +131,10 @@ class SliceFeed:
         if raw.shape[1:] != (size, size):
             raise InputError(f"slices are {raw.shape[1]}x{raw.shape[2]} but the model takes {size}x{size}; "
                              f"rebuild the slices at its size (sources[].size and slices.size null, or {size})", subject=pid, path=files.slices)
-        return geometry, raw, loader.to_grey(torch.from_numpy(np.array(raw)))  # a writable copy of the memory map
+        grey = loader.to_grey(torch.from_numpy(np.array(raw)))  # a writable copy of the memory map
+        if self.reference is not None:  # what the model was trained on: the difference from the controls' mean
+            grey = self.reference.apply(grey, pid, geometry.kept_indices)
+        return geometry, raw, grey
 
     def explain(self, explainer, request: SubjectRequest) -> Callable[[], ExplainedSubject]:
         pid, keep = request.participant_id, request.keep_slices
@@ -138,14 +143,17 @@ class SliceFeed:
         if not explainer.scores_regions:
             maps = explainer.slice_maps(inputs, request.target)
             return lambda: ExplainedSubject(pid, geometry.to_volume(maps), geometry.affine, shown, maps if keep else None)
-        from headmri.explain.occlusion import SliceRegions, paint_regions, same_slicing
+        from headmri.explain.occlusion import SliceRegions, paint_regions
+        from headmri.slices.reference import same_slicing
 
         if self.like is not None and not same_slicing(geometry, self.like):
             raise InputError("the patient's slices were not cut like the other subjects' (axis, size, grid)",
                              subject=pid, path=request.files.geometry)
         labels = request.labels()
-        values = explainer.region_values(inputs, request.target, SliceRegions(geometry, labels, request.codes),
-                                         self.neutral[list(geometry.kept_indices)])
+        neutral = self.neutral[list(geometry.kept_indices)]
+        if self.reference is not None:  # the neutral image is the controls' mean: no difference from it
+            neutral = np.zeros_like(neutral)
+        values = explainer.region_values(inputs, request.target, SliceRegions(geometry, labels, request.codes), neutral)
 
         def paint() -> ExplainedSubject:
             volume = paint_regions(labels, values)

@@ -37,6 +37,7 @@ from headmri.explain import regions as regional
 from headmri.explain.feeds import ExplainedSubject, SubjectFiles, SubjectRequest, feed_for, read_geometry
 from headmri.explain.merge import REGION_COLUMNS
 from headmri.explain.methods import target_index
+from headmri.slices.reference import ControlReference
 from headmri.splits import fold_table, read_split
 from headmri.templates import SPACE
 
@@ -121,7 +122,8 @@ def neutral_slices(split: pd.DataFrame, fold: int, reference_class: str, control
                    like, *, path: str | Path | None = None) -> tuple[np.ndarray, list[str]]:
     """Occlusion's neutral image: the mean slices of the fold's training controls (reference class, split
     ``train``) at every slice position, and those controls' IDs. Validation and test controls never count."""
-    from headmri.explain.occlusion import control_mean_slices, training_controls
+    from headmri.explain.occlusion import training_controls
+    from headmri.slices.reference import control_mean_slices
 
     chosen = training_controls(fold_table(split, fold), reference_class)
     if not chosen:
@@ -275,7 +277,7 @@ def explain_fold(inputs: FoldInputs, key: FoldKey, settings: ExplainSettings, ou
              "value per region" if job.method_cls.scores_regions else settings.statistic)
     _check_parcellations(job, inputs.expected_regions_tsv)  # cheap: every grid and region set before the costly part
     explainer = job.make_explainer(job.model)
-    if job.method_cls.needs_reference:
+    if job.method_cls.needs_reference or _model_reference(job) == "controls":
         _set_reference(job, split, inputs)
     explained = _explain_records(job, explainer, outputs)
     sanity_record = _sanity_test(job, explained.patient_values)
@@ -290,6 +292,19 @@ def _set_reference(job: _Explaining, split: pd.DataFrame, inputs: FoldInputs) ->
                                                               job.feed.like, path=inputs.split_tsv)
     log.info("neutral image: the mean slices of %d training controls %s", len(job.reference_controls),
              job.reference_controls)
+    if _model_reference(job) == "controls":
+        trained_with = sorted(job.meta.get("reference_controls", []))
+        if trained_with != sorted(job.reference_controls):
+            raise InputError(f"the model was trained against the mean of the controls {trained_with}, but fold "
+                             f"{job.key.fold} of the split has the training controls {job.reference_controls}",
+                             path=inputs.model_path)
+        job.feed.reference = ControlReference(job.feed.neutral, frozenset(job.reference_controls))
+        log.info("control reference (training.reference: controls): every input is the slice minus that mean")
+
+
+def _model_reference(job: _Explaining) -> str:
+    """What the model was trained to see (``training.reference``; models trained before it: none)."""
+    return str(job.meta.get("reference", "none"))
 
 
 def _write_outputs(job: _Explaining, explained: _Explained, sanity_record: dict | None,
@@ -497,6 +512,8 @@ def _summary(job: _Explaining, sanity_record: dict | None) -> dict:
                         "replaced by the training controls' mean slices; the 3D maps paint it on the region")
         if by_region else "raw (no per-slice min-max)",
         "method_options": {k: v for k, v in job.options.items()},
-        **({"reference_controls": job.reference_controls} if job.method_cls.needs_reference else {}),
+        "input_reference": _model_reference(job),  # training.reference: what the model saw
+        **({"reference_controls": job.reference_controls}
+           if job.method_cls.needs_reference or _model_reference(job) == "controls" else {}),
         "sanity": sanity_record,
     }

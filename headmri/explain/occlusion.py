@@ -45,66 +45,18 @@ slices it stands for (``_sampled``): k times fewer passes for an estimate of the
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 from scipy import ndimage
 
-from headmri.errors import InputError
 from headmri.explain.methods import RegionMethod
 from headmri.models.placement import for_inference
 from headmri.slices.geometry import SliceGeometry, resize_matrix
 
 SCORES = ("probability", "log_odds")  # what the drop is measured on (headmri.config.OCCLUSION_SCORES)
 MODES = ("delete", "insert")  # headmri.config.OCCLUSION_MODES
-
-
-def same_slicing(geometry: SliceGeometry, other: SliceGeometry) -> bool:
-    """Do two subjects' slices come from the same grid cut the same way (kept slices aside)?"""
-    return (geometry.axis == other.axis and geometry.size == other.size and geometry.source_shape == other.source_shape
-            and np.allclose(geometry.affine, other.affine, atol=1e-3))
-
-
-def read_grey_slices(path: str | Path, *, subject: str | None = None) -> np.ndarray:
-    """A subject's stored slices as float32 (n, S, S) in 0..1 (the values the loader gives the model)."""
-    from headmri.slices.extract import decode
-
-    try:
-        stored = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as error:
-        raise InputError(f"cannot read the slices: {error}", subject=subject, path=path) from error
-    if stored.ndim != 3 or stored.dtype not in (np.uint8, np.float16):
-        raise InputError(f"slices must be an (n, S, S) uint8 or float16 array, got {stored.dtype} {stored.shape}",
-                         subject=subject, path=path)
-    return decode(np.asarray(stored))
-
-
-def control_mean_slices(controls: Mapping[str, tuple[str | Path, str | Path]], like: SliceGeometry) -> np.ndarray:
-    """The mean slice at every position along the slicing axis, (source_shape[axis], S, S) float32, over the
-    ``controls`` given (participant ID -> (slices .npy, geometry .json)); a control without a slice at a
-    position counts as an empty slice there. Every control must be cut like ``like``."""
-    if not controls:
-        raise InputError("region occlusion needs at least one training control of the fold for its neutral image")
-    n_positions = like.source_shape[like.axis]
-    total = np.zeros((n_positions, like.size, like.size), dtype=np.float64)
-    for pid, (slices_path, geometry_path) in controls.items():
-        try:
-            geometry = SliceGeometry.from_json(geometry_path)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise InputError(f"cannot read the slice geometry: {error}", subject=pid, path=geometry_path) from error
-        if not same_slicing(geometry, like):
-            raise InputError("the control's slices were not cut from the same grid the same way as the patients' "
-                             f"(axis, size, grid shape and affine must agree; {geometry.axis}/{geometry.size}/"
-                             f"{geometry.source_shape} against {like.axis}/{like.size}/{like.source_shape})",
-                             subject=pid, path=geometry_path)
-        slices = read_grey_slices(slices_path, subject=pid)
-        if slices.shape != (geometry.n_kept, like.size, like.size):
-            raise InputError(f"the slice array is {slices.shape}, its geometry keeps {geometry.n_kept} slices of "
-                             f"{like.size} x {like.size}", subject=pid, path=slices_path)
-        total[list(geometry.kept_indices)] += slices
-    return (total / len(controls)).astype(np.float32)
 
 
 def training_controls(split_rows, reference_class: str) -> list[str]:

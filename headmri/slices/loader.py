@@ -73,6 +73,8 @@ class SliceBatchLoader:
     ``prefetch``: batches a background thread prepares ahead (default: 2 on an accelerator, where the
     host work overlaps the device's; 0 on the CPU, where the same cores would do both). The batches are
     the same either way.
+    ``reference`` (``headmri.slices.reference.BatchReference``, one entry per path): each batch becomes the
+    slices' differences from the fold's training controls (``training.reference: controls``).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class SliceBatchLoader:
         with_slice_index: bool = False,
         threads: int | None = None,
         prefetch: int | None = None,
+        reference=None,
     ):
         if len(npy_paths) != len(labels):
             raise ValueError(f"{len(npy_paths)} slice arrays but {len(labels)} labels")
@@ -114,6 +117,7 @@ class SliceBatchLoader:
         self.prefetch = int(prefetch if prefetch is not None else (0 if self.device.type == "cpu" else 2))
         self._pool: ThreadPoolExecutor | None = None
         self._outputs = _ReusedBuffers()
+        self.reference = reference
 
     def _one_value(self, what: str, values: list):
         """The value all slice arrays share (None for no arrays); else an error naming one file per value."""
@@ -246,6 +250,8 @@ class SliceBatchLoader:
             if self.device.type != "cpu":  # only the stored values cross the bus; the device converts
                 x = self.to_grey(x)
                 y = y.to(self.device, non_blocking=True)
+            if self.reference is not None:
+                x = self.reference.apply(x, s, k)
             batch = (x, y, torch.from_numpy(s.copy()))
             yield batch + (torch.from_numpy(k.copy()),) if self.with_slice_index else batch
             del x, batch  # so this generator does not keep the batch's buffer from being reused

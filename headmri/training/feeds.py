@@ -23,6 +23,7 @@ import torch
 from headmri.config import TrainingConfig
 from headmri.errors import ConfigError, InputError
 from headmri.model_inputs import SLICES, VOLUMES, ModelInput
+from headmri.slices.reference import BatchReference, ControlReference, read_geometry
 from headmri.training.augment import make_augment
 
 
@@ -40,6 +41,7 @@ class Batches:
     subjects: list[str]
     training: TrainingConfig
     device: torch.device
+    reference: ControlReference | None = None  # training.reference: controls (slices only)
 
 
 class SliceFeed:
@@ -54,8 +56,9 @@ class SliceFeed:
                 "set the source's size (sources[].size, or slices.size) to null: each encoder then gets slices of its own size"
             )
 
-    def check_file(self, pid: str, path: Path, input_size: int, held_out: bool) -> None:
-        """Header only: an (n, size, size) array, with its geometry JSON for held-out subjects."""
+    def check_file(self, pid: str, path: Path, input_size: int) -> None:
+        """Header only: an (n, size, size) array, with its geometry JSON (every subject is scored after
+        training, and the control reference reads the slice positions)."""
         try:
             shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
         except (OSError, ValueError) as exc:
@@ -67,7 +70,7 @@ class SliceFeed:
                 "here would break the slice geometry Grad-CAM maps back with)",
                 subject=pid, path=path,
             )
-        if held_out and not geometry_json(path).is_file():
+        if not geometry_json(path).is_file():
             raise InputError("the slice array has no geometry JSON beside it", subject=pid, path=geometry_json(path))
 
     def loader(self, batches: Batches, *, train: bool, seed: int):
@@ -77,8 +80,21 @@ class SliceFeed:
         return SliceBatchLoader(
             batches.paths, batches.labels, training.batch_size, shuffle=train, seed=seed,
             max_slices_per_subject=training.max_slices_per_subject if train else None,
-            device=batches.device, with_slice_index=not train,
+            device=batches.device, with_slice_index=not train, reference=self._reference(batches),
         )
+
+    def _reference(self, batches: Batches) -> BatchReference | None:
+        """The loader's control reference: each subject's slice positions (its geometry JSON) and scale."""
+        if batches.reference is None:
+            return None
+        return BatchReference.of([
+            batches.reference.subject(pid, read_geometry(geometry_json(path), subject=pid).kept_indices)
+            for pid, path in zip(batches.subjects, batches.paths)
+        ])
+
+    def control_reference(self, files: Mapping[str, Path], controls: Sequence[str]) -> ControlReference:
+        """``training.reference: controls``: the mean slices of the fold's training ``controls``."""
+        return ControlReference.of_controls({pid: (files[pid], geometry_json(files[pid])) for pid in controls})
 
     def augment(self, training: TrainingConfig):
         return make_augment(training.augment)
@@ -108,7 +124,7 @@ class VolumeFeed:
     def check_size(self, encoder: str, input_size: int, slice_size: int | None) -> None:
         """Volumes are resampled to the model's grid: no size to agree on."""
 
-    def check_file(self, pid: str, path: Path, input_size: int, held_out: bool) -> None:
+    def check_file(self, pid: str, path: Path, input_size: int) -> None:
         """Header only: a readable NIfTI on the MNI template grid."""
         import nibabel as nib  # only the 3D baseline reads NIfTI
 
@@ -136,6 +152,9 @@ class VolumeFeed:
     def kept_indices(self, files: Mapping[str, Path], pids: Sequence[str]) -> None:
         return None  # one prediction per subject
 
+    def control_reference(self, files: Mapping[str, Path], controls: Sequence[str]) -> None:
+        return None  # whole volumes: no slice reference (BaselineConfig.training sets none)
+
 
 FEEDS = {SLICES.kind: lambda voxel_size_mm: SliceFeed(), VOLUMES.kind: VolumeFeed}
 
@@ -145,14 +164,14 @@ def feed_for(spec: ModelInput, voxel_size_mm: float) -> SliceFeed | VolumeFeed:
     return FEEDS[spec.kind](voxel_size_mm)
 
 
-def check_files(feed, files: Mapping[str, Path], input_size: int, held_out: Sequence[str]) -> None:
+def check_files(feed, files: Mapping[str, Path], input_size: int) -> None:
     """Headers only, for every subject (test ones included: a bad file should fail now, not after training)."""
-    held = set(held_out)
     for pid, path in files.items():
-        feed.check_file(pid, path, input_size, pid in held)
+        feed.check_file(pid, path, input_size)
 
 
 def rows_batches(rows: pd.DataFrame, files: Mapping[str, Path], training: TrainingConfig,
-                 device: torch.device) -> Batches:
+                 device: torch.device, reference: ControlReference | None = None) -> Batches:
     pids = list(rows["participant_id"])
-    return Batches([files[pid] for pid in pids], rows["class_index"].astype(int).tolist(), pids, training, device)
+    return Batches([files[pid] for pid in pids], rows["class_index"].astype(int).tolist(), pids, training, device,
+                   reference)

@@ -49,6 +49,7 @@ from headmri.models import build_classifier, encoder_input_size, place
 from headmri.models.freezing import apply_freeze, resolve_freeze
 from headmri.models.resnet3d import DEFAULT_VOXEL_SIZE_MM
 from headmri.paths import TRAIN_OUTPUTS
+from headmri.slices.reference import ControlReference
 from headmri.splits import check_leakage, fold_table, read_split
 from headmri.training.checkpoint import CheckpointWriter, load_resume, rng_state, save_trained, set_rng_state
 from headmri.training.feeds import check_files, feed_for, rows_batches
@@ -209,11 +210,14 @@ def reproducible(seed: int, threads: int | None, device: torch.device) -> Iterat
 class _Data:
     """The loaders of one fold, built by the feed of the model's input kind (``headmri.training.feeds``)."""
 
-    def __init__(self, feed, files: dict[str, Path], training: TrainingConfig, device: torch.device):
+    def __init__(self, feed, files: dict[str, Path], training: TrainingConfig, device: torch.device,
+                 reference: ControlReference | None = None):
         self.feed, self.files, self.training, self.device = feed, files, training, device
+        self.reference = reference  # training.reference: controls (headmri.slices.reference)
 
     def loader(self, rows: pd.DataFrame, *, train: bool, seed: int):
-        return self.feed.loader(rows_batches(rows, self.files, self.training, self.device), train=train, seed=seed)
+        batches = rows_batches(rows, self.files, self.training, self.device, self.reference)
+        return self.feed.loader(batches, train=train, seed=seed)
 
     def train_loader(self, rows: pd.DataFrame, epoch: int):
         """The oversampled training loader of one epoch (0-based), shuffled from (seed, epoch)."""
@@ -387,9 +391,9 @@ def train_fold(split_tsv: str | Path, out_dir: str | Path, job: FoldJob, choice:
 
 
 def _fold_inputs(split_tsv: str | Path, job: FoldJob, choice: EncoderChoice,
-                 inputs: Mapping[str, str | Path] | str | Path,
-                 slice_size: int | None) -> tuple[FoldSubjects, dict[str, Path]]:
-    """The fold's subjects and every one's input file, checked before any work (headers only)."""
+                 inputs: Mapping[str, str | Path] | str | Path, slice_size: int | None) -> tuple[FoldSubjects, dict[str, Path]]:
+    """The fold's subjects and every one's input file and slice geometry, checked before any work (headers
+    only): every subject is scored after training (the learned check) and the control reference reads them."""
     spec, feed = choice.input, choice.feed()
     input_size = encoder_input_size(choice.encoder)  # also rejects an unknown encoder name, before any reading
     feed.check_size(choice.encoder, input_size, slice_size)
@@ -398,7 +402,7 @@ def _fold_inputs(split_tsv: str | Path, job: FoldJob, choice: EncoderChoice,
     if inputs is None:
         raise ConfigError(f"encoder {choice.encoder!r} needs {spec.main} as input")
     files = resolve_inputs(inputs, everyone, pattern=spec.folder_pattern)
-    check_files(feed, files, input_size, subjects.val["participant_id"].tolist() + subjects.test["participant_id"].tolist())
+    check_files(feed, files, input_size)
     return subjects, files
 
 
@@ -415,7 +419,7 @@ def _build(run: _Run, choice: EncoderChoice, compile: bool | str = False) -> Non
     run.model = place(run.model, run.device)
     if compile:
         compile_model(run.model, **({"backend": compile} if isinstance(compile, str) else {}))
-    run.data = _Data(choice.feed(), run.files, training, run.device)
+    run.data = _Data(choice.feed(), run.files, training, run.device, _control_reference(run, choice.feed()))
     run.val_loader = (None if run.subjects.val.empty  # splits.val_per_class 0: selection last, nothing to score
                       else run.data.loader(run.subjects.val, train=False, seed=training.seed))
     steps_per_epoch = len(run.data.train_loader(run.subjects.train, 0))
@@ -428,6 +432,19 @@ def _build(run: _Run, choice: EncoderChoice, compile: bool | str = False) -> Non
         voxel_size_mm=choice.voxel_size_mm, train=run.subjects.train[["participant_id", "class_index"]].values.tolist(),
         val=run.subjects.val["participant_id"].tolist(), steps_per_epoch=steps_per_epoch,
     )
+
+
+def _control_reference(run: _Run, feed) -> ControlReference | None:
+    """``training.reference: controls``: the mean slices of the fold's training controls (class 0)."""
+    if run.training.reference != "controls":
+        return None
+    train = run.subjects.train
+    controls = sorted(train.loc[train["class_index"].astype(int) == 0, "participant_id"])
+    reference = feed.control_reference(run.files, controls)
+    if reference is not None:
+        log.info("control reference: every slice minus the mean slice of the %d training controls %s (each of "
+                 "them against the other %d)", len(controls), controls, len(controls) - 1)
+    return reference
 
 
 def _train_epochs(run: _Run, state: Progress, settings: FoldSettings) -> None:
@@ -534,8 +551,11 @@ def _write_outputs(run: _Run, state: Progress, best_epoch: int, per_slice: pd.Da
     write_tsv(per_subject, out_dir / "predictions_subjects.tsv", float_format="%.6g")
     write_tsv(metrics, out_dir / "metrics.tsv", float_format="%.6g")
     write_tsv(history, out_dir / "history.tsv", float_format="%.6g")
+    reference = run.data.reference
     save_trained(run.model, out_dir / "model.pt", task=job.task, fold=job.fold, model_name=job.model_name,
-                 selected_epoch=best_epoch, aggregation=run.aggregation)
+                 selected_epoch=best_epoch, aggregation=run.aggregation,
+                 reference="none" if reference is None else "controls",
+                 reference_controls=[] if reference is None else sorted(reference.controls))
     for name in (RESUME_FILE, BEST_FILE):
         (out_dir / name).unlink(missing_ok=True)
     for _, row in metrics.iterrows():

@@ -15,12 +15,18 @@ def explain_patients(task):
     return [s for s in task_subjects(task) if task_class(task, s) in disease]
 
 
+def controls_needed():
+    """Do explain jobs read the controls' slices: occlusion's neutral image, explained controls, or models
+    trained against the controls' mean (training.reference: controls)?"""
+    return CFG.explain.method == "occlusion" or CFG.explain.explains_controls or CFG.training.reference == "controls"
+
+
 def explain_controls(task):
     """Labels of the task's reference-class subjects: occlusion's neutral image is the mean slice of those
-    that are training subjects in the fold, and with explain.controls (or ranking: contrast) the fold's
-    controls are explained too (the job reads the split for both). Otherwise none, so the jobs keep the
-    inputs and params they had."""
-    if CFG.explain.method != "occlusion" and not CFG.explain.explains_controls:
+    that are training subjects in the fold (so is training.reference: controls' mean), and with
+    explain.controls (or ranking: contrast) the fold's controls are explained too (the job reads the split
+    for both). Otherwise none, so the jobs keep the inputs and params they had."""
+    if not controls_needed():
         return []
     reference = CFG.task(task).reference_class
     return [s for s in task_subjects(task) if task_class(task, s) == reference]
@@ -78,7 +84,7 @@ rule explain_fold:
                 "controls": lambda wildcards: [f"sub-{s}" for s in explain_controls(wildcards.task)],
                 "method_options": CFG.explain.method_options(),
             }
-            if CFG.explain.method == "occlusion" or CFG.explain.explains_controls
+            if controls_needed()
             else {}
         ),
         # present only when on: with both off a job's params are those it had before these switches existed
