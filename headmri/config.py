@@ -170,7 +170,7 @@ class LearnedCheckConfig:
 
 
 SELECTION_RULES = ("loss", "auc", "last")
-AUGMENTATIONS = ("none", "affine", "erase")  # headmri.training.augment implements them
+AUGMENTATIONS = ("none", "affine", "erase", "intensity")  # headmri.training.augment implements them
 REFERENCES = ("none", "controls")  # what a slice model sees: the slice, or its difference from the fold's training controls (headmri.slices.reference)
 
 

@@ -9,7 +9,7 @@ import torch
 
 from headmri.config import AUGMENTATIONS, TrainingConfig
 from headmri.errors import ConfigError
-from headmri.training.augment import AUGMENTS, AffineJitter, RandomErase, make_augment
+from headmri.training.augment import AUGMENTS, AffineJitter, IntensityJitter, RandomErase, make_augment
 
 
 def block_batch(n: int = 16, size: int = 64) -> torch.Tensor:
@@ -73,3 +73,24 @@ def test_erase_blanks_one_square_in_about_half_the_slices_and_leaves_the_rest_un
     assert isinstance(make_augment("erase"), RandomErase)
 
     assert tuple(AUGMENTS) == AUGMENTATIONS  # what the config accepts is what the module builds
+
+
+def test_intensity_jitter_changes_each_slice_smoothly_and_keeps_background_and_a_regions_local_contrast():
+    torch.manual_seed(0)
+    x = torch.zeros(16, 1, 64, 64)
+    x[:, :, 8:56, 8:56] = 0.6  # a brain
+    x[:, :, 28:36, 28:36] = 0.45  # a region 25 % darker than its surroundings
+    out = IntensityJitter()(x)
+    assert out.shape == x.shape and torch.equal(out[:, :, :8], x[:, :, :8])  # background stays 0
+    brain_means = out[:, :, 8:56, 8:56].mean(dim=(1, 2, 3))
+    assert brain_means.std() > 0.01  # every slice its own draw
+    ratio = out / x.clamp(min=1e-6)
+    # smooth: neighbouring brain pixels of one intensity change by nearly the same factor (outside the region)
+    assert (ratio[:, :, 10:26, 11:54] - ratio[:, :, 10:26, 10:53]).abs().max() < 0.05
+    # the region stays darker than the ring around it in every slice
+    region = out[:, :, 28:36, 28:36].mean(dim=(1, 2, 3))
+    ring = (out[:, :, 24:40, 24:40].sum(dim=(1, 2, 3)) - out[:, :, 28:36, 28:36].sum(dim=(1, 2, 3))) / (256 - 64)
+    assert (region < 0.9 * ring).all()
+    torch.manual_seed(0)
+    assert torch.equal(IntensityJitter()(x), out)  # the seed decides it
+    assert isinstance(make_augment("intensity"), IntensityJitter)

@@ -3,9 +3,10 @@
 ``affine``: each training slice is rotated, scaled and shifted by its own small random amounts (a 2D
 affine resampling with ``torch.nn.functional.affine_grid`` / ``grid_sample``, bilinear, zeros outside,
 which is the background of a masked brain slice). It applies to training batches only; validation,
-test and explanations see the slices as they are. Intensities are not changed: the effects a model has
+test and explanations see the slices as they are. Intensities are not changed by it: the effects a model has
 to find are local intensity changes. ``erase``: cutout, one random square per slice (half of them) set to
-the background (``RandomErase``).
+the background (``RandomErase``). ``intensity``: a gamma, a smooth multiplicative field and a gain per slice
+(``IntensityJitter``), the only one that changes intensities.
 
 Why (docs/training.md, "The demo recipe"): trained on every slice of 6 + 6 subjects, the demo CNN fits
 its training subjects to a loss of 0.05-0.1 in 12 epochs, which includes slices that carry no effect
@@ -79,10 +80,39 @@ class RandomErase:
         return x.masked_fill(square[:, None], 0.0)
 
 
-AUGMENTS = {"none": lambda: None, "affine": AffineJitter, "erase": RandomErase}
+@dataclass(frozen=True)
+class IntensityJitter:
+    """Per slice: a gamma ``exp(U(-gamma, gamma))``, a smooth multiplicative field ``exp(field * N(0, 1))`` drawn
+    on a ``grid`` x ``grid`` lattice and upsampled (bicubic), and a gain ``U(1 - gain, 1 + gain)``; the background
+    (0) stays 0. Written here in a few torch operations on the batch's device: MONAI's RandBiasField and
+    RandAdjustContrast do the same per image, but MONAI pins an older torch than ours (docs/benchmarks.md, ClinicaDL).
+
+    Why (docs/training.md, "Intensity jitter"): the demo's subjects differ in bias field, contrast and noise as
+    well as in the planted effect, and from 6-7 training subjects per class the CNN learns those too; a held-out
+    control whose bias field or contrast resembles the training patients' then scores as a patient. Jitter of
+    that kind, smooth over about a quarter of the slice, makes them useless to learn, while a planted region's
+    local change keeps its contrast to its surroundings."""
+
+    gamma: float = 0.3
+    field: float = 0.1
+    grid: int = 4
+    gain: float = 0.1
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, C, S, S) in 0..1 -> the same shape, each item with its own draw."""
+        n, size = x.shape[0], x.shape[-2:]
+        shape = (n, 1, 1, 1)
+        gamma = torch.exp((torch.rand(shape, device=x.device) * 2 - 1) * self.gamma)
+        field = torch.exp(self.field * torch.randn(n, 1, self.grid, self.grid, device=x.device))
+        field = F.interpolate(field, size=tuple(size), mode="bicubic", align_corners=False)
+        gain = 1 + (torch.rand(shape, device=x.device) * 2 - 1) * self.gain
+        return x.clamp(min=0).pow(gamma.to(x.dtype)) * (field * gain).to(x.dtype)
 
 
-def make_augment(name: str) -> AffineJitter | RandomErase | None:
+AUGMENTS = {"none": lambda: None, "affine": AffineJitter, "erase": RandomErase, "intensity": IntensityJitter}
+
+
+def make_augment(name: str) -> AffineJitter | RandomErase | IntensityJitter | None:
     """The augmentation ``training.augment`` names (``None`` for ``none``)."""
     if name in AUGMENTS:
         return AUGMENTS[name]()
