@@ -91,7 +91,8 @@ class IntensityJitter:
     well as in the planted effect, and from 6-7 training subjects per class the CNN learns those too; a held-out
     control whose bias field or contrast resembles the training patients' then scores as a patient. Jitter of
     that kind, smooth over about a quarter of the slice, makes them useless to learn, while a planted region's
-    local change keeps its contrast to its surroundings."""
+    local change keeps its contrast to its surroundings. Measured on the two demo cohorts that miss (2026-12-03):
+    through the workflow no better than none (near-tie folds decided the other way), so not the default."""
 
     gamma: float = 0.3
     field: float = 0.1
