@@ -22,7 +22,7 @@ from headmri.explain.maps import slice_maps
 from headmri.models import build_architecture
 from headmri.slices.geometry import SliceGeometry
 from headmri.slices.loader import SliceBatchLoader
-from headmri.slices.reference import BatchReference, ControlReference
+from headmri.slices.reference import ControlReference
 from headmri.training import load_trained, save_trained, train_fold
 from headmri.training.job import EncoderChoice, FoldJob, FoldSettings
 
@@ -95,7 +95,7 @@ def test_the_loader_gives_each_slice_minus_its_positions_reference(cohort):
     pids = ["sub-h1", "sub-p3", "sub-h2"]
     reference = ControlReference.of_controls(_files(cohort, ["sub-h1", "sub-h2"]))
     kept = {pid: SliceGeometry.from_json(cohort / f"{pid}_slices.json").kept_indices for pid in pids}
-    batches = BatchReference.of([reference.subject(pid, kept[pid]) for pid in pids])
+    batches = reference.for_loader([(pid, kept[pid]) for pid in pids])
     loader = SliceBatchLoader([cohort / f"{pid}_slices.npy" for pid in pids], [0, 1, 0], 7, shuffle=True, seed=1,
                               with_slice_index=True, reference=batches, threads=2)
     plain = SliceBatchLoader([cohort / f"{pid}_slices.npy" for pid in pids], [0, 1, 0], 7, shuffle=True, seed=1,

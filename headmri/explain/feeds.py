@@ -83,14 +83,11 @@ class SubjectRequest:
 
 
 def read_geometry(path: Path | None, *, subject: str):
-    from headmri.slices.geometry import SliceGeometry
+    from headmri.slices.reference import read_geometry as read
 
     if path is None:
         raise InputError("a slice model needs the subject's slices and their geometry JSON", subject=subject)
-    try:
-        return SliceGeometry.from_json(path)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise InputError(f"cannot read the slice geometry: {error}", subject=subject, path=path) from error
+    return read(path, subject=subject)
 
 
 @dataclass

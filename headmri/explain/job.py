@@ -513,7 +513,6 @@ def _summary(job: _Explaining, sanity_record: dict | None) -> dict:
         if by_region else "raw (no per-slice min-max)",
         "method_options": {k: v for k, v in job.options.items()},
         "input_reference": _model_reference(job),  # training.reference: what the model saw
-        **({"reference_controls": job.reference_controls}
-           if job.method_cls.needs_reference or _model_reference(job) == "controls" else {}),
+        **({"reference_controls": job.reference_controls} if job.reference_controls else {}),  # set with the mean
         "sanity": sanity_record,
     }

@@ -50,6 +50,7 @@ def read_grey_slices(path: str | Path, *, subject: str | None = None) -> np.ndar
 
 
 def read_geometry(path: str | Path, *, subject: str | None = None) -> SliceGeometry:
+    """A subject's slice geometry JSON; an unreadable one is an error naming the subject and the file."""
     try:
         return SliceGeometry.from_json(path)
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -100,24 +101,24 @@ class ControlReference:
         n = len(self.controls)
         return n / (n - 1) if pid in self.controls and n > 1 else 1.0
 
-    def subject(self, pid: str, kept_indices: Sequence[int]) -> "SubjectReference":
+    def positions(self, pid: str, kept_indices: Sequence[int]) -> np.ndarray:
+        """The subject's slice positions (its geometry's kept indices), checked against the mean's."""
         positions = np.asarray(kept_indices, dtype=np.int64)
         if positions.size and (positions.min() < 0 or positions.max() >= self.mean.shape[0]):
             raise InputError(f"the subject's slice positions run past the reference's {self.mean.shape[0]} positions "
                              "(slices cut from another grid)", subject=pid)
-        return SubjectReference(self.mean, positions, self.scale(pid))
+        return positions
 
     def apply(self, grey: torch.Tensor, pid: str, kept_indices: Sequence[int]) -> torch.Tensor:
-        """One subject's grey slices (n, 1, S, S), all of them, as the model takes them."""
-        return BatchReference.of([self.subject(pid, kept_indices)]).apply(
-            grey, np.zeros(len(grey), np.int64), np.arange(len(grey)))
+        """One subject's grey slices (n, 1, S, S), all of them, as the model takes them (in place)."""
+        rows = torch.from_numpy(self.mean[self.positions(pid, kept_indices)]).to(grey.device)
+        grey[:, 0].sub_(rows).mul_(self.scale(pid))
+        return grey
 
-
-@dataclass(frozen=True)
-class SubjectReference:
-    mean: np.ndarray
-    positions: np.ndarray  # the position of each of the subject's slices (its geometry's kept indices)
-    scale: float
+    def for_loader(self, subjects: Sequence[tuple[str, Sequence[int]]]) -> "BatchReference":
+        """The reference of a loader's subjects, given in its order as (participant ID, kept indices)."""
+        return BatchReference(self.mean, [self.positions(pid, kept) for pid, kept in subjects],
+                              [self.scale(pid) for pid, _ in subjects])
 
 
 class BatchReference:
@@ -130,12 +131,6 @@ class BatchReference:
         self.flat = np.concatenate(list(positions)).astype(np.int64) if len(positions) else np.zeros(0, np.int64)
         self.scales = np.asarray(scales, dtype=np.float32)
         self._on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    @classmethod
-    def of(cls, subjects: Sequence[SubjectReference]) -> "BatchReference":
-        if not subjects:
-            raise ValueError("a batch reference needs at least one subject")
-        return cls(subjects[0].mean, [s.positions for s in subjects], [s.scale for s in subjects])
 
     def apply(self, grey: torch.Tensor, subject: np.ndarray, slice_: np.ndarray) -> torch.Tensor:
         """``grey`` (B, 1, S, S): slice ``slice_[i]`` of loader subject ``subject[i]``."""

@@ -84,8 +84,8 @@ class RandomErase:
 class IntensityJitter:
     """Per slice: a gamma ``exp(U(-gamma, gamma))``, a smooth multiplicative field ``exp(field * N(0, 1))`` drawn
     on a ``grid`` x ``grid`` lattice and upsampled (bicubic), and a gain ``U(1 - gain, 1 + gain)``; the background
-    (0) stays 0. Written here in a few torch operations on the batch's device: MONAI's RandBiasField and
-    RandAdjustContrast do the same per image, but MONAI pins an older torch than ours (docs/benchmarks.md, ClinicaDL).
+    (0) stays 0. Written here in a few torch operations on the whole batch on its device: MONAI's RandBiasField
+    and RandAdjustContrast do the like one image at a time, and MONAI is not a dependency of ours.
 
     Why (docs/training.md, "Intensity jitter"): the demo's subjects differ in bias field, contrast and noise as
     well as in the planted effect, and from 6-7 training subjects per class the CNN learns those too; a held-out

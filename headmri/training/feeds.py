@@ -45,9 +45,18 @@ class Batches:
 
 
 class SliceFeed:
-    """Slice arrays with their geometry JSON (every encoder but the 3D baseline)."""
+    """Slice arrays with their geometry JSON (every encoder but the 3D baseline); each JSON read once."""
 
     spec = SLICES
+
+    def __init__(self):
+        self._kept: dict[Path, tuple[int, ...]] = {}
+
+    def _kept_of(self, pid: str, path: Path) -> tuple[int, ...]:
+        """The subject's kept slice positions, from its geometry JSON (read once per job)."""
+        if path not in self._kept:
+            self._kept[path] = tuple(read_geometry(geometry_json(path), subject=pid).kept_indices)
+        return self._kept[path]
 
     def check_size(self, encoder: str, input_size: int, slice_size: int | None) -> None:
         if slice_size is not None and int(slice_size) != input_size:
@@ -87,10 +96,8 @@ class SliceFeed:
         """The loader's control reference: each subject's slice positions (its geometry JSON) and scale."""
         if batches.reference is None:
             return None
-        return BatchReference.of([
-            batches.reference.subject(pid, read_geometry(geometry_json(path), subject=pid).kept_indices)
-            for pid, path in zip(batches.subjects, batches.paths)
-        ])
+        return batches.reference.for_loader([(pid, self._kept_of(pid, path))
+                                             for pid, path in zip(batches.subjects, batches.paths)])
 
     def control_reference(self, files: Mapping[str, Path], controls: Sequence[str]) -> ControlReference:
         """``training.reference: controls``: the mean slices of the fold's training ``controls``."""
@@ -101,16 +108,7 @@ class SliceFeed:
 
     def kept_indices(self, files: Mapping[str, Path], pids: Sequence[str]) -> dict[str, list[int]]:
         """Each subject's kept slice positions (its geometry JSON), recorded with its slice predictions."""
-        from headmri.slices.geometry import SliceGeometry
-
-        kept = {}
-        for pid in pids:
-            path = geometry_json(files[pid])
-            try:
-                kept[pid] = list(SliceGeometry.from_json(path).kept_indices)
-            except (OSError, ValueError, KeyError) as exc:
-                raise InputError(f"cannot read the slice geometry ({exc})", subject=pid, path=path) from exc
-        return kept
+        return {pid: list(self._kept_of(pid, files[pid])) for pid in pids}
 
 
 @dataclass

@@ -419,7 +419,8 @@ def _build(run: _Run, choice: EncoderChoice, compile: bool | str = False) -> Non
     run.model = place(run.model, run.device)
     if compile:
         compile_model(run.model, **({"backend": compile} if isinstance(compile, str) else {}))
-    run.data = _Data(choice.feed(), run.files, training, run.device, _control_reference(run, choice.feed()))
+    feed = choice.feed()
+    run.data = _Data(feed, run.files, training, run.device, _control_reference(run, feed))
     run.val_loader = (None if run.subjects.val.empty  # splits.val_per_class 0: selection last, nothing to score
                       else run.data.loader(run.subjects.val, train=False, seed=training.seed))
     steps_per_epoch = len(run.data.train_loader(run.subjects.train, 0))
