@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from headmri.errors import ConfigError
 
@@ -31,6 +31,11 @@ class Task:
     def class_of(self, group: str) -> str | None:
         """The class a subject of ``group`` belongs to in this task, None when the task leaves it out."""
         return next((c for c in self.classes if group in self.groups_of(c)), None)
+
+    def empty_classes(self, groups: Iterable[str]) -> list[str]:
+        """The task's classes that none of ``groups`` (one per subject of the run) falls in."""
+        found = {self.class_of(g) for g in groups}
+        return [c for c in self.classes if c not in found]
 
     @property
     def groups(self) -> tuple[str, ...]:

@@ -190,3 +190,15 @@ def test_subjects_runs_the_selected_while_other_rows_only_warn(head, tmp_path):
     assert "Left out" in done.stdout and "sub-a2" in done.stdout and "sub-norow" in done.stdout
     assert {j.subject for j in dry_run(tmp_path, configfile, "--config", "subjects=a1", "--", "results/qc/inputs.tsv")
             if j.subject} == {"a1"}
+
+
+def test_a_subjects_subset_missing_a_class_leaves_that_task_out_with_a_warning(tmp_path):
+    """`subjects` with no image of some class of a task (a single-subject rerun, say): the run plans the
+    other tasks and says which it left out, instead of failing while it builds the graph."""
+    configfile = write_config(tmp_path / "config.yaml", results_dir=str(tmp_path / "results"),
+                              subjects=["hc001", "hc002", "migraine001", "migraine002"])
+    done = run_snakemake(tmp_path, configfile, "--dry-run")
+    assert "Task 'apth' left out of this run: no image of class APTH" in done.stdout
+    assert "Task 'ppth' left out" in done.stdout and "Task 'migraine' left out" not in done.stdout
+    tasks = {job.wildcards["task"] for job in planned_jobs(done.stdout) if "task" in job.wildcards}
+    assert tasks == {"migraine"}

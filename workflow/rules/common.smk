@@ -111,7 +111,13 @@ PARTICIPANT_OF = ({key: image.label for key, image in IMAGES.items()} if CFG.str
                   else {key: run.label for key, run in BOLD_RUNS.items()})  # image key -> participant label
 SUBJECT_GROUP = {key: PARTICIPANT_GROUP[label] for key, label in PARTICIPANT_OF.items()}  # image key -> group
 SUBJECTS = sorted(PARTICIPANT_OF)  # image keys
-TASKS = [t.name for t in CFG.tasks]
+TASKS = []  # the tasks this run trains: those with images of every class (a `subjects` subset may leave some out)
+for _task in CFG.tasks:
+    if _empty := _task.empty_classes(SUBJECT_GROUP.values()):
+        logger.warning(f"Task {_task.name!r} left out of this run: no image of class {', '.join(_empty)} among the "
+                       f"run's {len(SUBJECTS)} images" + (" (config `subjects`)" if CFG.subjects else ""))
+    else:
+        TASKS.append(_task.name)
 FOLDS = list(range(1, CFG.splits.folds + 1))
 
 
