@@ -76,6 +76,7 @@ class PreprocessingConfig:
     parcellation: str = "embedded"
     ants_transform: str = "AffineFast"
     bet_frac: float = 0.5
+    bias_correction: str = "none"  # none (the paper) | n4 (headmri.preprocess.bias)
     freesurfer: FreeSurferConfig = field(default_factory=FreeSurferConfig)
     qc_outlier_z: float = 3.0
     qc_min_spread: float = 0.01  # floor on a QC metric's robust spread, a fraction of its median (headmri.qc)

@@ -36,6 +36,7 @@ def path_table(results: str = "results", fmri_space: str = SPACE) -> dict[str, s
         # native space
         "brain_native": preproc + "_desc-brain_T1w.nii.gz",
         "mask_native": preproc + "_desc-brain_mask.nii.gz",
+        "brain_biascorr": preproc + "_desc-biascorr_T1w.nii.gz",  # preprocessing.bias_correction: n4
         # registration: the backend's own transform file, plus a backend-independent 4x4 RAS world affine
         "xfm": preproc + f"_from-T1w_to-{SPACE}_mode-image_xfm.mat",
         "affine": preproc + f"_from-T1w_to-{SPACE}_affine.txt",

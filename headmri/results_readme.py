@@ -51,6 +51,7 @@ def _input_lines(run: RunLayout) -> list[str]:
         "| `demo/bids/` | the synthetic demo cohort (only when no `bids_dir` is given), with `ground_truth.tsv` of the planted regions |",
         "| `bids/` | T1w images converted from DICOM with dcm2niix (only when `dicom_dir` is used) |",
         f"| `{shown('brain_native')}`, `{shown('mask_native')}` | brain and brain mask in native space |",
+        f"| `{shown('brain_biascorr')}` | the native brain N4-corrected (`preprocessing.bias_correction: n4`), which the registration moves |",
         f"| `{shown('xfm')}` | the registration backend's own transform file |",
         f"| `{shown('affine')}` | the same transform as a 4x4 RAS-mm matrix (`numpy.loadtxt`) |",
         f"| `{shown('brain_mni')}`, `{shown('mask_mni')}` | brain and mask on the MNI grid |",

@@ -40,9 +40,36 @@ rule brain_extraction:
         preprocess_script("brain_extraction", CFG.preprocessing.brain_extraction)
 
 
-rule register_to_mni:
+rule bias_correction:
     input:
         brain=P["brain_native"],
+        mask=P["mask_native"],
+    output:
+        brain=P["brain_biascorr"],
+    log:
+        subject_log("bias_correction"),
+    benchmark:
+        subject_benchmark("bias_correction")
+    group:
+        "preprocess"
+    threads: 1  # as brain_extraction
+    resources:
+        mem_mb=3000,
+        runtime=20,
+    conda:
+        ENV_MAIN  # antspyx, whichever backend extracted the brain
+    script:
+        "../../scripts/bias_correction.py"
+
+
+def registration_input(wildcards):
+    """The brain the registration moves: N4-corrected with preprocessing.bias_correction: n4."""
+    return P["brain_biascorr" if CFG.preprocessing.bias_correction == "n4" else "brain_native"].format(**wildcards)
+
+
+rule register_to_mni:
+    input:
+        brain=registration_input,
         mask=P["mask_native"],
     output:
         brain=P["brain_mni"],
