@@ -89,6 +89,7 @@ class SliceConfig:
     min_brain_fraction: float = 0.02
     percentiles: tuple[float, float] = (0.5, 99.5)
     dtype: str = "uint8"
+    smooth_fwhm_mm: float = 0.0  # > 0: each stack smoothed inside the brain (headmri.slices.smooth)
 
 
 DEFAULT_SOURCE = "T1w"

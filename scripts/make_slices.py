@@ -10,5 +10,5 @@ with job_log(snakemake.log[0], f"make_slices of sub-{snakemake.wildcards.subject
         snakemake.input.brain, snakemake.input.mask, snakemake.output.slices, snakemake.output.json,
         axis=p.axis, size=p.size, min_brain_fraction=p.min_brain_fraction, percentiles=tuple(p.percentiles),
         window=None if p.window is None else tuple(p.window),
-        dtype=p.dtype, subject=f"sub-{snakemake.wildcards.subject}",
+        dtype=p.dtype, subject=f"sub-{snakemake.wildcards.subject}", smooth_fwhm_mm=p.smooth_fwhm_mm,
     )

@@ -43,10 +43,34 @@ def test_slices_drop_small_brain_slices_and_record_everything(tmp_path):
     assert 0 < len(geometry.dropped_indices) < SHAPE[0]
     assert slices.shape == (geometry.n_kept, 64, 64) and slices.dtype == np.uint8
     assert meta["parameters"] == {"axis": 0, "size": 64, "min_brain_fraction": 0.05, "percentiles": [0.5, 99.5],
-                                  "window": None, "dtype": "uint8"}
+                                  "window": None, "dtype": "uint8", "smooth_fwhm_mm": 0.0}
     assert SliceGeometry.from_json(tmp_path / "out" / "sub-x_slices.json") == geometry
     assert meta["shape"] == list(slices.shape)
     assert not list((tmp_path / "out").glob(".*tmp*"))  # no temporary leftovers
+
+
+def test_smoothing_blurs_fine_detail_inside_the_brain_without_darkening_its_rim(tmp_path):
+    """slices.smooth_fwhm_mm: a 4 mm checkerboard on a uniform brain is mostly gone at 8 mm FWHM, the
+    brain's mean is kept, the rim stays as bright as the inside (normalised convolution) and the
+    background stays zero; the width is recorded."""
+    _, _, _, mask = synthetic_brain(tmp_path)
+    i, j, k = np.indices(SHAPE)
+    brain = np.where(mask, 100.0 + 20.0 * (-1.0) ** (i + j + k), 0).astype(np.float32)
+    brain_path = tmp_path / "checker_brain.nii.gz"
+    nib.save(nib.Nifti1Image(brain, np.diag([2.0, 2.0, 2.0, 1.0])), brain_path)
+    mask_path = tmp_path / "s_mask.nii.gz"
+    _, plain, _ = run(tmp_path / "plain", brain_path, mask_path, size=40, percentiles=(0, 100))
+    geometry, smooth, meta = run(tmp_path / "smooth", brain_path, mask_path, size=40, percentiles=(0, 100),
+                                 smooth_fwhm_mm=8.0)
+    assert meta["parameters"]["smooth_fwhm_mm"] == 8.0
+    plain, smooth = decode(np.asarray(plain)), decode(np.asarray(smooth))
+    inside = geometry.resize(geometry.padded_planes(mask.astype(np.float32))) >= 0.5
+    interior = inside & (np.abs(np.gradient(inside.astype(float))).sum(0) == 0)
+    assert smooth[interior].std() < 0.25 * plain[interior].std()
+    assert abs(smooth[inside].mean() - plain[inside].mean()) < 0.02
+    rim = inside & ~interior
+    assert abs(smooth[rim].mean() - smooth[interior].mean()) < 0.05
+    assert not smooth[~inside].any()
 
 
 def test_intensities_are_windowed_by_robust_percentiles_inside_the_mask(tmp_path):

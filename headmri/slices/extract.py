@@ -85,6 +85,14 @@ def _finish(planes: np.ndarray, inside: np.ndarray, low: float, high: float, geo
         out[...] = encode(geometry.resize(planes), dtype, inplace=True)
 
 
+def _smoothed(slices: np.ndarray, inside: np.ndarray, geometry: SliceGeometry, fwhm_mm: float, dtype: str) -> np.ndarray:
+    """The encoded stack smoothed inside the brain (the padded mask resized as the slices were), encoded."""
+    from headmri.slices.smooth import smooth_stack, stack_sigmas
+
+    brain = np.asarray(geometry.resize(inside.astype(np.float32))) >= 0.5
+    return encode(smooth_stack(decode(slices), brain, stack_sigmas(geometry, fwhm_mm)), dtype, inplace=True)
+
+
 def brain_fraction_per_slice(mask: np.ndarray, axis: int) -> np.ndarray:
     """Fraction of each slice's area (before padding) that lies inside the mask."""
     other = tuple(ax for ax in range(3) if ax != axis)
@@ -213,11 +221,13 @@ def extract_slices(
     window: tuple[float, float] | None = None,
     dtype: str = "uint8",
     subject: str | None = None,
+    smooth_fwhm_mm: float = 0.0,
 ) -> SliceGeometry:
     """Write the slice tensor ``out_npy`` (n_kept, size, size) and its parameters/geometry ``out_json``.
 
     The intensity window is ``window`` (low, high in the image's units, the same for every subject) when
-    given, else the subject's ``percentiles`` inside the mask."""
+    given, else the subject's ``percentiles`` inside the mask. ``smooth_fwhm_mm`` > 0: the stack is smoothed
+    inside the brain with a Gaussian of that width (headmri.slices.smooth)."""
     if dtype not in DTYPES:
         raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
     low_pct, high_pct = (float(p) for p in percentiles)
@@ -278,12 +288,14 @@ def extract_slices(
         blocks = [slice(i, i + _FINISH_BLOCK) for i in range(0, kept.size, _FINISH_BLOCK)]
         for done in [pool.submit(_finish, planes[b], inside[b], low, high, geometry, dtype, slices[b]) for b in blocks]:
             done.result()
+        if smooth_fwhm_mm > 0:
+            slices = _smoothed(slices, inside, geometry, smooth_fwhm_mm, dtype)
 
     with atomic_path(out_npy) as tmp:
         np.save(tmp, slices, allow_pickle=False)
     write_json(_description(subject, (brain_mni, mask_mni), {"axis": axis, "size": size, "min_brain_fraction": min_brain_fraction,
                             "percentiles": None if window else [low_pct, high_pct], "window": list(window) if window else None,
-                            "dtype": dtype}, (low, high), fraction[kept], slices.shape,
+                            "dtype": dtype, "smooth_fwhm_mm": smooth_fwhm_mm}, (low, high), fraction[kept], slices.shape,
                             geometry), out_json)
     log.info("%s: kept %d of %d slices along axis %d, window [%.4g, %.4g], wrote %s",
              subject or brain_mni, kept.size, fraction.size, axis, low, high, out_npy)

@@ -16,6 +16,7 @@ rule make_slices:
         percentiles=list(CFG.slices.percentiles),
         window=lambda wildcards: None if SOURCE[wildcards.source].window is None else list(SOURCE[wildcards.source].window),
         dtype=CFG.slices.dtype,
+        smooth_fwhm_mm=CFG.slices.smooth_fwhm_mm,
     log:
         f"{LOGS}/slices/source-{{source}}_sub-{{subject}}_size-{{size}}.log",
     benchmark:
