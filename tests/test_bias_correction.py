@@ -16,7 +16,7 @@ from headmri.preprocess.bias import correct_bias_n4
 from conftest import grid_affine
 from workflow_runner import dry_run, write_config
 
-SHAPE = (72, 80, 72)  # 2.5 mm: a head-sized brain that N4 fits in about a second
+SHAPE = (72, 80, 72)  # 2.5 mm: a head-sized brain on a coarse grid, a few seconds of N4
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ import logging
 import os
 import time
 
-import nibabel as nib
 import numpy as np
 
 from headmri.preprocess.mni import load_brain_and_mask
@@ -26,9 +25,8 @@ from headmri.preprocess.native import on_grid_of, save_together
 
 log = logging.getLogger(__name__)
 
-BIAS_CORRECTIONS = ("none", "n4")
-# antspyx's default N4 schedule (4 levels of 50 iterations) on a grid shrunk 4x: about 12 s for a 1 mm
-# brain on one core (docs/benchmarks.md, "Bias-field correction").
+# antspyx's default schedule (4 levels of 50 iterations) on a grid shrunk 4x: 12 s for one idle 1 mm brain,
+# 37-44 s a subject in the workflow's jobs beside other runs (docs/benchmarks.md, 2026-12-03 evening).
 N4_SHRINK = 4
 
 
@@ -66,5 +64,4 @@ def correct_bias_n4(brain: str | os.PathLike, mask: str | os.PathLike, brain_out
     low, high = np.percentile(np.log(field[inside]), [1, 99])
     log.info("%s: N4 took %.1f s; the field spans a factor %.2f inside the brain (1st-99th percentile)",
              subject, time.perf_counter() - started, float(np.exp(high - low)))
-    save_together({brain_out: on_grid_of(nib.Nifti1Image(data, brain_img.affine, brain_img.header), corrected,
-                                         np.float32)})
+    save_together({brain_out: on_grid_of(brain_img, corrected, np.float32)})

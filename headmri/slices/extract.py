@@ -23,6 +23,7 @@ from headmri.errors import InputError
 from headmri.nifti_io import InflatingNifti, load_nifti
 from headmri.slices.geometry import SliceGeometry
 from headmri.slices.percentiles import linear_percentiles
+from headmri.slices.smooth import smooth_stack, stack_sigmas
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,6 @@ def _finish(planes: np.ndarray, inside: np.ndarray, low: float, high: float, geo
 
 def _smoothed(slices: np.ndarray, inside: np.ndarray, geometry: SliceGeometry, fwhm_mm: float, dtype: str) -> np.ndarray:
     """The encoded stack smoothed inside the brain (the padded mask resized as the slices were), encoded."""
-    from headmri.slices.smooth import smooth_stack, stack_sigmas
-
     brain = np.asarray(geometry.resize(inside.astype(np.float32))) >= 0.5
     return encode(smooth_stack(decode(slices), brain, stack_sigmas(geometry, fwhm_mm)), dtype, inplace=True)
 
