@@ -3,6 +3,7 @@ and reproducibility. Subjects are made at 2 x 2 x 2.5 mm to keep the tests fast.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import nibabel as nib
@@ -17,7 +18,11 @@ from headmri.demo.cohort import (
     load_anatomy,
     make_demo_cohort,
     make_demo_subject,
+    plan_subject,
     plan_subjects,
+    subject_fields,
+    subject_rng,
+    synthesize_subject,
     write_cohort_tables,
 )
 from headmri.demo.effects import PlantedEffect, effect_gain, ground_truth_table, read_effects
@@ -284,6 +289,26 @@ def test_parameters_table_holds_the_draws_the_images_were_made_with(cohort, anat
         truth = np.loadtxt(subject_files(cohort, pid[4:])[2])
         rebuilt = np.linalg.inv(synth.mni_to_scanner(draw, anatomy.centre_mm))
         assert np.allclose(rebuilt, truth, atol=2e-3), pid
+
+
+def test_a_replay_of_the_subject_stream_gives_its_true_bias_field(anatomy):
+    """subject_fields after draw_subject is the generator's own order: on a head of one intensity everywhere
+    the image is that intensity times the bias field (plus noise), so its smoothed log follows the replayed
+    field; another subject's field does not (bench/bench_bias_correction.py scores N4 against it)."""
+    uniform = dataclasses.replace(anatomy, head=np.where(anatomy.head > 0, anatomy.white_matter_level, 0).astype(np.float32))
+    plan = plan_subject("hc002", "HC")
+    made = synthesize_subject(uniform, None, subject_rng(5, plan.label), plan.site, voxel_mm=COARSE)
+    image = np.asarray(made.t1w.dataobj, dtype=np.float32)
+    inside = ndimage.binary_erosion(image > 0.5 * np.median(image[image > 0]), iterations=4)
+
+    def replayed(label):
+        rng = subject_rng(5, label)
+        draw = synth.draw_subject(rng, plan_subject(label, "HC").site)
+        return subject_fields(rng, image.shape, draw)[1][inside]
+
+    observed = ndimage.gaussian_filter(np.log(np.maximum(image, 1)), 1)[inside]  # the noise averaged out
+    assert np.corrcoef(observed, replayed("hc002"))[0, 1] > 0.95
+    assert abs(np.corrcoef(observed, replayed("hc004"))[0, 1]) < 0.5
 
 
 def test_cli_makes_a_cohort(tmp_path, capsys):

@@ -175,6 +175,16 @@ class SyntheticSubject:
     draw: synth.SubjectDraw
 
 
+def subject_fields(rng: np.random.Generator, shape: tuple[int, int, int],
+                   draw: synth.SubjectDraw) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
+    """A subject's smooth random fields on its native grid, in the order its stream draws them (after
+    ``draw_subject``): the warp (three displacement fields, mm) and the log bias field. A replay of the stream
+    gives a cohort's true bias fields (bench/bench_bias_correction.py)."""
+    per_axis = draw.warp_rms_mm / np.sqrt(3.0)
+    warp = tuple(synth.smooth_field(shape, rng, n_basis=4, rms=per_axis) for _ in range(3))
+    return warp, synth.smooth_field(shape, rng, n_basis=3, rms=draw.bias_rms)  # type: ignore[return-value]
+
+
 def synthesize_subject(
     anatomy: CohortAnatomy,
     group_effect: np.ndarray | None,
@@ -198,8 +208,7 @@ def synthesize_subject(
     shape, native_affine = synth.native_grid(
         to_scanner[:3, :3] @ centre + to_scanner[:3, 3], voxel_mm=voxel_mm, orientation=orientation, oblique=oblique
     )
-    per_axis = draw.warp_rms_mm / np.sqrt(3.0)
-    warp = tuple(synth.smooth_field(shape, rng, n_basis=4, rms=per_axis) for _ in range(3))
+    warp, log_bias = subject_fields(rng, shape, draw)
     scanner_to_voxel = np.linalg.inv(anatomy.affine) @ np.linalg.inv(to_scanner)
     coords = synth.coordinate_map(shape, native_affine, scanner_to_voxel, warp)  # type: ignore[arg-type]
     del warp
@@ -208,7 +217,8 @@ def synthesize_subject(
     del coords
     level = anatomy.white_matter_level
     image = synth.apply_contrast(image, gamma=draw.gamma, reference=level)
-    image *= np.exp(synth.smooth_field(shape, rng, n_basis=3, rms=draw.bias_rms))
+    image *= np.exp(log_bias)
+    del log_bias
     image = synth.add_rician_noise(image, draw.noise_fraction * level, rng)
     image *= np.float32(draw.intensity_scale)
     data = np.clip(np.rint(image), 0, INT16_MAX).astype(np.int16)

@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # antspyx's default schedule (4 levels of 50 iterations) on a grid shrunk 4x: 12 s for one idle 1 mm brain,
 # 37-44 s a subject in the workflow's jobs beside other runs (docs/benchmarks.md, 2026-12-03 evening).
 N4_SHRINK = 4
+N4_ITERATIONS = (50, 50, 50, 50)  # per fitting level, coarse to fine
+N4_SPLINE_MM = None  # antspyx's default B-spline mesh
 
 
 def bias_bounds(mask: np.ndarray) -> tuple[slice, ...]:
@@ -36,14 +38,19 @@ def bias_bounds(mask: np.ndarray) -> tuple[slice, ...]:
     return tuple(slice(int(w.min()), int(w.max()) + 1) for w in where)
 
 
-def n4_field(brain: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    """N4's multiplicative bias field (float32, 1 outside the mask) of ``brain`` inside ``mask``."""
+def n4_field(brain: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...], *, shrink: int = N4_SHRINK,
+             iterations: tuple[int, ...] = N4_ITERATIONS, spline_mm: float | None = N4_SPLINE_MM) -> np.ndarray:
+    """N4's multiplicative bias field (float32, 1 outside the mask) of ``brain`` inside ``mask``; ``shrink``,
+    ``iterations`` and ``spline_mm`` as antspyx's ``shrink_factor``, ``convergence["iters"]`` and
+    ``spline_param`` (the B-spline mesh's spacing in mm at the first level; None: antspyx's default mesh)."""
     import ants
 
     box = bias_bounds(mask)
     image = ants.from_numpy(np.ascontiguousarray(brain[box], dtype=np.float32), spacing=tuple(map(float, spacing)))
     inside = ants.from_numpy(np.ascontiguousarray(mask[box], dtype=np.float32), spacing=tuple(map(float, spacing)))
-    field = ants.n4_bias_field_correction(image, mask=inside, shrink_factor=N4_SHRINK, return_bias_field=True)
+    field = ants.n4_bias_field_correction(image, mask=inside, shrink_factor=int(shrink), return_bias_field=True,
+                                          convergence={"iters": list(iterations), "tol": 1e-7},
+                                          spline_param=None if spline_mm is None else float(spline_mm))
     out = np.ones(brain.shape, dtype=np.float32)
     out[box] = np.where(mask[box], field.numpy(), 1.0)
     return out
