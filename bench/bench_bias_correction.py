@@ -10,6 +10,8 @@ mask (the workflow corrects the extracted brain; the generator's mask stands in 
 - ``field_corr``: the correlation of N4's log field with the true log field inside the brain;
 - ``residual_pct``: the RMS of what N4 leaves of the true field (log fields, each less its mean inside the
   brain), in per cent, beside ``true_pct``, the true field's own RMS;
+- ``true_field_planted_ratio``: the true field's mean over the planted structures against the rest (how much
+  the scanner alone darkens or brightens them);
 - ``planted_ratio_before`` / ``_after``: the mean of ``--planted``'s planted structures over the rest of cortex
   and white matter, before and after; for patients and controls, so the summary's ``contrast_kept`` says how
   much of the planted darkening the correction leaves (N4 cannot tell a large structure's darkening from a
@@ -86,8 +88,10 @@ def measure(bids: Path, seed: int, label: str, group: str, settings: list[Settin
     image = nib.load(bids / sub / "anat" / f"{sub}_T1w.nii.gz")
     mask = np.asanyarray(nib.load(bids / "derivatives" / "truth" / sub / "anat" / f"{sub}_desc-brain_mask.nii.gz").dataobj) > 0
     data = np.where(mask, np.asanyarray(image.dataobj, dtype=np.float32), 0)
-    truth = centred(true_log_field(seed, label, group, data.shape)[mask])
+    true_log = true_log_field(seed, label, group, data.shape)
+    truth = centred(true_log[mask])
     region, rest = (m & mask for m in planted_mask(bids, sub, image, codes))
+    true_ratio = float(np.exp(true_log[region]).mean() / np.exp(true_log[rest]).mean())
     rows, first = [], None
     for shrink, iterations, spline in settings:
         started = time.perf_counter()
@@ -100,6 +104,7 @@ def measure(bids: Path, seed: int, label: str, group: str, settings: list[Settin
         after = np.where(mask, data / field, 0)
         rows.append({"subject": sub, "group": group, "shrink": shrink, "iterations": "x".join(map(str, iterations)),
                      "spline_mm": spline or "default",
+                     "true_field_planted_ratio": round(true_ratio, 4),
                      "planted_ratio_before": round(float(data[region].mean() / data[rest].mean()), 4),
                      "planted_ratio_after": round(float(after[region].mean() / after[rest].mean()), 4),
                      "seconds": round(seconds, 2), "field_corr": round(float(np.corrcoef(estimate, truth)[0, 1]), 4),
