@@ -98,10 +98,9 @@ def measure(bids: Path, seed: int, label: str, group: str, settings: list[Settin
         field = n4_field(data, mask, image.header.get_zooms()[:3], shrink=shrink, iterations=iterations, spline_mm=spline)
         seconds = time.perf_counter() - started
         estimate = centred(np.log(field[mask]))
-        corrected = data[mask] / field[mask]
-        corrected /= np.median(corrected)
-        first = corrected if first is None else first
         after = np.where(mask, data / field, 0)
+        corrected = after[mask] / np.median(after[mask])
+        first = corrected if first is None else first
         rows.append({"subject": sub, "group": group, "shrink": shrink, "iterations": "x".join(map(str, iterations)),
                      "spline_mm": spline or "default",
                      "true_field_planted_ratio": round(true_ratio, 4),
