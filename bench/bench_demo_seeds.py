@@ -9,7 +9,8 @@ with -15 % effects and the brain mean restored; and ``demo``, the default demo i
 ``demo.restore_brain_mean`` changed),
 runs the whole workflow (``snakemake --cores N all``: generation, preprocessing, training, explanations,
 rankings) and reads what the pipeline wrote: per task the folds that learned (``learned`` in
-tables/metrics.tsv), the mean subject-level test AUC over folds and the AUC of every fold's test subjects
+tables/metrics.tsv), the mean subject-level test AUC over folds, the (patient, control) test pairs of
+the same fold ranked right over all folds, and the AUC of every fold's test subjects
 pooled (the table's fold-0 row), the folds whose validation pair ranked right (with the demo's
 ``selection: last`` the validation subjects choose nothing, so they are held out as the test ones), and the recall of the planted regions
 in the task's top 10 (``headmri.explain.merge.planted_recall`` on tables/source-S_task-T_regions.tsv, S from
@@ -150,6 +151,14 @@ def randomisation_passed(results: Path, task: str, source: str) -> str:
     return f"{int(rows['passed'].astype(bool).sum())}/{len(rows)}"
 
 
+def pairs_right(folds: pd.DataFrame) -> str:
+    """``right/pairs`` over the folds' test (patient, control) pairs: each fold's AUC times its pairs
+    (positives tp + fn, negatives tn + fp of its two-class metrics row). With 1 test subject per class a
+    fold is one pair and its AUC 0 or 1; with more, a fold's AUC alone hides how many pairs it missed."""
+    pairs = (folds["tp"] + folds["fn"]) * (folds["tn"] + folds["fp"])
+    return f"{int(round(float((folds['auc'] * pairs).sum())))}/{int(pairs.sum())}"
+
+
 def score(name: str, results: Path, minutes: float, source: str = "T1w", recipe: str = "default") -> pd.DataFrame:
     """One row per task of image source ``source`` from what the finished workflow wrote under ``results``."""
     metrics = pd.read_csv(results / "tables" / "metrics.tsv", sep="\t")
@@ -167,6 +176,7 @@ def score(name: str, results: Path, minutes: float, source: str = "T1w", recipe:
             "planted": ", ".join(f"{r}/{h}" for g, r, h, _, _ in COHORTS[name][1] if g == group),
             "folds_learned": f"{int(folds['learned'].astype(bool).sum())}/{len(folds)}",
             "test_folds_right": f"{int((folds['auc'] == 1.0).sum())}/{len(folds)}",
+            "test_pairs_right": pairs_right(folds),
             # with selection: last (the demo's) the validation subjects choose nothing: held out as the test ones
             "val_folds_right": f"{int((val.loc[val['task'] == task, 'auc'] == 1.0).sum())}/{int((val['task'] == task).sum())}",
             "mean_test_auc": round(float(folds["auc"].mean()), 3),

@@ -49,3 +49,9 @@ def test_rows_with_a_newer_column_line_up_by_name_with_an_older_table(bench, tmp
     rows = pd.read_csv(table, sep="\t")
     assert rows["mean_test_auc"].tolist() == [1.0, 0.67]
     assert rows["recipe"].isna().tolist() == [True, False]
+
+
+def test_pairs_right_counts_each_folds_missed_pairs_not_just_its_folds(bench):
+    folds = pd.DataFrame({"auc": [1.0, 0.75, 0.0], "tp": [2, 1, 0], "fn": [0, 1, 1], "tn": [1, 2, 0], "fp": [1, 0, 1]})
+    # 4 pairs (2 x 2), 4 pairs of which 3 right, 1 pair inverted
+    assert bench.pairs_right(folds) == "7/9"
