@@ -161,6 +161,19 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class MilConfig:
+    """``training.objective: mil`` (headmri.training.mil): per step ``bags_per_step`` patients with ``bag_slices``
+    random slices each beside ``training.batch_size`` control slices."""
+
+    bag_slices: int = 32
+    bags_per_step: int = 2
+
+    def __post_init__(self) -> None:
+        if self.bag_slices < 1 or self.bags_per_step < 1:
+            raise ConfigError("training.mil.bag_slices and bags_per_step must be 1 or more")
+
+
+@dataclass(frozen=True)
 class LearnedCheckConfig:
     """When a fold counts as learned (``headmri.evaluation.learned``, docs/training.md).
 
@@ -178,6 +191,7 @@ class LearnedCheckConfig:
 
 SELECTION_RULES = ("loss", "auc", "last")
 AUGMENTATIONS = ("none", "affine", "erase", "intensity")  # headmri.training.augment implements them
+OBJECTIVES = ("slices", "mil")  # every slice with its subject's label (the paper) | headmri.training.mil
 REFERENCES = ("none", "controls")  # what a slice model sees: the slice, or its difference from the fold's training controls (headmri.slices.reference)
 
 
@@ -194,6 +208,8 @@ class TrainingConfig:
     max_slices_per_subject: int | None = None
     augment: str = "none"  # training-batch augmentation: none | affine (headmri.training.augment)
     reference: str = "none"  # none: the slice (the paper) | controls: the slice minus the fold's training controls' mean
+    objective: str = "slices"  # slices: every slice with its subject's label (the paper) | mil (headmri.training.mil)
+    mil: MilConfig = field(default_factory=MilConfig)
     # checkpoint selection on the validation subjects (docs/training.md, "Selection"):
     # loss = lowest subject-level cross-entropy, AUC breaks ties; auc = highest AUC (the paper's way),
     # loss breaks ties, and an AUC from probabilities that differ by less than auc_min_spread counts as none
@@ -206,6 +222,10 @@ class TrainingConfig:
         # a plain mapping (the validated config, or asdict() passed through Snakemake params) -> the dataclass
         if isinstance(self.learned_check, Mapping):
             object.__setattr__(self, "learned_check", _section(LearnedCheckConfig, self.learned_check))
+        if isinstance(self.mil, Mapping):
+            object.__setattr__(self, "mil", _section(MilConfig, self.mil))
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"training.objective must be one of {list(OBJECTIVES)}, got {self.objective!r}")
         if self.augment not in AUGMENTATIONS:
             raise ConfigError(f"training.augment must be one of {list(AUGMENTATIONS)}, got {self.augment!r}")
         if self.reference not in REFERENCES:
@@ -236,7 +256,7 @@ class BaselineConfig:
         """``shared`` with this section's hyper-parameters in place of its own; no control reference (the
         baseline takes whole volumes, not slices)."""
         own = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "voxel_size_mm"}
-        return replace(shared, reference="none", **{name: value for name, value in own.items() if value is not None})
+        return replace(shared, reference="none", objective="slices", **{name: value for name, value in own.items() if value is not None})
 
 
 @dataclass(frozen=True)
@@ -584,6 +604,7 @@ def from_mapping(raw: Mapping[str, Any]) -> Config:
     _check_leave_one_subject_out(cfg)
     _check_validation(cfg)
     _check_tasks(cfg.tasks, cfg.groups)
+    _check_objective(cfg)
     _check_fmri(cfg)
     if cfg.is_demo and cfg.structural:
         unknown = [g for g in cfg.demo.group_sizes if g not in cfg.groups]
@@ -616,6 +637,19 @@ def _check_validation(cfg: Config) -> None:
         raise ConfigError(f"splits.val_per_class is 0, so there are no validation subjects for training.selection "
                           f"{cfg.training.selection!r} to choose a checkpoint on; set training.selection: last (the "
                           f"last epoch) or give every fold validation subjects")
+
+
+def _check_objective(cfg: Config) -> None:
+    """Multiple-instance training pools a patient's top slices against control slices: two classes per task
+    (controls and patients), and held-out subjects scored as the bags were (``evaluation.aggregation: top``)."""
+    wide = [t.name for t in cfg.tasks if len(t.classes) != 2]
+    if cfg.evaluation.aggregation == "top" and wide:
+        raise ConfigError(f"evaluation.aggregation top (and training.objective mil, which needs it) scores two-class "
+                          f"tasks; the task(s) {wide} have more classes: use mean, max or median, or two-class tasks")
+    if cfg.training.objective == "mil" and cfg.evaluation.aggregation != "top":
+        raise ConfigError(f"training.objective mil trains each patient's top slices as its score; set "
+                          f"evaluation.aggregation: top (not {cfg.evaluation.aggregation!r}) so that held-out "
+                          f"subjects are scored the same way")
 
 
 def _check_tasks(tasks: tuple[Task, ...], groups: tuple[str, ...]) -> None:

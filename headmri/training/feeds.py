@@ -86,11 +86,28 @@ class SliceFeed:
         from headmri.slices.loader import SliceBatchLoader
 
         training = batches.training
+        if train and training.objective == "mil":
+            from headmri.training.mil import MilBatchLoader
+
+            mil = training.mil
+            return MilBatchLoader(
+                batches.paths, batches.labels, controls_per_step=training.batch_size, bags_per_step=mil.bags_per_step,
+                bag_slices=mil.bag_slices, seed=seed, max_slices_per_subject=training.max_slices_per_subject,
+                device=batches.device, reference=self._reference(batches),
+            )
         return SliceBatchLoader(
             batches.paths, batches.labels, training.batch_size, shuffle=train, seed=seed,
             max_slices_per_subject=training.max_slices_per_subject if train else None,
             device=batches.device, with_slice_index=not train, reference=self._reference(batches),
         )
+
+    def loss(self, training: TrainingConfig):
+        """The training loss for ``training.objective``: None (cross-entropy per slice) or the MIL loss."""
+        if training.objective != "mil":
+            return None
+        from headmri.training.mil import MilLoss
+
+        return MilLoss()
 
     def _reference(self, batches: Batches) -> BatchReference | None:
         """The loader's control reference: each subject's slice positions (its geometry JSON) and scale."""
@@ -146,6 +163,9 @@ class VolumeFeed:
 
     def augment(self, training: TrainingConfig):
         return None  # the 3D baseline is not jittered
+
+    def loss(self, training: TrainingConfig):
+        return None  # one volume per subject: nothing to pool (BaselineConfig.training sets objective slices)
 
     def kept_indices(self, files: Mapping[str, Path], pids: Sequence[str]) -> None:
         return None  # one prediction per subject

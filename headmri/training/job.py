@@ -454,13 +454,14 @@ def _train_epochs(run: _Run, state: Progress, settings: FoldSettings) -> None:
     writer = CheckpointWriter()
     first_step_note = "includes torch.compile's compilation" if settings.compile else None
     augment = run.data.feed.augment(training)
+    loss_fn = run.data.feed.loss(training)  # training.objective (headmri.training.mil)
     while not state.finished:
         epoch = state.epoch + 1
         started = time.perf_counter()
         train_loss = train_epoch(
             run.model, run.data.train_loader(run.subjects.train, epoch - 1), run.optimizer, run.scheduler,
             device=run.device, grad_clip=training.grad_clip, desc=f"epoch {epoch}/{training.epochs}",
-            progress=settings.progress, first_step_note=first_step_note, augment=augment,
+            progress=settings.progress, first_step_note=first_step_note, augment=augment, loss_fn=loss_fn,
         )
         first_step_note = None
         val_loss, val_auc, val_spread = _validate(run)

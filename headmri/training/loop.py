@@ -131,9 +131,11 @@ def train_epoch(
     progress: bool = True,
     first_step_note: str | None = None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    loss_fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> float:
     """One pass over ``loader`` with cross-entropy; the scheduler steps per batch; ``augment`` (if given)
-    transforms each input batch on the device. Returns the mean loss per item.
+    transforms each input batch on the device; ``loss_fn(logits, y, subject_index)`` (if given) replaces the
+    cross-entropy per item (``headmri.training.mil``). Returns the mean loss per item.
 
     The step never waits for the device: the loss is summed on the device (in float64, as the Python
     float sum it replaces, so CPU results are unchanged to the bit) and read once, at the end; progress
@@ -152,7 +154,10 @@ def train_epoch(
             x = augment(x)
         with autocast(device):
             logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        if loss_fn is None:
+            loss = F.cross_entropy(logits.float(), y)
+        else:
+            loss = loss_fn(logits.float(), y, batch[2].to(device, non_blocking=True))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if grad_clip:

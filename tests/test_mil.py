@@ -1,0 +1,104 @@
+"""Asymmetric multiple-instance training (training.objective: mil): what a step holds and what its loss asks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from headmri import config
+from headmri.errors import ConfigError
+from headmri.training.mil import MilBatchLoader, MilLoss
+
+
+def _slices(tmp_path, counts):
+    paths = []
+    for i, n in enumerate(counts):
+        path = tmp_path / f"s{i}.npy"
+        np.save(path, np.full((n, 4, 4), i, dtype=np.uint8))  # each subject's slices hold its index
+        paths.append(path)
+    return paths
+
+
+def _loader(tmp_path, epoch=0, seed=3):
+    # subjects 0-2 controls (10, 12, 9 slices), 3-4 patients (20 and 5 slices: fewer than a bag)
+    loader = MilBatchLoader(_slices(tmp_path, [10, 12, 9, 20, 5]), [0, 0, 0, 1, 1], controls_per_step=8, bags_per_step=2,
+                            bag_slices=6, seed=seed, threads=1)
+    loader.set_epoch(epoch)
+    return loader
+
+
+def test_each_step_holds_control_slices_then_one_bag_per_patient(tmp_path):
+    loader = _loader(tmp_path)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 4  # 31 control slices in steps of 8
+    for x, y, subject in batches:
+        assert x.shape == (8 + 2 * 6, 1, 4, 4)
+        assert (y[:8] == 0).all() and (y[8:] == 1).all()
+        stored = (x[:, 0, 0, 0] * 255).round().long()
+        assert torch.equal(stored, subject)  # the slices are the named subjects'
+        assert subject[8:14].unique().numel() == 1 and subject[14:].unique().numel() == 1
+        assert subject[8] != subject[14]  # two different patients per step
+    controls = torch.cat([b[2][:8] for b in batches])
+    assert sorted(set(controls.tolist())) == [0, 1, 2]
+
+
+def test_every_control_slice_is_seen_each_epoch_and_the_order_is_reproducible(tmp_path):
+    def control_items(loader):
+        subject, slice_ = loader._epoch_items(loader.epoch)
+        steps = subject.reshape(len(loader), -1)[:, :8].ravel(), slice_.reshape(len(loader), -1)[:, :8].ravel()
+        return set(zip(*(a.tolist() for a in steps)))
+
+    assert control_items(_loader(tmp_path)) == {(s, i) for s, n in enumerate([10, 12, 9]) for i in range(n)}
+    one, again, other = (_loader(tmp_path, epoch)._epoch_items(epoch) for epoch in (0, 0, 1))
+    assert all(np.array_equal(a, b) for a, b in zip(one, again))
+    assert not np.array_equal(one[1], other[1])
+
+
+def test_the_loss_leaves_a_patients_unaffected_slices_alone_and_asks_every_control_slice():
+    loss = MilLoss()  # the top quarter: 2 of a bag of 8
+    y = torch.tensor([0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
+    subject = torch.tensor([0, 1, 2, 2, 2, 2, 2, 2, 2, 2])
+    # the patient's 8 slices: 2 strongly diseased, 6 healthy-looking; the controls healthy
+    log_odds = torch.tensor([-6.0, -6.0, 6.0, 6.0, -6.0, -6.0, -6.0, -6.0, -6.0, -6.0], requires_grad=True)
+    logits = torch.stack([torch.zeros(10), log_odds], dim=1)
+    value = loss(logits, y, subject)
+    assert value < 0.01  # the top quarter of the patient's slices speaks for it
+    value.backward()
+    assert torch.all(log_odds.grad[4:] == 0)  # its other slices are not pulled towards the patient class
+    # a control slice that looks diseased costs, however the patient's bag looks
+    diseased_control = torch.stack([torch.zeros(10), log_odds.detach().clone().index_fill_(0, torch.tensor([0]), 6.0)], 1)
+    assert loss(diseased_control, y, subject) > 1  # (6.0 / 2 control slices + 0 for the bag) / 2 parts
+
+
+def test_multiple_instance_training_is_refused_for_a_task_of_three_classes(tmp_path):
+    raw = {"groups": ["HC", "migraine", "PPTH"], "tasks": [{"name": "three", "classes": ["HC", "migraine", "PPTH"]}],
+           "training": {"objective": "mil"}, "evaluation": {"aggregation": "top"}}
+    with pytest.raises(ConfigError, match=r"scores two-class tasks; the task\(s\) \['three'\]"):
+        config.from_mapping(raw)
+    with pytest.raises(ConfigError, match="training.objective must be one of"):
+        config.from_mapping({**raw, "training": {"objective": "bags"}})
+
+
+def test_the_objective_needs_the_subject_score_it_trains():
+    raw = {"groups": ["HC", "migraine"], "tasks": [{"name": "migraine", "classes": ["HC", "migraine"]}],
+           "demo": {"group_sizes": {"HC": 4, "migraine": 4}}, "training": {"objective": "mil"}}
+    with pytest.raises(ConfigError, match="set evaluation.aggregation: top"):
+        config.from_mapping(raw)
+    assert config.from_mapping({**raw, "evaluation": {"aggregation": "top"}}).training.objective == "mil"
+
+
+def test_top_scores_a_subject_by_its_most_diseased_quarter_of_slices():
+    from headmri.evaluation.aggregate import aggregate_subjects
+
+    # 8 slices each: the patient 2 at 0.95 and 6 at 0.1; the control 8 at 0.35
+    patient_class = np.array([0.95, 0.95] + [0.1] * 6 + [0.35] * 8)
+    # the columns in the task's class order, reference class first, as the training job writes them
+    slices = pd.DataFrame({"participant_id": ["p"] * 8 + ["c"] * 8, "split": "test", "prob_HC": 1 - patient_class,
+                           "prob_migraine": patient_class})
+    mean = aggregate_subjects(slices, "mean").set_index("participant_id")["prob_migraine"]
+    top = aggregate_subjects(slices, "top").set_index("participant_id")
+    assert mean["p"] < mean["c"]  # the mean over every slice ranks them the wrong way round
+    assert top.loc["p", "prob_migraine"] == pytest.approx(0.95) and top.loc["c", "prob_migraine"] == pytest.approx(0.35)
+    assert (top["prob_HC"] + top["prob_migraine"]).round(12).eq(1).all() and top.loc["p", "predicted"] == "migraine"
