@@ -10,7 +10,7 @@ mean over all slices, the subject's score, 63 (docs/benchmarks.md, "Where the mi
 
 So, as in multiple-instance learning with negative bags whose every instance is negative: each step takes
 ``controls_per_step`` control slices, each labelled control (cross-entropy per slice), and ``bags_per_step``
-patients with ``bag_slices`` random slices each; a patient's bag scores the mean of its top quarter of slice
+patients with ``bag_slices`` random slices each; a patient's bag scores the mean of its top half of slice
 log-odds (``headmri.evaluation.aggregate.TOP_FRACTION``), and only that score is pulled towards the patient class. A patient's slices without an effect are
 never asked to look diseased; a control's slices are all asked to look healthy, which is true. Two classes
 only: the task's reference class (index 0) is the negative one. Held-out subjects are scored the same way
