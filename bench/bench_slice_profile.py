@@ -57,15 +57,14 @@ def pairs_right(subjects: pd.DataFrame, column: str) -> tuple[float, int]:
 def profile(results: Path, source: str, model: str, min_voxels: int) -> pd.DataFrame:
     truth = pd.read_csv(results / "demo" / "bids" / "ground_truth.tsv", sep="\t")
     atlas = next((results / "atlas").glob("atlas-*_dseg.nii.gz"))
+    geometry = json.loads(next((results / "slices" / f"source-{source}").glob("*_slices.json")).read_text())
     tables = []
     for task, group in TASK_GROUP.items():
         labels = set(truth.loc[truth["group"] == group, "label"].astype(int))
+        planted = planted_slice_mask(atlas, labels, int(geometry["geometry"]["axis"]), min_voxels)  # once per task
         for fold_dir in sorted((results / "train" / f"source-{source}" / f"task-{task}" / f"model-{model}").glob("fold-*")):
             slices = pd.read_csv(fold_dir / "predictions_slices.tsv", sep="\t")
-            geometry = json.loads(next((results / "slices" / f"source-{source}").glob("*_slices.json")).read_text())
-            planted = planted_slice_mask(atlas, labels, int(geometry["geometry"]["axis"]), min_voxels)
-            prob = f"prob_{group}" if f"prob_{group}" in slices else [c for c in slices if c.startswith("prob_")][1]
-            table = subject_rows(slices, planted, prob)
+            table = subject_rows(slices, planted, f"prob_{group}")  # the task's classes are the demo's groups
             tables.append(table.assign(task=task, fold=int(fold_dir.name.split("-")[1])))
     return pd.concat(tables, ignore_index=True)
 

@@ -9,7 +9,7 @@ import torch
 
 from headmri import config
 from headmri.errors import ConfigError
-from headmri.training.mil import MilBatchLoader, MilLoss
+from headmri.training.mil import MilBatchLoader, mil_loss
 
 
 def _slices(tmp_path, counts):
@@ -57,7 +57,7 @@ def test_every_control_slice_is_seen_each_epoch_and_the_order_is_reproducible(tm
 
 
 def test_the_loss_leaves_a_patients_unaffected_slices_alone_and_asks_every_control_slice():
-    loss = MilLoss()  # the top half: 4 of a bag of 8
+    loss = mil_loss  # the top half: 4 of a bag of 8
     y = torch.tensor([0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
     subject = torch.tensor([0, 1, 2, 2, 2, 2, 2, 2, 2, 2])
     # the patient's 8 slices: 4 strongly diseased, 4 healthy-looking; the controls healthy

@@ -105,9 +105,9 @@ class SliceFeed:
         """The training loss for ``training.objective``: None (cross-entropy per slice) or the MIL loss."""
         if training.objective != "mil":
             return None
-        from headmri.training.mil import MilLoss
+        from headmri.training.mil import mil_loss
 
-        return MilLoss()
+        return mil_loss
 
     def _reference(self, batches: Batches) -> BatchReference | None:
         """The loader's control reference: each subject's slice positions (its geometry JSON) and scale."""

@@ -19,8 +19,6 @@ only: the task's reference class (index 0) is the negative one. Held-out subject
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -29,27 +27,25 @@ from headmri.evaluation.aggregate import top_count
 from headmri.slices.loader import SliceBatchLoader
 
 
-@dataclass(frozen=True)
-class MilLoss:
-    """Control slices: cross-entropy per slice; patient items: one bag per loader subject index, scored as
-    ``evaluation.aggregation: top`` scores a subject."""
+def bag_log_odds(log_odds: torch.Tensor) -> torch.Tensor:
+    """A bag's score, as ``evaluation.aggregation: top`` scores a subject: the mean of its top slice log-odds."""
+    return log_odds.topk(top_count(log_odds.numel())).values.mean()
 
-    def bag_log_odds(self, log_odds: torch.Tensor) -> torch.Tensor:
-        return log_odds.topk(top_count(log_odds.numel())).values.mean()
 
-    def __call__(self, logits: torch.Tensor, y: torch.Tensor, subject: torch.Tensor) -> torch.Tensor:
-        if logits.shape[1] != 2:
-            raise ValueError(f"multiple-instance training takes two classes, got {logits.shape[1]}")
-        log_odds = logits[:, 1] - logits[:, 0]
-        control = y == 0
-        parts = []
-        if control.any():
-            parts.append(F.softplus(log_odds[control]).mean())  # -log P(control) per slice
-        patient_subjects = subject[~control].unique()
-        if patient_subjects.numel():
-            bags = torch.stack([self.bag_log_odds(log_odds[subject == s]) for s in patient_subjects])
-            parts.append(F.softplus(-bags).mean())  # -log P(patient) per bag
-        return torch.stack(parts).mean()
+def mil_loss(logits: torch.Tensor, y: torch.Tensor, subject: torch.Tensor) -> torch.Tensor:
+    """Control slices: cross-entropy per slice; patient items: one bag per loader subject index."""
+    if logits.shape[1] != 2:
+        raise ValueError(f"multiple-instance training takes two classes, got {logits.shape[1]}")
+    log_odds = logits[:, 1] - logits[:, 0]
+    control = y == 0
+    parts = []
+    if control.any():
+        parts.append(F.softplus(log_odds[control]).mean())  # -log P(control) per slice
+    patient_subjects = subject[~control].unique()
+    if patient_subjects.numel():
+        bags = torch.stack([bag_log_odds(log_odds[subject == s]) for s in patient_subjects])
+        parts.append(F.softplus(-bags).mean())  # -log P(patient) per bag
+    return torch.stack(parts).mean()
 
 
 class MilBatchLoader(SliceBatchLoader):
@@ -73,10 +69,6 @@ class MilBatchLoader(SliceBatchLoader):
 
     def __len__(self) -> int:
         return self.steps
-
-    @property
-    def n_items(self) -> int:
-        return self.steps * self.batch_size
 
     def _epoch_items(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
         c_subject, c_slice = super()._epoch_items(epoch)  # every (capped) slice, shuffled from (seed, epoch)
