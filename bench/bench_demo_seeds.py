@@ -81,6 +81,11 @@ COHORTS: dict[str, tuple[int, list[tuple[str, str, str, str, float]]]] = {
     "mixed_e": (909, [("migraine", "medialorbitofrontal", "both", "both", -0.25), ("migraine", "Amygdala", "lh", "both", -0.25),
                       ("APTH", "isthmuscingulate", "both", "both", -0.25), ("APTH", "Thalamus", "lh", "both", -0.25),
                       ("PPTH", "parstriangularis", "rh", "both", -0.25), ("PPTH", "Accumbens-area", "both", "both", -0.25)]),
+    # 2026-12-04, made for multiple-instance training's held-out check, never used to choose anything: regions
+    # no other cohort plants (a medial one, the right pallidum, two small temporal ones)
+    "mixed_f": (1111, [("migraine", "rostralanteriorcingulate", "both", "both", -0.25), ("migraine", "Pallidum", "rh", "both", -0.25),
+                       ("APTH", "bankssts", "both", "both", -0.25), ("APTH", "Caudate", "rh", "both", -0.25),
+                       ("PPTH", "entorhinal", "both", "both", -0.25), ("PPTH", "temporalpole", "lh", "both", -0.25)]),
 }
 RESTORED = {"mild_restored"}
 
