@@ -41,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_training import measure  # noqa: E402
 
 from headmri.atomic import write_tsv  # noqa: E402
-from headmri.config import TrainingConfig  # noqa: E402
+from headmri.config import OBJECTIVES, TrainingConfig  # noqa: E402
 from headmri.explain.gradcam import GradCAMMethod  # noqa: E402
 from headmri.explain.job import (  # noqa: E402
     ExplainSettings,
@@ -209,17 +209,25 @@ def bench_steps(sizes: Sizes, device: torch.device, backend: str) -> list[dict]:
     return runs
 
 
+def slices_per_epoch(training: TrainingConfig, train: pd.DataFrame, slices_per_subject: int) -> int:
+    """Slices one training epoch feeds the model: every training slice (classes balanced: no oversampling),
+    or with ``objective: mil`` each step's control slices and bags (headmri.training.mil.MilBatchLoader)."""
+    if training.objective != "mil":
+        return len(train) * slices_per_subject
+    steps = -(-int((train["group"] == CLASSES[0]).sum()) * slices_per_subject // training.batch_size)
+    return steps * (training.batch_size + training.mil.bags_per_step * training.mil.bag_slices)
+
+
 def real_job(cohort: dict, sizes: Sizes, device: torch.device, work: Path, *, compiled: bool | str,
-             checkpoint: Path | None, threads: int) -> dict:
-    """``train_fold`` on fold 1 (``compiled``: False, or a torch.compile backend): wall time, the steady rate
-    of the epochs after the first, GPU utilisation."""
-    out = work / f"train-{'compiled' if compiled else 'eager'}"
+             checkpoint: Path | None, threads: int, objective: str = "slices") -> dict:
+    """``train_fold`` on fold 1 (``compiled``: False, or a torch.compile backend) with the training
+    ``objective``: wall time, the steady rate of the epochs after the first, GPU utilisation."""
+    out = work / f"train-{objective}-{'compiled' if compiled else 'eager'}"
     training = TrainingConfig(epochs=sizes.epochs, batch_size=sizes.batch, lr=4e-5, warmup_epochs=1,
-                              patience=sizes.epochs, max_slices_per_subject=None)
+                              patience=sizes.epochs, max_slices_per_subject=None, objective=objective)
     split = cohort["split_table"]
     fold = split[split["fold"] == 1]
-    train_subjects = int((fold["split"] == "train").sum())
-    slices_per_epoch = train_subjects * cohort["slices_per_subject"]  # classes are balanced: no oversampling
+    epoch_slices = slices_per_epoch(training, fold[fold["split"] == "train"], cohort["slices_per_subject"])
     sampler = UtilisationSampler(device)
     started = time.perf_counter()
     with sampler.running():
@@ -231,13 +239,14 @@ def real_job(cohort: dict, sizes: Sizes, device: torch.device, work: Path, *, co
     seconds = pd.read_csv(out / "history.tsv", sep="\t")["seconds"].tolist()
     steady = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
     result = {
-        "compiled": bool(compiled), "compile_backend": compiled or None, "epochs": sizes.epochs, "batch": sizes.batch, "train_slices_per_epoch": slices_per_epoch,
+        "objective": objective, "compiled": bool(compiled), "compile_backend": compiled or None, "epochs": sizes.epochs,
+        "batch": sizes.batch, "train_slices_per_epoch": epoch_slices,
         "epoch_seconds": seconds, "whole_seconds": round(whole, 2),
-        "steady_slices_per_s": round(slices_per_epoch / steady, 1),
-        "whole_slices_per_s": round(sizes.epochs * slices_per_epoch / whole, 1),
+        "steady_slices_per_s": round(epoch_slices / steady, 1),
+        "whole_slices_per_s": round(sizes.epochs * epoch_slices / whole, 1),
         "gpu_utilisation_percent": sampler.mean(), "model": str(out / "model.pt"),
     }
-    print(f"real job{' compiled' if compiled else ''}: steady {result['steady_slices_per_s']:,.0f} slices/s, whole "
+    print(f"real job ({objective}){' compiled' if compiled else ''}: steady {result['steady_slices_per_s']:,.0f} slices/s, whole "
           f"{result['whole_slices_per_s']:,.0f} slices/s ({whole:.1f} s), GPU busy {result['gpu_utilisation_percent']} %",
           flush=True)
     return result
@@ -328,7 +337,7 @@ def untrained_model(sizes: Sizes, work: Path, checkpoint: Path | None) -> Path:
 
 
 def run(sizes: Sizes, device: torch.device, work: Path, *, backend: str, threads: int,
-        steps: tuple[str, ...] = STEPS) -> dict:
+        steps: tuple[str, ...] = STEPS, objective: str = "slices") -> dict:
     started = time.perf_counter()
     cohort = synthetic_cohort(work / "cohort", sizes)
     checkpoint = open_clip_checkpoint(work) if sizes.encoder == "biomedclip" else None
@@ -339,7 +348,7 @@ def run(sizes: Sizes, device: torch.device, work: Path, *, backend: str, threads
         result["bench_step"] = bench_steps(sizes, device, backend)
     if "job" in steps:
         result["real_job"] = [real_job(cohort, sizes, device, work, compiled=compiled, checkpoint=checkpoint,
-                                       threads=threads) for compiled in (False, backend)]
+                                       threads=threads, objective=objective) for compiled in (False, backend)]
     model_path = Path(result["real_job"][0]["model"]) if "job" in steps else untrained_model(sizes, work, checkpoint)
     if "checkpoint" in steps:
         result["checkpoint"] = checkpoint_cost(model_path, device, work)
@@ -368,6 +377,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="torch.compile backend of the compiled runs (tests use 'eager': no C++ compilation)")
     parser.add_argument("--threads", type=int, default=8, help="CPU threads of the jobs (compute.threads_per_job on cuda)")
     parser.add_argument("--per-class", type=int, default=None, help="subjects per class (default: 48; tiny: 4)")
+    parser.add_argument("--objective", choices=OBJECTIVES, default="slices",
+                        help="the real job's training.objective (mil: headmri.training.mil)")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
@@ -380,7 +391,8 @@ def main(argv: list[str] | None = None) -> dict:
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-gpu-"))
     try:
         result = {"environment": environment(device, sizes), **run(sizes, device, work, backend=args.compile_backend,
-                                                                    threads=args.threads, steps=steps)}
+                                                                    threads=args.threads, steps=steps,
+                                                                    objective=args.objective)}
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -9,7 +9,7 @@ import torch
 
 from headmri import config
 from headmri.errors import ConfigError
-from headmri.training.mil import MilBatchLoader, mil_loss
+from headmri.training.mil import MilBatchLoader, MilLoss
 
 
 def _slices(tmp_path, counts):
@@ -57,7 +57,7 @@ def test_every_control_slice_is_seen_each_epoch_and_the_order_is_reproducible(tm
 
 
 def test_the_loss_leaves_a_patients_unaffected_slices_alone_and_asks_every_control_slice():
-    loss = mil_loss  # the top half: 4 of a bag of 8
+    loss = MilLoss(controls=2, bags=1, bag_slices=8)  # the top half: 4 of a bag of 8
     y = torch.tensor([0, 0, 1, 1, 1, 1, 1, 1, 1, 1])
     subject = torch.tensor([0, 1, 2, 2, 2, 2, 2, 2, 2, 2])
     # the patient's 8 slices: 4 strongly diseased, 4 healthy-looking; the controls healthy
@@ -70,6 +70,20 @@ def test_the_loss_leaves_a_patients_unaffected_slices_alone_and_asks_every_contr
     # a control slice that looks diseased costs, however the patient's bag looks
     diseased_control = torch.stack([torch.zeros(10), log_odds.detach().clone().index_fill_(0, torch.tensor([0]), 6.0)], 1)
     assert loss(diseased_control, y, subject) > 1  # (6.0 / 2 control slices + 0 for the bag) / 2 parts
+
+
+def test_the_loss_scores_each_bag_of_a_loader_step_by_its_top_half(tmp_path):
+    loader = _loader(tmp_path)
+    x, y, subject = next(iter(loader))
+    torch.manual_seed(0)
+    logits = torch.randn(x.shape[0], 2)
+    log_odds = logits[:, 1] - logits[:, 0]
+    bags = [log_odds[8:14], log_odds[14:]]  # the step's two patients, 6 slices each
+    expected = (torch.nn.functional.softplus(log_odds[:8]).mean()
+                + torch.stack([torch.nn.functional.softplus(-b.sort(descending=True).values[:3].mean()) for b in bags]).mean()) / 2
+    assert MilLoss(controls=8, bags=2, bag_slices=6)(logits, y, subject) == pytest.approx(float(expected), rel=1e-6)
+    with pytest.raises(ValueError, match="8 control slices and 2 bags of 6 slices"):
+        MilLoss(controls=8, bags=2, bag_slices=6)(logits[:-1], y[:-1], subject[:-1])
 
 
 def test_multiple_instance_training_is_refused_for_a_task_of_three_classes(tmp_path):

@@ -105,9 +105,9 @@ class SliceFeed:
         """The training loss for ``training.objective``: None (cross-entropy per slice) or the MIL loss."""
         if training.objective != "mil":
             return None
-        from headmri.training.mil import mil_loss
+        from headmri.training.mil import MilLoss
 
-        return mil_loss
+        return MilLoss(controls=training.batch_size, bags=training.mil.bags_per_step, bag_slices=training.mil.bag_slices)
 
     def _reference(self, batches: Batches) -> BatchReference | None:
         """The loader's control reference: each subject's slice positions (its geometry JSON) and scale."""

@@ -19,6 +19,8 @@ only: the task's reference class (index 0) is the negative one. Held-out subject
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -27,25 +29,28 @@ from headmri.evaluation.aggregate import top_count
 from headmri.slices.loader import SliceBatchLoader
 
 
-def bag_log_odds(log_odds: torch.Tensor) -> torch.Tensor:
-    """A bag's score, as ``evaluation.aggregation: top`` scores a subject: the mean of its top slice log-odds."""
-    return log_odds.topk(top_count(log_odds.numel())).values.mean()
+@dataclass(frozen=True)
+class MilLoss:
+    """The loss of a ``MilBatchLoader`` step, read from the step's fixed layout: ``controls`` control slices
+    (cross-entropy per slice), then ``bags`` bags of ``bag_slices`` slices of one patient each (one
+    cross-entropy per bag score). The layout, not the labels or subject indices, says which items form a bag,
+    so a step never waits for the device (no ``unique``, no loop over the bags): the training step's no-sync
+    promise (docs/training.md, "On a GPU") holds for this objective too."""
 
+    controls: int
+    bags: int
+    bag_slices: int
 
-def mil_loss(logits: torch.Tensor, y: torch.Tensor, subject: torch.Tensor) -> torch.Tensor:
-    """Control slices: cross-entropy per slice; patient items: one bag per loader subject index."""
-    if logits.shape[1] != 2:
-        raise ValueError(f"multiple-instance training takes two classes, got {logits.shape[1]}")
-    log_odds = logits[:, 1] - logits[:, 0]
-    control = y == 0
-    parts = []
-    if control.any():
-        parts.append(F.softplus(log_odds[control]).mean())  # -log P(control) per slice
-    patient_subjects = subject[~control].unique()
-    if patient_subjects.numel():
-        bags = torch.stack([bag_log_odds(log_odds[subject == s]) for s in patient_subjects])
-        parts.append(F.softplus(-bags).mean())  # -log P(patient) per bag
-    return torch.stack(parts).mean()
+    def __call__(self, logits: torch.Tensor, y: torch.Tensor, subject: torch.Tensor) -> torch.Tensor:
+        expected = (self.controls + self.bags * self.bag_slices, 2)
+        if tuple(logits.shape) != expected:
+            raise ValueError(f"a multiple-instance step holds {self.controls} control slices and {self.bags} bags of "
+                             f"{self.bag_slices} slices of two classes: logits {expected}, got {tuple(logits.shape)}")
+        log_odds = logits[:, 1] - logits[:, 0]
+        control = F.softplus(log_odds[: self.controls]).mean()  # -log P(control) per slice
+        bags = log_odds[self.controls :].view(self.bags, self.bag_slices)
+        scores = bags.topk(top_count(self.bag_slices), dim=1).values.mean(dim=1)  # as aggregation top scores a subject
+        return (control + F.softplus(-scores).mean()) / 2  # -log P(patient) per bag; the two parts weigh alike
 
 
 class MilBatchLoader(SliceBatchLoader):
