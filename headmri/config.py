@@ -549,6 +549,18 @@ class Config:
                 return task
         raise ConfigError(f"no task named {name!r}; tasks are {[t.name for t in self.tasks]}")
 
+    def task_training(self, name: str) -> TrainingConfig:
+        """The named task's training: ``training.objective: mil`` applies to two-class tasks (controls and
+        patients); a task of more classes trains on every slice (``objective: slices``)."""
+        if self.training.objective == "mil" and len(self.task(name).classes) != 2:
+            return replace(self.training, objective="slices")
+        return self.training
+
+    def aggregation_for(self, training: TrainingConfig) -> str:
+        """How a job trained with ``training`` scores a subject from its slices: as its bags were
+        (``top``) under multiple-instance training, ``evaluation.aggregation`` otherwise."""
+        return "top" if training.objective == "mil" else self.evaluation.aggregation
+
 
 def _section(cls, values: Mapping[str, Any] | None):
     values = dict(values or {})
@@ -640,16 +652,13 @@ def _check_validation(cfg: Config) -> None:
 
 
 def _check_objective(cfg: Config) -> None:
-    """Multiple-instance training pools a patient's top slices against control slices: two classes per task
-    (controls and patients), and held-out subjects scored as the bags were (``evaluation.aggregation: top``)."""
+    """``evaluation.aggregation: top`` scores a patient's top slices against the rest: two classes per task.
+    (``training.objective: mil`` needs no check: tasks of more classes train on every slice, and the two-class
+    ones are scored ``top``, ``Config.task_training`` and ``aggregation_for``.)"""
     wide = [t.name for t in cfg.tasks if len(t.classes) != 2]
     if cfg.evaluation.aggregation == "top" and wide:
-        raise ConfigError(f"evaluation.aggregation top (and training.objective mil, which needs it) scores two-class "
-                          f"tasks; the task(s) {wide} have more classes: use mean, max or median, or two-class tasks")
-    if cfg.training.objective == "mil" and cfg.evaluation.aggregation != "top":
-        raise ConfigError(f"training.objective mil trains each patient's top slices as its score; set "
-                          f"evaluation.aggregation: top (not {cfg.evaluation.aggregation!r}) so that held-out "
-                          f"subjects are scored the same way")
+        raise ConfigError(f"evaluation.aggregation top scores two-class tasks; the task(s) {wide} have more classes: "
+                          f"use mean, max or median (training.objective mil scores its two-class tasks top by itself)")
 
 
 def _check_tasks(tasks: tuple[Task, ...], groups: tuple[str, ...]) -> None:

@@ -86,21 +86,19 @@ def test_the_loss_scores_each_bag_of_a_loader_step_by_its_top_half(tmp_path):
         MilLoss(controls=8, bags=2, bag_slices=6)(logits[:-1], y[:-1], subject[:-1])
 
 
-def test_multiple_instance_training_is_refused_for_a_task_of_three_classes(tmp_path):
-    raw = {"groups": ["HC", "migraine", "PPTH"], "tasks": [{"name": "three", "classes": ["HC", "migraine", "PPTH"]}],
-           "training": {"objective": "mil"}, "evaluation": {"aggregation": "top"}}
-    with pytest.raises(ConfigError, match=r"scores two-class tasks; the task\(s\) \['three'\]"):
-        config.from_mapping(raw)
+def test_multiple_instance_training_applies_to_two_class_tasks_and_scores_them_top():
+    raw = {"groups": ["HC", "migraine", "PPTH"],
+           "tasks": [{"name": "migraine", "classes": ["HC", "migraine"]}, {"name": "three", "classes": ["HC", "migraine", "PPTH"]}],
+           "demo": {"group_sizes": {"HC": 4, "migraine": 4, "PPTH": 4}}, "training": {"objective": "mil"}}
+    cfg = config.from_mapping(raw)  # the paper's mean aggregation beside it: the three-class task keeps it
+    two, three = cfg.task_training("migraine"), cfg.task_training("three")
+    assert (two.objective, cfg.aggregation_for(two)) == ("mil", "top")
+    assert (three.objective, cfg.aggregation_for(three)) == ("slices", "mean")
+    assert three.batch_size == cfg.training.batch_size  # only the objective differs
+    with pytest.raises(ConfigError, match=r"aggregation top scores two-class tasks; the task\(s\) \['three'\]"):
+        config.from_mapping({**raw, "evaluation": {"aggregation": "top"}})
     with pytest.raises(ConfigError, match="training.objective must be one of"):
         config.from_mapping({**raw, "training": {"objective": "bags"}})
-
-
-def test_the_objective_needs_the_subject_score_it_trains():
-    raw = {"groups": ["HC", "migraine"], "tasks": [{"name": "migraine", "classes": ["HC", "migraine"]}],
-           "demo": {"group_sizes": {"HC": 4, "migraine": 4}}, "training": {"objective": "mil"}}
-    with pytest.raises(ConfigError, match="set evaluation.aggregation: top"):
-        config.from_mapping(raw)
-    assert config.from_mapping({**raw, "evaluation": {"aggregation": "top"}}).training.objective == "mil"
 
 
 def test_top_scores_a_subject_by_its_most_diseased_half_of_slices():

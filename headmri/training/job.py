@@ -379,6 +379,7 @@ def train_fold(split_tsv: str | Path, out_dir: str | Path, job: FoldJob, choice:
     log.info("task %s, model %s (%s), fold %d on %s with %d CPU threads: %d train, %d val, %d test subjects", job.task,
              job.model_name, choice.encoder, job.fold, run.device, int(settings.threads or torch.get_num_threads()),
              len(subjects.train), len(subjects.val), len(subjects.test))
+    log.info("training objective %s; a subject's probability from its slices: %s", training.objective, run.aggregation)
     with reproducible(training.seed, settings.threads, run.device):
         _build(run, choice, settings.compile)
         state = _restore(run.out_dir, run.fingerprint, run.model, run.optimizer, run.scheduler, training)

@@ -14,7 +14,8 @@ patients with ``bag_slices`` random slices each; a patient's bag scores the mean
 log-odds (``headmri.evaluation.aggregate.TOP_FRACTION``), and only that score is pulled towards the patient class. A patient's slices without an effect are
 never asked to look diseased; a control's slices are all asked to look healthy, which is true. Two classes
 only: the task's reference class (index 0) is the negative one. Held-out subjects are scored the same way
-(``evaluation.aggregation: top``, which the configuration requires with this objective).
+(aggregation ``top``: ``headmri.config.Config.aggregation_for``; the objective applies to two-class tasks,
+``Config.task_training``).
 """
 
 from __future__ import annotations

@@ -70,6 +70,12 @@ def training_inputs(wildcards):
     return model_inputs(wildcards.source, wildcards.model, task_subjects(wildcards.task))
 
 
+def fold_training(wildcards):
+    """The job's training settings: the baseline's (per volume) for the 3D baseline, else the task's
+    (headmri.config.Config.task_training: multiple-instance training for two-class tasks only)."""
+    return CFG.baseline.training(CFG.training) if is_baseline(wildcards.model) else CFG.task_training(wildcards.task)
+
+
 def training_mem_mb(wildcards):
     # ViT-B/16 or the 3D ResNet with a batch in flight and the optimiser state: about 12 GB of host
     # memory on CPU; the small demo ViT needs far less.
@@ -94,10 +100,10 @@ rule train_fold:
         checkpoint=lambda wildcards: None if is_baseline(wildcards.model) else CFG.model.checkpoint,
         pretrained=lambda wildcards: False if is_baseline(wildcards.model) else CFG.model.pretrained,
         freeze=lambda wildcards: "none" if is_baseline(wildcards.model) else CFG.model.freeze,
-        training=lambda wildcards: asdict(CFG.baseline.training(CFG.training) if is_baseline(wildcards.model) else CFG.training),
+        training=lambda wildcards: asdict(fold_training(wildcards)),
         # only the baseline's jobs see (and so rerun on) the baseline section
         voxel_size_mm=lambda wildcards: CFG.baseline.voxel_size_mm if is_baseline(wildcards.model) else None,
-        aggregation=CFG.evaluation.aggregation,
+        aggregation=lambda wildcards: CFG.aggregation_for(fold_training(wildcards)),
         slice_size=lambda wildcards: SLICE_SIZE.get((wildcards.source, wildcards.model)),
         # compute.compile and compute.resume_every change how a job runs, not what it trains: handed over as
         # the typed ComputeConfig, which Snakemake does not record among a job's params (it records values of
