@@ -209,13 +209,17 @@ def bench_steps(sizes: Sizes, device: torch.device, backend: str) -> list[dict]:
     return runs
 
 
-def slices_per_epoch(training: TrainingConfig, train: pd.DataFrame, slices_per_subject: int) -> int:
+def slices_per_epoch(training: TrainingConfig, train: pd.DataFrame, root: Path, slices_per_subject: int) -> int:
     """Slices one training epoch feeds the model: every training slice (classes balanced: no oversampling),
-    or with ``objective: mil`` each step's control slices and bags (headmri.training.mil.MilBatchLoader)."""
+    or with ``objective: mil`` the steps of the job's own loader times each step's control slices and bags."""
     if training.objective != "mil":
         return len(train) * slices_per_subject
-    steps = -(-int((train["group"] == CLASSES[0]).sum()) * slices_per_subject // training.batch_size)
-    return steps * (training.batch_size + training.mil.bags_per_step * training.mil.bag_slices)
+    from headmri.training.mil import MilBatchLoader
+
+    loader = MilBatchLoader([root / f"{pid}_slices.npy" for pid in train["participant_id"]],
+                            (train["group"] != CLASSES[0]).astype(int).tolist(), controls_per_step=training.batch_size,
+                            bags_per_step=training.mil.bags_per_step, bag_slices=training.mil.bag_slices, seed=0)
+    return len(loader) * loader.batch_size
 
 
 def real_job(cohort: dict, sizes: Sizes, device: torch.device, work: Path, *, compiled: bool | str,
@@ -227,7 +231,7 @@ def real_job(cohort: dict, sizes: Sizes, device: torch.device, work: Path, *, co
                               patience=sizes.epochs, max_slices_per_subject=None, objective=objective)
     split = cohort["split_table"]
     fold = split[split["fold"] == 1]
-    epoch_slices = slices_per_epoch(training, fold[fold["split"] == "train"], cohort["slices_per_subject"])
+    epoch_slices = slices_per_epoch(training, fold[fold["split"] == "train"], cohort["root"], cohort["slices_per_subject"])
     sampler = UtilisationSampler(device)
     started = time.perf_counter()
     with sampler.running():

@@ -653,8 +653,8 @@ def _check_validation(cfg: Config) -> None:
 
 def _check_objective(cfg: Config) -> None:
     """``evaluation.aggregation: top`` scores a patient's top slices against the rest: two classes per task.
-    (``training.objective: mil`` needs no check: tasks of more classes train on every slice, and the two-class
-    ones are scored ``top``, ``Config.task_training`` and ``aggregation_for``.)"""
+    (``training.objective: mil`` needs no check: ``Config.task_training`` trains tasks of more classes on every
+    slice, and ``Config.aggregation_for`` scores the two-class ones ``top``.)"""
     wide = [t.name for t in cfg.tasks if len(t.classes) != 2]
     if cfg.evaluation.aggregation == "top" and wide:
         raise ConfigError(f"evaluation.aggregation top scores two-class tasks; the task(s) {wide} have more classes: "
