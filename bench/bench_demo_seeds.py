@@ -11,8 +11,8 @@ runs the whole workflow (``snakemake --cores N all``: generation, preprocessing,
 rankings) and reads what the pipeline wrote: per task the folds that learned (``learned`` in
 tables/metrics.tsv), the mean subject-level test AUC over folds, the (patient, control) test pairs of
 the same fold ranked right over all folds, and the AUC of every fold's test subjects
-pooled (the table's fold-0 row), the folds whose validation pair ranked right (with the demo's
-``selection: last`` the validation subjects choose nothing, so they are held out as the test ones), and the recall of the planted regions
+pooled (the table's fold-0 row), the folds whose validation pair ranked right (0/0 with the demo's
+defaults since 2026-12-04: ``selection: last`` chooses nothing, so there are no validation subjects), and the recall of the planted regions
 in the task's top 10 (``headmri.explain.merge.planted_recall`` on tables/source-S_task-T_regions.tsv, S from
 ``--source``, default T1w, and the
 cohort's ground_truth.tsv). One row per cohort and task goes to ``<out>/seeds.tsv`` (appended, so a
