@@ -21,9 +21,8 @@ from workflow_runner import REPO, dry_run, run_snakemake, write_config
 
 # The cohort is the demo's shape for one task (8 + 8, so 6 training subjects per class and fold, as in
 # the demo) with another seed, 3 folds as the demo, the demo's recipe (multiple-instance training since
-# 2026-12-04). Opt-in (HEADMRI_ACCEPTANCE=1) for the CI budget: all
-# 4 tests passed in 22 min on the idle 2-core machine (2026-11-22, 15 epochs per fold), about as long as the
-# rest of the suite.
+# 2026-12-04). Opt-in (HEADMRI_ACCEPTANCE=1) for the CI budget: all 5 tests passed in 17 min on the
+# 2-core machine with a benchmark beside them (2026-12-04), about as long as the rest of the suite.
 # (With 2 folds the ranking check once failed, recall 0.5: both folds had trained on the same subjects,
 # which the splits no longer allow, see docs/splits.md.)
 pytestmark = [
@@ -50,8 +49,8 @@ def finished_run(tmp_path_factory) -> Path:
         results_dir="results",
         groups=["HC", "migraine"],
         tasks=[{"name": "migraine", "classes": ["HC", "migraine"]}],
-        # the demo's splits and recipe (config.yaml): 3 folds of 2 test subjects per class, no validation
-        # every patient of the task, as the structural paper averages over its patients; with the test
+        # splits and recipe: the demo's (config.yaml), 3 folds of 2 test subjects per class, no validation.
+        # Explanations for every patient of the task, as the structural paper averages over its patients; with the test
         # patients alone (2 per fold) the ranking would rest on few brains
         explain={"patients": "all"},
     )

@@ -92,7 +92,9 @@ def test_the_gpu_profile_runs_end_to_end_on_the_cpu_at_tiny_sizes(tmp_path):
         "slices": {"size": 112},
         "model": {"encoder": "vit_tiny_demo", "checkpoint": None},  # the stand-in (module docstring)
         "training": {"epochs": 2, "batch_size": 16, "max_slices_per_subject": 8},
-        "compute": {"threads_per_job": 1},
+        # the profile compiles (compute.compile); inductor compiling a ViT on the CPU took most of this
+        # test's 519 s, and the compiled path is tested with the eager backend (tests/test_bench_gpu.py)
+        "compute": {"threads_per_job": 1, "compile": False},
         "explain": {"sanity_patients": 1, "sanity_repeats": 1, "bootstrap": 10},
     }
     configfile = write_config(workdir / "config.yaml", **merged(PROFILE, SMALL_SPLITS, tiny))
